@@ -1,0 +1,130 @@
+//! Who is asking. User JWTs are HS256 only, with `exp` required and no
+//! leeway; the admin token is compared in constant time. Tokens are never
+//! logged: callers log the user id a token resolved to, not the token.
+
+use chrono::{DateTime, Utc};
+use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{CompanyId, UserId};
+use crate::error::AppError;
+
+/// A caller whose token checked out. Whether the user still exists is the
+/// caller's next question (see `persistence::LoadUser`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claimed {
+    pub user_id: UserId,
+    pub company_id: CompanyId,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    sub: UserId,
+    company_id: CompanyId,
+    exp: i64,
+    iat: i64,
+}
+
+/// How far in the future an `iat` may lie before the token is refused:
+/// clocks of the minting and the checking machine differ a little.
+const IAT_FUTURE_TOLERANCE_SECONDS: i64 = 60;
+
+#[derive(Clone)]
+pub struct Auth {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    admin_token: String,
+}
+
+impl Auth {
+    pub fn new(jwt_secret: &[u8], admin_token: String) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 0;
+        validation.validate_exp = true;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        Self {
+            encoding: EncodingKey::from_secret(jwt_secret),
+            decoding: DecodingKey::from_secret(jwt_secret),
+            validation,
+            admin_token,
+        }
+    }
+
+    pub fn mint(&self, user_id: UserId, company_id: CompanyId, expires_at: DateTime<Utc>) -> Result<String, AppError> {
+        let claims = Claims { sub: user_id, company_id, exp: expires_at.timestamp(), iat: Utc::now().timestamp() };
+        encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|e| AppError::Internal(format!("signing a token: {e}")))
+    }
+
+    pub fn verify_user(&self, token: &str) -> Result<Claimed, AppError> {
+        let data = decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| {
+            log::debug!("token refused: {e}");
+            AppError::Unauthorized("invalid or expired token")
+        })?;
+        if data.claims.iat > Utc::now().timestamp() + IAT_FUTURE_TOLERANCE_SECONDS {
+            return Err(AppError::Unauthorized("invalid or expired token"));
+        }
+        Ok(Claimed { user_id: data.claims.sub, company_id: data.claims.company_id })
+    }
+
+    pub fn verify_admin(&self, token: &str) -> Result<(), AppError> {
+        if constant_time_eq(token.as_bytes(), self.admin_token.as_bytes()) {
+            Ok(())
+        } else {
+            Err(AppError::Unauthorized("invalid admin token"))
+        }
+    }
+}
+
+/// A random URL-safe secret of `bytes` bytes of entropy, hex encoded.
+pub fn random_secret(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::rngs::OsRng.fill_bytes(&mut buf);
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uuid::Uuid;
+
+    fn auth() -> Auth {
+        Auth::new(b"0123456789abcdef0123456789abcdef", "admin".into())
+    }
+
+    #[test]
+    fn minted_tokens_verify() {
+        let a = auth();
+        let (u, c) = (UserId(Uuid::new_v4()), CompanyId(Uuid::new_v4()));
+        let token = a.mint(u, c, Utc::now() + chrono::Duration::minutes(5)).unwrap();
+        assert_eq!(a.verify_user(&token).unwrap(), Claimed { user_id: u, company_id: c });
+    }
+
+    #[test]
+    fn expired_and_foreign_tokens_are_refused() {
+        let a = auth();
+        let (u, c) = (UserId(Uuid::new_v4()), CompanyId(Uuid::new_v4()));
+        let expired = a.mint(u, c, Utc::now() - chrono::Duration::seconds(1)).unwrap();
+        assert!(a.verify_user(&expired).is_err());
+        let other = Auth::new(b"another-secret-another-secret-xx", "admin".into());
+        let foreign = other.mint(u, c, Utc::now() + chrono::Duration::minutes(5)).unwrap();
+        assert!(a.verify_user(&foreign).is_err());
+    }
+
+    #[test]
+    fn admin_token_must_match_exactly() {
+        let a = auth();
+        assert!(a.verify_admin("admin").is_ok());
+        assert!(a.verify_admin("admin ").is_err());
+        assert!(a.verify_admin("").is_err());
+    }
+}

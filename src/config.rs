@@ -1,0 +1,239 @@
+//! Configuration: `config/default.toml` (or the file named by
+//! `CONFAB_CONFIG`), then environment variables, parsed into one typed
+//! [`Settings`] and validated before anything starts. A bad value is an
+//! error that names its key; the binary prints it and exits non-zero.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Environment variables that override a key, and the key they override.
+/// Kept as a table so the README and the code cannot drift apart.
+pub const ENV_OVERRIDES: &[(&str, &str)] = &[
+    ("DATABASE_URL", "database_url"),
+    ("CONFAB_BIND", "bind"),
+    ("CONFAB_JWT_SECRET", "jwt_secret"),
+    ("CONFAB_ADMIN_TOKEN", "admin_token"),
+    ("CONFAB_DB_POOL_SIZE", "db_pool_size"),
+    ("CONFAB_DB_TIMEOUT_MS", "db_timeout_ms"),
+    ("CONFAB_TOKEN_TTL_SECONDS", "token_ttl_seconds"),
+    ("CONFAB_WORKERS", "workers"),
+    ("CONFAB_MAX_FRAME_BYTES", "websocket.max_frame_bytes"),
+    ("CONFAB_HEARTBEAT_INTERVAL_MS", "websocket.heartbeat_interval_ms"),
+    ("CONFAB_CLIENT_TIMEOUT_MS", "websocket.client_timeout_ms"),
+    ("CONFAB_MAX_OUTBOUND_BYTES", "websocket.max_outbound_bytes"),
+    ("CONFAB_RATE_LIMIT_PER_SECOND", "websocket.rate_limit_per_second"),
+    ("CONFAB_RATE_LIMIT_BURST", "websocket.rate_limit_burst"),
+    ("CONFAB_TYPING_TIMEOUT_MS", "websocket.typing_timeout_ms"),
+    ("CONFAB_DRAIN_TIMEOUT_MS", "shutdown.drain_timeout_ms"),
+];
+
+/// The shortest HMAC secret accepted for HS256 (RFC 7518 §3.2: a key of at
+/// least the hash output size).
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    pub bind: String,
+    pub database_url: String,
+    pub db_pool_size: usize,
+    pub db_timeout_ms: u64,
+    pub jwt_secret: String,
+    pub admin_token: String,
+    pub token_ttl_seconds: u64,
+    pub max_token_ttl_seconds: u64,
+    pub allowed_origins: Vec<String>,
+    pub workers: usize,
+    pub websocket: WebSocketSettings,
+    pub shutdown: ShutdownSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct WebSocketSettings {
+    pub max_frame_bytes: usize,
+    pub heartbeat_interval_ms: u64,
+    pub client_timeout_ms: u64,
+    pub max_outbound_bytes: usize,
+    pub rate_limit_per_second: f64,
+    pub rate_limit_burst: u32,
+    pub typing_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ShutdownSettings {
+    pub drain_timeout_ms: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(String);
+
+impl Settings {
+    /// Loads the base file and the environment. `CONFAB_CONFIG` names another
+    /// base file; by default `config/default.toml` beside the crate, so the
+    /// binary works from any working directory of a checkout.
+    pub fn load() -> Result<Self, ConfigError> {
+        let path = std::env::var_os("CONFAB_CONFIG")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/default.toml")
+            });
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml))
+            .add_source(config::File::from(path.clone()).required(false));
+        for (var, key) in ENV_OVERRIDES {
+            if let Ok(value) = std::env::var(var) {
+                builder = builder
+                    .set_override(*key, value)
+                    .map_err(|e| ConfigError(format!("{key} (from {var}): {e}")))?;
+            }
+        }
+        if let Ok(value) = std::env::var("CONFAB_ALLOWED_ORIGINS") {
+            let origins: Vec<String> = value
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect();
+            builder = builder
+                .set_override("allowed_origins", origins)
+                .map_err(|e| ConfigError(format!("allowed_origins: {e}")))?;
+        }
+        let settings: Settings = builder
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(|e| ConfigError(format!("{e} (file {})", path.display())))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks what the types alone cannot. Each message starts with the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |key: &str, why: &str| Err(ConfigError(format!("{key}: {why}")));
+        if self.bind.parse::<SocketAddr>().is_err() {
+            return fail("bind", "must be an address like 127.0.0.1:8080");
+        }
+        if url::Url::parse(&self.database_url).map_or(true, |u| {
+            !matches!(u.scheme(), "postgres" | "postgresql") || database_name(&self.database_url).is_none()
+        }) {
+            return fail("database_url", "must be a postgres:// URL naming a database");
+        }
+        if self.db_pool_size == 0 {
+            return fail("db_pool_size", "must be at least 1");
+        }
+        if self.db_timeout_ms == 0 {
+            return fail("db_timeout_ms", "must be at least 1");
+        }
+        if !self.jwt_secret.is_empty() && self.jwt_secret.len() < MIN_JWT_SECRET_BYTES {
+            return fail("jwt_secret", "must be at least 32 bytes (or empty to generate one)");
+        }
+        if self.token_ttl_seconds == 0 || self.token_ttl_seconds > self.max_token_ttl_seconds {
+            return fail("token_ttl_seconds", "must be between 1 and max_token_ttl_seconds");
+        }
+        for origin in &self.allowed_origins {
+            if url::Url::parse(origin).is_err() {
+                return fail("allowed_origins", "each entry must be an origin like https://chat.example.com");
+            }
+        }
+        let ws = &self.websocket;
+        if ws.max_frame_bytes < 1024 {
+            return fail("websocket.max_frame_bytes", "must be at least 1024");
+        }
+        if ws.heartbeat_interval_ms == 0 {
+            return fail("websocket.heartbeat_interval_ms", "must be at least 1");
+        }
+        if ws.client_timeout_ms <= ws.heartbeat_interval_ms {
+            return fail("websocket.client_timeout_ms", "must be longer than heartbeat_interval_ms");
+        }
+        if ws.max_outbound_bytes < ws.max_frame_bytes {
+            return fail("websocket.max_outbound_bytes", "must be at least max_frame_bytes");
+        }
+        if !(ws.rate_limit_per_second.is_finite() && ws.rate_limit_per_second > 0.0) {
+            return fail("websocket.rate_limit_per_second", "must be a positive number");
+        }
+        if ws.rate_limit_burst == 0 {
+            return fail("websocket.rate_limit_burst", "must be at least 1");
+        }
+        if ws.typing_timeout_ms == 0 {
+            return fail("websocket.typing_timeout_ms", "must be at least 1");
+        }
+        Ok(())
+    }
+
+    pub fn bind_addr(&self) -> SocketAddr {
+        // validate() has parsed it already.
+        self.bind.parse().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8080)))
+    }
+
+    pub fn db_timeout(&self) -> Duration {
+        Duration::from_millis(self.db_timeout_ms)
+    }
+
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::from_millis(self.shutdown.drain_timeout_ms)
+    }
+}
+
+impl WebSocketSettings {
+    pub fn heartbeat_interval(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_interval_ms)
+    }
+    pub fn client_timeout(&self) -> Duration {
+        Duration::from_millis(self.client_timeout_ms)
+    }
+    pub fn typing_timeout(&self) -> Duration {
+        Duration::from_millis(self.typing_timeout_ms)
+    }
+}
+
+/// The database name of a Postgres URL (its path without the slash).
+pub fn database_name(database_url: &str) -> Option<String> {
+    let url = url::Url::parse(database_url).ok()?;
+    let name = url.path().trim_start_matches('/');
+    (!name.is_empty() && !name.contains('/')).then(|| name.to_string())
+}
+
+/// The same settings the checked-in file has, compiled in, so that an
+/// installed binary without the file still starts with sane values.
+const DEFAULTS: &str = include_str!("../config/default.toml");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn defaults() -> Settings {
+        config::Config::builder()
+            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml))
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .expect("the compiled-in defaults parse")
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        defaults().validate().expect("defaults validate");
+    }
+
+    #[test]
+    fn short_jwt_secret_names_its_key() {
+        let mut s = defaults();
+        s.jwt_secret = "short".into();
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("jwt_secret"), "{err}");
+    }
+
+    #[test]
+    fn bad_bind_names_its_key() {
+        let mut s = defaults();
+        s.bind = "nowhere".into();
+        assert!(s.validate().unwrap_err().to_string().contains("bind"));
+    }
+
+    #[test]
+    fn database_name_is_the_path() {
+        assert_eq!(database_name("postgres://u@h:5432/confab").as_deref(), Some("confab"));
+        assert_eq!(database_name("postgres://u@h:5432/"), None);
+    }
+}

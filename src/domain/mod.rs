@@ -1,0 +1,14 @@
+//! Domain types parsed at the edge: ids that cannot be mixed up, and
+//! message content that has already been validated. Code behind the
+//! protocol and HTTP parsers never re-checks them.
+
+mod content;
+mod ids;
+
+pub use content::{MessageContent, MessageKind, MessageText, Metadata};
+pub use ids::{ClientMsgId, CompanyId, MessageId, SessionId, ThreadId, UserId};
+
+/// The largest number of messages one chat:sync or history page returns.
+pub const MAX_PAGE_LIMIT: i64 = 500;
+/// The page size when the client names none.
+pub const DEFAULT_PAGE_LIMIT: i64 = 100;

@@ -1,0 +1,99 @@
+//! What the hub can be asked, one struct per intent, with its result type.
+
+use std::collections::HashSet;
+
+use actix::{Message, Recipient};
+use bytestring::ByteString;
+use serde::Serialize;
+
+use crate::domain::{CompanyId, SessionId, ThreadId, UserId};
+use crate::error::AppError;
+use crate::session::outbound::OutboundGauge;
+
+/// A session joins: it is routed to from now on, in the rooms of
+/// `threads` (each with the thread's last_seq as the session saw it).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Connect {
+    pub session_id: SessionId,
+    pub user_id: UserId,
+    pub company_id: CompanyId,
+    pub threads: Vec<(ThreadId, i64)>,
+    pub addr: Recipient<ToSession>,
+    pub outbound: OutboundGauge,
+}
+
+/// Threads a session found after it connected (joined in between): the
+/// user is put in their rooms too.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct JoinThreads {
+    pub session_id: SessionId,
+    pub threads: Vec<(ThreadId, i64)>,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Disconnect {
+    pub session_id: SessionId,
+}
+
+/// chat:typing-start / chat:typing-stop. `not_member` unless the session's
+/// user is in the thread.
+#[derive(Message)]
+#[rtype(result = "Result<(), AppError>")]
+pub struct TypingChanged {
+    pub session_id: SessionId,
+    pub thread_id: ThreadId,
+    pub typing: bool,
+}
+
+/// Which of these users have at least one session (members list).
+#[derive(Message)]
+#[rtype(result = "HashSet<UserId>")]
+pub struct OnlineAmong(pub Vec<UserId>);
+
+#[derive(Message)]
+#[rtype(result = "HubStats")]
+pub struct GetStats;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HubStats {
+    pub sessions: usize,
+    pub users_online: usize,
+    pub live_threads: usize,
+    /// Messages waiting for an earlier seq before they can be routed.
+    pub held_messages: usize,
+    /// Bytes routed to sessions and not yet taken by their sockets.
+    pub outbound_queued_bytes: usize,
+}
+
+/// Graceful shutdown: every session is asked to finish and close with 1001.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
+/// What the hub (or the HTTP layer) tells a session.
+#[derive(Message, Clone)]
+#[rtype(result = "()")]
+pub enum ToSession {
+    Frame(Outbound),
+    Close(CloseCause),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseCause {
+    /// The outbound queue passed its bound: close with 4008.
+    SlowConsumer,
+    /// The server is shutting down: finish in-flight writes, close with 1001.
+    Shutdown,
+}
+
+/// A frame serialized once and shared by every recipient.
+#[derive(Debug, Clone)]
+pub struct Outbound {
+    pub frame: ByteString,
+    /// Set for chat:message: lets a session that is still connecting drop
+    /// what its chat:ready already covers.
+    pub message_seq: Option<(ThreadId, i64)>,
+}

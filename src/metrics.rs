@@ -1,0 +1,87 @@
+//! Prometheus metrics. One registry per process, created on first use; the
+//! text exposition is served at `GET /metrics`.
+
+use std::sync::OnceLock;
+
+use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+
+use crate::error::ErrorCode;
+
+pub struct Metrics {
+    registry: Registry,
+    pub sessions: IntGauge,
+    pub users_online: IntGauge,
+    pub live_threads: IntGauge,
+    pub persistence_in_flight: IntGauge,
+    pub messages_persisted: IntCounter,
+    pub deliveries: IntCounter,
+    pub errors: IntCounterVec,
+    pub slow_consumers_closed: IntCounter,
+    pub ack_latency_seconds: Histogram,
+    pub fanout_size: Histogram,
+}
+
+fn build() -> Result<Metrics, prometheus::Error> {
+    let registry = Registry::new_custom(Some("confab".into()), None)?;
+    let m = Metrics {
+        sessions: IntGauge::new("sessions", "Open WebSocket sessions")?,
+        users_online: IntGauge::new("users_online", "Users with at least one session")?,
+        live_threads: IntGauge::new("live_threads", "Threads with at least one online member")?,
+        persistence_in_flight: IntGauge::new("persistence_in_flight", "Requests waiting on or running in Persistence")?,
+        messages_persisted: IntCounter::new("messages_persisted_total", "Messages committed by this process")?,
+        deliveries: IntCounter::new("deliveries_total", "Frames routed by the hub to sessions")?,
+        errors: IntCounterVec::new(Opts::new("errors_total", "Errors answered, by contract code"), &["code"])?,
+        slow_consumers_closed: IntCounter::new("slow_consumers_closed_total", "Sessions closed with 4008")?,
+        ack_latency_seconds: Histogram::with_opts(
+            HistogramOpts::new("ack_latency_seconds", "chat:send frame received to chat:ack written")
+                .buckets(vec![0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
+        )?,
+        fanout_size: Histogram::with_opts(
+            HistogramOpts::new("fanout_size", "Sessions one chat:message was routed to")
+                .buckets(vec![0.0, 1.0, 2.0, 5.0, 10.0, 50.0, 100.0, 500.0, 1000.0, 5000.0]),
+        )?,
+        registry,
+    };
+    m.registry.register(Box::new(m.sessions.clone()))?;
+    m.registry.register(Box::new(m.users_online.clone()))?;
+    m.registry.register(Box::new(m.live_threads.clone()))?;
+    m.registry.register(Box::new(m.persistence_in_flight.clone()))?;
+    m.registry.register(Box::new(m.messages_persisted.clone()))?;
+    m.registry.register(Box::new(m.deliveries.clone()))?;
+    m.registry.register(Box::new(m.errors.clone()))?;
+    m.registry.register(Box::new(m.slow_consumers_closed.clone()))?;
+    m.registry.register(Box::new(m.ack_latency_seconds.clone()))?;
+    m.registry.register(Box::new(m.fanout_size.clone()))?;
+    for code in ErrorCode::ALL {
+        m.errors.with_label_values(&[code.as_str()]);
+    }
+    Ok(m)
+}
+
+/// The process's metrics. Building them only fails on a programming error
+/// (a duplicate or malformed name), which the unit test below catches.
+pub fn metrics() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(|| build().expect("metric definitions are valid (checked by unit test)"))
+}
+
+pub fn record_error(code: ErrorCode) {
+    metrics().errors.with_label_values(&[code.as_str()]).inc();
+}
+
+pub fn render() -> String {
+    let mut out = Vec::new();
+    if let Err(e) = TextEncoder::new().encode(&metrics().registry.gather(), &mut out) {
+        log::error!("encoding metrics: {e}");
+    }
+    String::from_utf8(out).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn metric_definitions_are_valid() {
+        super::build().expect("metrics build");
+        assert!(super::render().contains("confab_errors_total"));
+    }
+}

@@ -1,0 +1,115 @@
+//! Companies and users: created by the operator, looked up to authenticate.
+
+use actix::Message;
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use uuid::Uuid;
+
+use super::rows::{CompanyRow, UserRow};
+use super::schema::{companies, users};
+use super::{Db, Query};
+use crate::auth::Claimed;
+use crate::domain::{CompanyId, UserId};
+use crate::error::AppError;
+use crate::protocol::views::{CompanyView, UserView};
+
+/// Is the database reachable? (GET /readyz)
+#[derive(Message)]
+#[rtype(result = "Result<(), AppError>")]
+pub struct CheckDatabase;
+
+impl Query for CheckDatabase {
+    type Output = ();
+    async fn run(self, db: Db) -> Result<(), AppError> {
+        let mut conn = db.conn().await?;
+        diesel::sql_query("SELECT 1").execute(&mut conn).await?;
+        Ok(())
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<CompanyView, AppError>")]
+pub struct CreateCompany {
+    pub name: String,
+}
+
+impl Query for CreateCompany {
+    type Output = CompanyView;
+    async fn run(self, db: Db) -> Result<CompanyView, AppError> {
+        let mut conn = db.conn().await?;
+        let row: CompanyRow = diesel::insert_into(companies::table)
+            .values((companies::id.eq(Uuid::now_v7()), companies::name.eq(self.name)))
+            .returning(CompanyRow::as_returning())
+            .get_result(&mut conn)
+            .await?;
+        Ok(row.into())
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<UserView, AppError>")]
+pub struct CreateUser {
+    pub company_id: CompanyId,
+    pub display_name: String,
+}
+
+impl Query for CreateUser {
+    type Output = UserView;
+    async fn run(self, db: Db) -> Result<UserView, AppError> {
+        use diesel::result::{DatabaseErrorKind, Error};
+        let mut conn = db.conn().await?;
+        let row: UserRow = diesel::insert_into(users::table)
+            .values((
+                users::id.eq(Uuid::now_v7()),
+                users::company_id.eq(self.company_id.0),
+                users::display_name.eq(self.display_name),
+            ))
+            .returning(UserRow::as_returning())
+            .get_result(&mut conn)
+            .await
+            .map_err(|e| match e {
+                Error::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, _) => AppError::NotFound("company"),
+                other => other.into(),
+            })?;
+        Ok(row.into())
+    }
+}
+
+/// The user a token names, if they still exist in that company.
+#[derive(Message)]
+#[rtype(result = "Result<UserView, AppError>")]
+pub struct LoadUser(pub Claimed);
+
+impl Query for LoadUser {
+    type Output = UserView;
+    async fn run(self, db: Db) -> Result<UserView, AppError> {
+        let mut conn = db.conn().await?;
+        let row: Option<UserRow> = users::table
+            .filter(users::id.eq(self.0.user_id.0))
+            .filter(users::company_id.eq(self.0.company_id.0))
+            .select(UserRow::as_select())
+            .first(&mut conn)
+            .await
+            .optional()?;
+        row.map(Into::into).ok_or(AppError::Unauthorized("the token's user does not exist"))
+    }
+}
+
+/// Any user by id, for the operator.
+#[derive(Message)]
+#[rtype(result = "Result<UserView, AppError>")]
+pub struct FindUser(pub UserId);
+
+impl Query for FindUser {
+    type Output = UserView;
+    async fn run(self, db: Db) -> Result<UserView, AppError> {
+        let mut conn = db.conn().await?;
+        let row: Option<UserRow> = users::table
+            .find(self.0 .0)
+            .select(UserRow::as_select())
+            .first(&mut conn)
+            .await
+            .optional()?;
+        row.map(Into::into).ok_or(AppError::NotFound("user"))
+    }
+}

@@ -1,0 +1,285 @@
+//! Messages: send (seq assignment), pages, edit, delete.
+//!
+//! Seq invariant: a message's seq is taken by incrementing
+//! `threads.last_seq` in the same statement and transaction that inserts
+//! it. The row lock on the thread serializes senders of one thread, so
+//! seqs are gapless and follow commit order, however many processes write.
+
+use actix::Message;
+use diesel::prelude::*;
+use diesel::sql_types::{Jsonb, Nullable, Text, Uuid as SqlUuid};
+use diesel_async::scoped_futures::ScopedFutureExt;
+use diesel_async::{AsyncConnection, RunQueryDsl};
+
+use super::rows::{message_views, MessageRow};
+use super::schema::messages;
+use super::threads::require_member;
+use super::{Caller, Db, DbConn, Query};
+use crate::auth::Claimed;
+use crate::domain::{ClientMsgId, MessageContent, MessageId, MessageText, SessionId, ThreadId};
+use crate::error::AppError;
+use crate::hub::events::ChatEvent;
+use crate::metrics::metrics;
+use crate::protocol::views::MessagePage;
+use crate::protocol::MessageView;
+
+/// chat:send. Answers after commit with the message, or with the original
+/// one if this (sender, client_msg_id) was seen before.
+#[derive(Message)]
+#[rtype(result = "Result<SendOutcome, AppError>")]
+pub struct SendMessage {
+    pub sender: Claimed,
+    pub thread_id: ThreadId,
+    pub client_msg_id: ClientMsgId,
+    pub content: MessageContent,
+    pub origin: Option<SessionId>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SendOutcome {
+    pub message: MessageView,
+    /// False when this was a resend: nothing changed, nothing broadcast.
+    pub created: bool,
+}
+
+const INSERT_MESSAGE: &str = "
+    WITH bumped AS (
+        UPDATE threads SET last_seq = last_seq + 1
+        WHERE id = $1 AND company_id = $2
+          AND EXISTS (SELECT 1 FROM memberships m WHERE m.thread_id = $1 AND m.user_id = $3)
+        RETURNING id, company_id, last_seq
+    )
+    INSERT INTO messages (id, thread_id, company_id, seq, sender_id, client_msg_id, kind, body, metadata)
+    SELECT $4, bumped.id, bumped.company_id, bumped.last_seq, $3, $5, $6, $7, $8 FROM bumped
+    ON CONFLICT (sender_id, client_msg_id) DO NOTHING
+    RETURNING id, thread_id, company_id, seq, sender_id, client_msg_id, kind, body, metadata,
+              created_at, edited_at, deleted_at";
+
+impl Query for SendMessage {
+    type Output = SendOutcome;
+    async fn run(self, db: Db) -> Result<SendOutcome, AppError> {
+        let mut conn = db.conn().await?;
+        let metadata = self
+            .content
+            .metadata()
+            .map(serde_json::to_value)
+            .transpose()
+            .map_err(|e| AppError::Internal(format!("encoding metadata: {e}")))?;
+        let (thread_id, sender, cmid) = (self.thread_id, self.sender, self.client_msg_id);
+        let content = self.content;
+        let inserted = conn
+            .transaction::<_, AppError, _>(|conn| {
+                async move {
+                    let row: Option<MessageRow> = diesel::sql_query(INSERT_MESSAGE)
+                        .bind::<SqlUuid, _>(thread_id.0)
+                        .bind::<SqlUuid, _>(sender.company_id.0)
+                        .bind::<SqlUuid, _>(sender.user_id.0)
+                        .bind::<SqlUuid, _>(MessageId::new_v7().0)
+                        .bind::<SqlUuid, _>(cmid.0)
+                        .bind::<Text, _>(content.kind().as_str())
+                        .bind::<Nullable<Text>, _>(content.body())
+                        .bind::<Nullable<Jsonb>, _>(metadata)
+                        .get_result(conn)
+                        .await
+                        .optional()?;
+                    // No row: not a member, or a resend. Either way the seq
+                    // bump must not survive, so roll back before looking.
+                    row.ok_or(AppError::NotMember)
+                }
+                .scope_boxed()
+            })
+            .await;
+        match inserted {
+            Ok(row) => {
+                let message = MessageView::try_from(row)?;
+                metrics().messages_persisted.inc();
+                db.publish(ChatEvent::MessageCreated { message: message.clone(), origin: self.origin });
+                Ok(SendOutcome { message, created: true })
+            }
+            Err(AppError::NotMember) => match find_by_client_id(&mut conn, sender, cmid).await? {
+                Some(message) => Ok(SendOutcome { message, created: false }),
+                None => Err(AppError::NotMember),
+            },
+            Err(other) => Err(other),
+        }
+    }
+}
+
+async fn find_by_client_id(
+    conn: &mut DbConn,
+    sender: Claimed,
+    cmid: ClientMsgId,
+) -> Result<Option<MessageView>, AppError> {
+    let row: Option<MessageRow> = messages::table
+        .filter(messages::sender_id.eq(sender.user_id.0))
+        .filter(messages::client_msg_id.eq(cmid.0))
+        .select(MessageRow::as_select())
+        .first(conn)
+        .await
+        .optional()?;
+    row.map(MessageView::try_from).transpose()
+}
+
+/// Which slice of a thread a page covers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum PageBounds {
+    /// The newest messages, optionally only those below `before_seq`.
+    Newest { before_seq: Option<i64> },
+    /// The oldest messages above `after_seq`, optionally below `before_seq`.
+    After { after_seq: i64, before_seq: Option<i64> },
+}
+
+/// chat:sync and GET /api/threads/{id}/messages: a page, ascending,
+/// tombstones included, with `has_more` in the page's direction.
+#[derive(Message)]
+#[rtype(result = "Result<MessagePage, AppError>")]
+pub struct FetchMessages {
+    pub reader: Claimed,
+    pub thread_id: ThreadId,
+    pub bounds: PageBounds,
+    pub limit: i64,
+}
+
+impl Query for FetchMessages {
+    type Output = MessagePage;
+    async fn run(self, db: Db) -> Result<MessagePage, AppError> {
+        let mut conn = db.conn().await?;
+        require_member(&mut conn, self.reader, self.thread_id).await?;
+        let mut query = messages::table
+            .filter(messages::thread_id.eq(self.thread_id.0))
+            .select(MessageRow::as_select())
+            .limit(self.limit + 1)
+            .into_boxed();
+        let ascending = match self.bounds {
+            PageBounds::Newest { before_seq } => {
+                if let Some(before) = before_seq {
+                    query = query.filter(messages::seq.lt(before));
+                }
+                query = query.order(messages::seq.desc());
+                false
+            }
+            PageBounds::After { after_seq, before_seq } => {
+                query = query.filter(messages::seq.gt(after_seq));
+                if let Some(before) = before_seq {
+                    query = query.filter(messages::seq.lt(before));
+                }
+                query = query.order(messages::seq.asc());
+                true
+            }
+        };
+        let mut rows: Vec<MessageRow> = query.load(&mut conn).await?;
+        let has_more = rows.len() as i64 > self.limit;
+        rows.truncate(self.limit as usize);
+        if !ascending {
+            rows.reverse();
+        }
+        Ok(MessagePage { messages: message_views(rows)?, has_more })
+    }
+}
+
+/// PATCH /api/messages/{id}: the sender edits their own live message.
+#[derive(Message)]
+#[rtype(result = "Result<MessageView, AppError>")]
+pub struct EditMessage {
+    pub editor: Claimed,
+    pub message_id: MessageId,
+    pub body: MessageText,
+}
+
+impl Query for EditMessage {
+    type Output = MessageView;
+    async fn run(self, db: Db) -> Result<MessageView, AppError> {
+        let mut conn = db.conn().await?;
+        let row: Option<MessageRow> = diesel::sql_query(
+            "UPDATE messages SET body = $1, edited_at = clock_timestamp()
+             WHERE id = $2 AND sender_id = $3 AND company_id = $4 AND deleted_at IS NULL
+               AND EXISTS (SELECT 1 FROM memberships m
+                           WHERE m.thread_id = messages.thread_id AND m.user_id = $3)
+             RETURNING id, thread_id, company_id, seq, sender_id, client_msg_id, kind, body,
+                       metadata, created_at, edited_at, deleted_at",
+        )
+        .bind::<Text, _>(self.body.as_str())
+        .bind::<SqlUuid, _>(self.message_id.0)
+        .bind::<SqlUuid, _>(self.editor.user_id.0)
+        .bind::<SqlUuid, _>(self.editor.company_id.0)
+        .get_result(&mut conn)
+        .await
+        .optional()?;
+        let message = MessageView::try_from(row.ok_or(AppError::NotFound("message"))?)?;
+        db.publish(ChatEvent::MessageEdited { message: message.clone() });
+        Ok(message)
+    }
+}
+
+/// DELETE /api/messages/{id} (own message) and DELETE /admin/messages/{id}
+/// (any). The message becomes a tombstone with the same seq. Deleting a
+/// tombstone again answers the tombstone and broadcasts nothing.
+#[derive(Message)]
+#[rtype(result = "Result<MessageView, AppError>")]
+pub struct DeleteMessage {
+    pub caller: Caller,
+    pub message_id: MessageId,
+}
+
+impl Query for DeleteMessage {
+    type Output = MessageView;
+    async fn run(self, db: Db) -> Result<MessageView, AppError> {
+        let mut conn = db.conn().await?;
+        let mut target = messages::table.filter(messages::id.eq(self.message_id.0)).into_boxed();
+        if let Caller::User(user) = self.caller {
+            let membership = super::schema::memberships::table
+                .filter(super::schema::memberships::thread_id.eq(messages::thread_id))
+                .filter(super::schema::memberships::user_id.eq(user.user_id.0));
+            target = target
+                .filter(messages::sender_id.eq(user.user_id.0))
+                .filter(messages::company_id.eq(user.company_id.0))
+                .filter(diesel::dsl::exists(membership));
+        }
+        let existing: MessageRow = target
+            .select(MessageRow::as_select())
+            .first(&mut conn)
+            .await
+            .optional()?
+            .ok_or(AppError::NotFound("message"))?;
+        if existing.deleted_at.is_some() {
+            return MessageView::try_from(existing);
+        }
+        let row: Option<MessageRow> = diesel::update(
+            messages::table
+                .filter(messages::id.eq(existing.id))
+                .filter(messages::deleted_at.is_null()),
+        )
+        .set((
+            messages::body.eq(None::<String>),
+            messages::metadata.eq(None::<serde_json::Value>),
+            messages::deleted_at.eq(diesel::dsl::now),
+        ))
+        .returning(MessageRow::as_returning())
+        .get_result(&mut conn)
+        .await
+        .optional()?;
+        match row {
+            Some(row) => {
+                let message = MessageView::try_from(row)?;
+                if let Some(deleted_at) = message.deleted_at {
+                    db.publish(ChatEvent::MessageDeleted {
+                        thread_id: message.thread_id,
+                        message_id: message.id,
+                        seq: message.seq,
+                        deleted_at,
+                    });
+                }
+                Ok(message)
+            }
+            // Deleted concurrently by someone else: that delete broadcast.
+            None => {
+                let row: MessageRow = messages::table
+                    .find(existing.id)
+                    .select(MessageRow::as_select())
+                    .first(&mut conn)
+                    .await?;
+                MessageView::try_from(row)
+            }
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! Persistence: the actor that owns the Postgres pool and every query.
+//!
+//! What "acked" means: a request's reply is sent only after its
+//! transaction has committed, and only then are the resulting events
+//! handed to the hub (through [`EventSink`]). A request whose commit
+//! failed or whose outcome is unknown answers `unavailable`, publishes
+//! nothing, and can be retried: chat:send is idempotent on
+//! (sender, client_msg_id), cursors only move forward.
+//!
+//! Each request is one struct named for its intent, implementing [`Query`]
+//! next to the SQL it runs. The actor runs requests concurrently on its own
+//! arbiter, so every pooled connection lives on one runtime.
+
+mod accounts;
+mod cursors;
+mod messages;
+pub mod migrate;
+pub mod rows;
+pub mod schema;
+mod threads;
+
+use std::future::Future;
+use std::time::Duration;
+
+use actix::prelude::*;
+use diesel_async::pooled_connection::deadpool::{Object, Pool};
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod};
+use diesel_async::AsyncPgConnection;
+
+pub use accounts::{CheckDatabase, CreateCompany, CreateUser, FindUser, LoadUser};
+pub use cursors::{AdvanceCursor, CursorKind, CursorOutcome};
+pub use messages::{DeleteMessage, EditMessage, FetchMessages, PageBounds, SendMessage, SendOutcome};
+pub use threads::{AddMember, CreateThread, ListMembers, LoadThreads, MemberView, RemoveMember, ThreadListItem};
+
+use crate::auth::Claimed;
+use crate::domain::CompanyId;
+use crate::error::AppError;
+use crate::hub::events::{ChatEvent, Committed};
+use crate::metrics::metrics;
+
+pub type DbPool = Pool<AsyncPgConnection>;
+pub type DbConn = Object<AsyncPgConnection>;
+
+/// Who is asking for a change: a user (limited to their company and their
+/// threads) or the operator (any company, any thread).
+#[derive(Debug, Clone, Copy)]
+pub enum Caller {
+    User(Claimed),
+    Admin,
+}
+
+impl Caller {
+    pub fn company(&self) -> Option<CompanyId> {
+        match self {
+            Caller::User(c) => Some(c.company_id),
+            Caller::Admin => None,
+        }
+    }
+}
+
+/// Where committed events go: the hub's seam.
+#[derive(Clone)]
+pub struct EventSink(Recipient<Committed>);
+
+impl EventSink {
+    pub fn new(recipient: Recipient<Committed>) -> Self {
+        Self(recipient)
+    }
+
+    pub fn publish(&self, event: ChatEvent) {
+        self.0.do_send(Committed(event));
+    }
+}
+
+/// What a query gets to work with.
+#[derive(Clone)]
+pub struct Db {
+    pool: DbPool,
+    events: EventSink,
+}
+
+impl Db {
+    pub async fn conn(&self) -> Result<DbConn, AppError> {
+        Ok(self.pool.get().await?)
+    }
+
+    pub fn publish(&self, event: ChatEvent) {
+        self.events.publish(event);
+    }
+}
+
+/// One request to Persistence. `run` commits before it returns and
+/// publishes the events of what it committed.
+pub trait Query: Send + 'static {
+    type Output: Send + 'static;
+    fn run(self, db: Db) -> impl Future<Output = Result<Self::Output, AppError>> + 'static;
+}
+
+pub struct Persistence {
+    db: Db,
+}
+
+impl Persistence {
+    pub fn new(pool: DbPool, events: EventSink) -> Self {
+        Self { db: Db { pool, events } }
+    }
+}
+
+impl Actor for Persistence {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Requests are answered concurrently; the mailbox only needs to
+        // absorb bursts between polls.
+        ctx.set_mailbox_capacity(4096);
+    }
+}
+
+impl<Q> Handler<Q> for Persistence
+where
+    Q: Query + Message<Result = Result<<Q as Query>::Output, AppError>>,
+{
+    type Result = ResponseFuture<Result<Q::Output, AppError>>;
+
+    fn handle(&mut self, query: Q, _: &mut Self::Context) -> Self::Result {
+        let db = self.db.clone();
+        metrics().persistence_in_flight.inc();
+        Box::pin(async move {
+            let result = query.run(db).await;
+            metrics().persistence_in_flight.dec();
+            result
+        })
+    }
+}
+
+/// Builds the pool. Connections are made lazily, so this succeeds with the
+/// database down; requests then answer `unavailable` until it is back.
+pub fn build_pool(database_url: &str, size: usize, timeout: Duration) -> Result<DbPool, AppError> {
+    let mut config = ManagerConfig::default();
+    // A connection whose socket died is dropped on checkout (is_broken); a
+    // live one is handed out without a round trip.
+    config.recycling_method = RecyclingMethod::Fast;
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(database_url, config);
+    Pool::builder(manager)
+        .max_size(size)
+        .wait_timeout(Some(timeout))
+        .create_timeout(Some(timeout))
+        .recycle_timeout(Some(timeout))
+        .runtime(deadpool::Runtime::Tokio1)
+        .build()
+        .map_err(|e| AppError::Internal(format!("building the pool: {e}")))
+}

@@ -1,0 +1,69 @@
+// Diesel's view of the tables in migrations/. Kept by hand to match them
+// (`diesel print-schema` with the CLI would write the same).
+
+diesel::table! {
+    companies (id) {
+        id -> Uuid,
+        name -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    users (id) {
+        id -> Uuid,
+        company_id -> Uuid,
+        display_name -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    threads (id) {
+        id -> Uuid,
+        company_id -> Uuid,
+        kind -> Text,
+        title -> Nullable<Text>,
+        created_by -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+        last_seq -> Int8,
+        direct_user_low -> Nullable<Uuid>,
+        direct_user_high -> Nullable<Uuid>,
+    }
+}
+
+diesel::table! {
+    memberships (thread_id, user_id) {
+        thread_id -> Uuid,
+        user_id -> Uuid,
+        company_id -> Uuid,
+        joined_at -> Timestamptz,
+        last_delivered_seq -> Int8,
+        last_read_seq -> Int8,
+    }
+}
+
+diesel::table! {
+    messages (id) {
+        id -> Uuid,
+        thread_id -> Uuid,
+        company_id -> Uuid,
+        seq -> Int8,
+        sender_id -> Uuid,
+        client_msg_id -> Uuid,
+        kind -> Text,
+        body -> Nullable<Text>,
+        metadata -> Nullable<Jsonb>,
+        created_at -> Timestamptz,
+        edited_at -> Nullable<Timestamptz>,
+        deleted_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::joinable!(memberships -> threads (thread_id));
+diesel::joinable!(memberships -> users (user_id));
+diesel::joinable!(messages -> threads (thread_id));
+diesel::joinable!(users -> companies (company_id));
+diesel::joinable!(threads -> companies (company_id));
+
+diesel::allow_tables_to_appear_in_same_query!(companies, users, threads, memberships, messages);

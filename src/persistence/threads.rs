@@ -1,0 +1,392 @@
+//! Threads and memberships: lists with cursors and unread counts, creation
+//! (one direct thread per pair), and members joining and leaving.
+
+use std::collections::BTreeSet;
+
+use actix::Message;
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{Array, Uuid as SqlUuid};
+use diesel_async::scoped_futures::ScopedFutureExt;
+use diesel_async::{AsyncConnection, RunQueryDsl};
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::rows::{message_views, MessageRow, ThreadRow, ThreadSummaryRow};
+use super::schema::{memberships, threads, users};
+use super::{Caller, Db, DbConn, Query};
+use crate::auth::Claimed;
+use crate::domain::{CompanyId, ThreadId, UserId};
+use crate::error::AppError;
+use crate::hub::events::ChatEvent;
+use crate::protocol::views::{rfc3339_millis, ThreadKind};
+use crate::protocol::{MessageView, ThreadView};
+
+/// The most members one create request may name.
+pub const MAX_MEMBERS_PER_REQUEST: usize = 10_000;
+
+/// Fails with `NotMember` unless `who` is a member of `thread_id` in their
+/// own company: a thread of another company looks like no thread at all.
+pub(super) async fn require_member(conn: &mut DbConn, who: Claimed, thread_id: ThreadId) -> Result<ThreadRow, AppError> {
+    threads::table
+        .inner_join(memberships::table)
+        .filter(threads::id.eq(thread_id.0))
+        .filter(threads::company_id.eq(who.company_id.0))
+        .filter(memberships::user_id.eq(who.user_id.0))
+        .select(ThreadRow::as_select())
+        .first(conn)
+        .await
+        .optional()?
+        .ok_or(AppError::NotMember)
+}
+
+const THREAD_SUMMARIES: &str = "
+    SELECT t.id, t.company_id, t.kind, t.title, t.created_by, t.created_at, t.last_seq,
+           m.last_delivered_seq, m.last_read_seq,
+           (SELECT count(*) FROM messages x
+             WHERE x.thread_id = t.id AND x.seq > m.last_read_seq
+               AND x.sender_id <> m.user_id AND x.deleted_at IS NULL) AS unread
+    FROM memberships m JOIN threads t ON t.id = m.thread_id
+    WHERE m.user_id = $1 AND t.company_id = $2
+    ORDER BY t.last_seq DESC, t.id";
+
+/// A member's threads with their cursors and unread counts (chat:ready,
+/// GET /api/threads), and with the last message of each when asked.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<ThreadListItem>, AppError>")]
+pub struct LoadThreads {
+    pub member: Claimed,
+    pub with_last_message: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ThreadListItem {
+    #[serde(flatten)]
+    pub thread: ThreadView,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_message: Option<Option<MessageView>>,
+}
+
+impl Query for LoadThreads {
+    type Output = Vec<ThreadListItem>;
+    async fn run(self, db: Db) -> Result<Vec<ThreadListItem>, AppError> {
+        let mut conn = db.conn().await?;
+        let rows: Vec<ThreadSummaryRow> = diesel::sql_query(THREAD_SUMMARIES)
+            .bind::<SqlUuid, _>(self.member.user_id.0)
+            .bind::<SqlUuid, _>(self.member.company_id.0)
+            .load(&mut conn)
+            .await?;
+        let views = rows.into_iter().map(ThreadView::try_from).collect::<Result<Vec<_>, _>>()?;
+        if !self.with_last_message {
+            return Ok(views.into_iter().map(|thread| ThreadListItem { thread, last_message: None }).collect());
+        }
+        // Seqs are gapless, so a thread's last message is the one whose
+        // seq is the thread's last_seq.
+        let ids: Vec<Uuid> = views.iter().map(|t| t.id.0).collect();
+        let last: Vec<MessageRow> = diesel::sql_query(
+            "SELECT m.id, m.thread_id, m.company_id, m.seq, m.sender_id, m.client_msg_id, m.kind,
+                    m.body, m.metadata, m.created_at, m.edited_at, m.deleted_at
+             FROM threads t JOIN messages m ON m.thread_id = t.id AND m.seq = t.last_seq
+             WHERE t.id = ANY($1)",
+        )
+        .bind::<Array<SqlUuid>, _>(ids)
+        .load(&mut conn)
+        .await?;
+        let mut last = message_views(last)?;
+        Ok(views
+            .into_iter()
+            .map(|thread| {
+                let found = last.iter().position(|m| m.thread_id == thread.id).map(|i| last.swap_remove(i));
+                ThreadListItem { thread, last_message: Some(found) }
+            })
+            .collect())
+    }
+}
+
+/// POST /api/threads and POST /admin/threads. A direct thread that already
+/// exists for the pair is returned as it is (`created: false`).
+#[derive(Message)]
+#[rtype(result = "Result<CreatedThread, AppError>")]
+pub struct CreateThread {
+    pub company_id: CompanyId,
+    pub creator: Option<UserId>,
+    pub kind: ThreadKind,
+    pub title: Option<String>,
+    pub member_ids: Vec<UserId>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CreatedThread {
+    /// As a new member sees it (cursors at 0 for a new thread; the
+    /// creator's own cursors for an existing direct thread).
+    pub thread: ThreadView,
+    pub created: bool,
+}
+
+impl Query for CreateThread {
+    type Output = CreatedThread;
+    async fn run(self, db: Db) -> Result<CreatedThread, AppError> {
+        let members: BTreeSet<Uuid> = self.member_ids.iter().map(|u| u.0).chain(self.creator.map(|u| u.0)).collect();
+        if members.is_empty() {
+            return Err(AppError::bad_request("member_ids must name at least one user"));
+        }
+        if members.len() > MAX_MEMBERS_PER_REQUEST {
+            return Err(AppError::bad_request(format!("at most {MAX_MEMBERS_PER_REQUEST} members per request")));
+        }
+        let direct_pair = match self.kind {
+            ThreadKind::Direct => {
+                let pair: Vec<Uuid> = members.iter().copied().collect();
+                if pair.len() != 2 {
+                    return Err(AppError::bad_request("a direct thread has exactly two members"));
+                }
+                Some((pair[0], pair[1]))
+            }
+            ThreadKind::Group => None,
+        };
+        let mut conn = db.conn().await?;
+        let member_list: Vec<Uuid> = members.iter().copied().collect();
+        let company = self.company_id.0;
+        let found: i64 = users::table
+            .filter(users::company_id.eq(company))
+            .filter(users::id.eq_any(&member_list))
+            .count()
+            .get_result(&mut conn)
+            .await?;
+        if found as usize != member_list.len() {
+            return Err(AppError::NotFound("user"));
+        }
+        let (kind, title, creator) = (self.kind, self.title, self.creator);
+        let outcome = conn
+            .transaction::<_, AppError, _>(|conn| {
+                async move {
+                    let inserted: Option<ThreadRow> = diesel::insert_into(threads::table)
+                        .values((
+                            threads::id.eq(Uuid::now_v7()),
+                            threads::company_id.eq(company),
+                            threads::kind.eq(kind.as_str()),
+                            threads::title.eq(title),
+                            threads::created_by.eq(creator.map(|c| c.0)),
+                            threads::direct_user_low.eq(direct_pair.map(|p| p.0)),
+                            threads::direct_user_high.eq(direct_pair.map(|p| p.1)),
+                        ))
+                        .on_conflict_do_nothing()
+                        .returning(ThreadRow::as_returning())
+                        .get_result(conn)
+                        .await
+                        .optional()?;
+                    let Some(thread) = inserted else {
+                        let (low, high) = direct_pair.ok_or_else(|| AppError::Internal("group thread insert conflicted".into()))?;
+                        let existing: ThreadRow = threads::table
+                            .filter(threads::company_id.eq(company))
+                            .filter(threads::kind.eq("direct"))
+                            .filter(threads::direct_user_low.eq(low))
+                            .filter(threads::direct_user_high.eq(high))
+                            .select(ThreadRow::as_select())
+                            .first(conn)
+                            .await?;
+                        return Ok((existing, false));
+                    };
+                    let rows: Vec<_> = member_list
+                        .iter()
+                        .map(|u| {
+                            (
+                                memberships::thread_id.eq(thread.id),
+                                memberships::user_id.eq(*u),
+                                memberships::company_id.eq(company),
+                            )
+                        })
+                        .collect();
+                    diesel::insert_into(memberships::table).values(rows).execute(conn).await?;
+                    Ok((thread, true))
+                }
+                .scope_boxed()
+            })
+            .await?;
+        let (row, created) = outcome;
+        if created {
+            let thread = row.view(0, 0, 0)?;
+            db.publish(ChatEvent::ThreadCreated {
+                thread: thread.clone(),
+                members: members.into_iter().map(UserId).collect(),
+            });
+            return Ok(CreatedThread { thread, created });
+        }
+        // The existing direct thread, as the creator (or, for the operator,
+        // a fresh member) sees it.
+        let thread = match creator {
+            Some(user) => {
+                let claimed = Claimed { user_id: user, company_id: self.company_id };
+                let items = LoadThreads { member: claimed, with_last_message: false }.run(db).await?;
+                items
+                    .into_iter()
+                    .map(|i| i.thread)
+                    .find(|t| t.id.0 == row.id)
+                    .ok_or_else(|| AppError::Internal("direct thread without its creator".into()))?
+            }
+            None => row.view(0, 0, 0)?,
+        };
+        Ok(CreatedThread { thread, created })
+    }
+}
+
+/// GET /api/threads/{id}/members (without `online`: the hub adds it).
+#[derive(Message)]
+#[rtype(result = "Result<Vec<MemberView>, AppError>")]
+pub struct ListMembers {
+    pub reader: Claimed,
+    pub thread_id: ThreadId,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MemberView {
+    pub user_id: UserId,
+    pub display_name: String,
+    pub online: bool,
+    #[serde(serialize_with = "rfc3339_millis")]
+    pub joined_at: DateTime<Utc>,
+    pub last_delivered_seq: i64,
+    pub last_read_seq: i64,
+}
+
+impl Query for ListMembers {
+    type Output = Vec<MemberView>;
+    async fn run(self, db: Db) -> Result<Vec<MemberView>, AppError> {
+        let mut conn = db.conn().await?;
+        require_member(&mut conn, self.reader, self.thread_id).await?;
+        let rows: Vec<(Uuid, String, DateTime<Utc>, i64, i64)> = memberships::table
+            .inner_join(users::table)
+            .filter(memberships::thread_id.eq(self.thread_id.0))
+            .select((
+                users::id,
+                users::display_name,
+                memberships::joined_at,
+                memberships::last_delivered_seq,
+                memberships::last_read_seq,
+            ))
+            .order(memberships::joined_at.asc())
+            .load(&mut conn)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, display_name, joined_at, d, r)| MemberView {
+                user_id: UserId(id),
+                display_name,
+                online: false,
+                joined_at,
+                last_delivered_seq: d,
+                last_read_seq: r,
+            })
+            .collect())
+    }
+}
+
+/// Finds the thread a caller may change membership of: a user must be a
+/// member (of their company's thread); the operator may touch any thread.
+async fn thread_for(conn: &mut DbConn, caller: Caller, thread_id: ThreadId) -> Result<ThreadRow, AppError> {
+    match caller {
+        Caller::User(who) => require_member(conn, who, thread_id).await,
+        Caller::Admin => threads::table
+            .find(thread_id.0)
+            .select(ThreadRow::as_select())
+            .first(conn)
+            .await
+            .optional()?
+            .ok_or(AppError::NotFound("thread")),
+    }
+}
+
+/// POST /api/threads/{id}/members and POST /admin/threads/{id}/members.
+/// The new member's cursors start at the thread's last_seq.
+#[derive(Message)]
+#[rtype(result = "Result<ThreadView, AppError>")]
+pub struct AddMember {
+    pub caller: Caller,
+    pub thread_id: ThreadId,
+    pub user_id: UserId,
+}
+
+impl Query for AddMember {
+    type Output = ThreadView;
+    async fn run(self, db: Db) -> Result<ThreadView, AppError> {
+        let mut conn = db.conn().await?;
+        let (caller, thread_id, user_id) = (self.caller, self.thread_id, self.user_id);
+        let thread = conn
+            .transaction::<_, AppError, _>(|conn| {
+                async move {
+                    let thread = thread_for(conn, caller, thread_id).await?;
+                    if thread.kind == "direct" {
+                        return Err(AppError::Conflict("a direct thread has exactly two members".into()));
+                    }
+                    // Lock the thread so no message commits between reading
+                    // last_seq and the membership row that starts there.
+                    let thread: ThreadRow = threads::table
+                        .find(thread.id)
+                        .select(ThreadRow::as_select())
+                        .for_update()
+                        .first(conn)
+                        .await?;
+                    let same_company = users::table
+                        .filter(users::id.eq(user_id.0))
+                        .filter(users::company_id.eq(thread.company_id));
+                    let exists: bool = diesel::select(diesel::dsl::exists(same_company)).get_result(conn).await?;
+                    if !exists {
+                        return Err(AppError::NotFound("user"));
+                    }
+                    let inserted = diesel::insert_into(memberships::table)
+                        .values((
+                            memberships::thread_id.eq(thread.id),
+                            memberships::user_id.eq(user_id.0),
+                            memberships::company_id.eq(thread.company_id),
+                            memberships::last_delivered_seq.eq(thread.last_seq),
+                            memberships::last_read_seq.eq(thread.last_seq),
+                        ))
+                        .on_conflict_do_nothing()
+                        .execute(conn)
+                        .await?;
+                    if inserted == 0 {
+                        return Err(AppError::Conflict("already a member".into()));
+                    }
+                    Ok(thread)
+                }
+                .scope_boxed()
+            })
+            .await?;
+        let view = thread.view(thread.last_seq, thread.last_seq, 0)?;
+        db.publish(ChatEvent::MemberAdded { thread: view.clone(), user_id });
+        Ok(view)
+    }
+}
+
+/// DELETE /api/threads/{id}/members/me and
+/// DELETE /admin/threads/{id}/members/{user_id}.
+#[derive(Message)]
+#[rtype(result = "Result<(), AppError>")]
+pub struct RemoveMember {
+    pub caller: Caller,
+    pub thread_id: ThreadId,
+    pub user_id: UserId,
+}
+
+impl Query for RemoveMember {
+    type Output = ();
+    async fn run(self, db: Db) -> Result<(), AppError> {
+        let mut conn = db.conn().await?;
+        let thread = thread_for(&mut conn, self.caller, self.thread_id).await?;
+        if thread.kind == "direct" {
+            return Err(AppError::Conflict("a direct thread has exactly two members".into()));
+        }
+        let removed = diesel::delete(
+            memberships::table
+                .filter(memberships::thread_id.eq(thread.id))
+                .filter(memberships::user_id.eq(self.user_id.0)),
+        )
+        .execute(&mut conn)
+        .await?;
+        if removed == 0 {
+            return Err(AppError::NotFound("member"));
+        }
+        db.publish(ChatEvent::MemberRemoved { thread_id: self.thread_id, user_id: self.user_id });
+        Ok(())
+    }
+}
+

@@ -1,0 +1,98 @@
+//! JSON views of records, shared by WebSocket events and HTTP responses.
+//! Times are RFC 3339 UTC with milliseconds, as the contract fixes.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Serialize, Serializer};
+
+use crate::domain::{ClientMsgId, CompanyId, MessageId, MessageKind, Metadata, ThreadId, UserId};
+
+pub fn rfc3339_millis<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::Millis, true))
+}
+
+pub fn rfc3339_millis_opt<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => rfc3339_millis(t, s),
+        None => s.serialize_none(),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MessageView {
+    pub id: MessageId,
+    pub thread_id: ThreadId,
+    pub seq: i64,
+    pub sender_id: UserId,
+    pub client_msg_id: ClientMsgId,
+    #[serde(rename = "type")]
+    pub kind: MessageKind,
+    pub body: Option<String>,
+    pub metadata: Option<Metadata>,
+    #[serde(serialize_with = "rfc3339_millis")]
+    pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "rfc3339_millis_opt")]
+    pub edited_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "rfc3339_millis_opt")]
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ThreadKind {
+    Direct,
+    Group,
+}
+
+impl ThreadKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ThreadKind::Direct => "direct",
+            ThreadKind::Group => "group",
+        }
+    }
+}
+
+/// A thread as one member sees it: the record plus that member's cursors.
+/// This is the shape of `chat:ready` threads, `chat:thread-joined` and the
+/// HTTP thread endpoints.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ThreadView {
+    pub id: ThreadId,
+    pub company_id: CompanyId,
+    pub kind: ThreadKind,
+    pub title: Option<String>,
+    /// None for threads an operator created through the admin API.
+    pub created_by: Option<UserId>,
+    #[serde(serialize_with = "rfc3339_millis")]
+    pub created_at: DateTime<Utc>,
+    pub last_seq: i64,
+    pub last_delivered_seq: i64,
+    pub last_read_seq: i64,
+    /// Messages after the read cursor that others sent and that are not
+    /// deleted: what a badge should show.
+    pub unread: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UserView {
+    pub id: UserId,
+    pub company_id: CompanyId,
+    pub display_name: String,
+    #[serde(serialize_with = "rfc3339_millis")]
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CompanyView {
+    pub id: CompanyId,
+    pub name: String,
+    #[serde(serialize_with = "rfc3339_millis")]
+    pub created_at: DateTime<Utc>,
+}
+
+/// One page of messages, ascending by seq.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MessagePage {
+    pub messages: Vec<MessageView>,
+    pub has_more: bool,
+}

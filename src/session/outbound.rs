@@ -1,0 +1,96 @@
+//! The outbound bound (slow consumers, 4008).
+//!
+//! A session's frames queue in three places: its mailbox, its context's
+//! write buffer, and the HTTP layer's socket buffer. The last stops taking
+//! bytes when the client stops reading, and then the first two grow. The
+//! gauge counts bytes handed to the session (by the hub or the session
+//! itself) minus bytes the HTTP layer has taken; [`MeteredStream`] sits
+//! between the context and the HTTP layer to do the subtraction.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures_util::Stream;
+
+#[derive(Debug, Clone, Default)]
+pub struct OutboundGauge(Arc<AtomicUsize>);
+
+/// Bytes of an unmasked server frame carrying `payload_len` bytes.
+pub fn encoded_len(payload_len: usize) -> usize {
+    let header = match payload_len {
+        0..=125 => 2,
+        126..=65535 => 4,
+        _ => 10,
+    };
+    header + payload_len
+}
+
+impl OutboundGauge {
+    pub fn queued(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    pub fn would_exceed(&self, payload_len: usize, bound: usize) -> bool {
+        self.queued() + encoded_len(payload_len) > bound
+    }
+
+    /// A text or control frame of `payload_len` bytes was queued.
+    pub fn add_text(&self, payload_len: usize) {
+        self.0.fetch_add(encoded_len(payload_len), Ordering::Relaxed);
+    }
+
+    fn taken(&self, n: usize) {
+        let _ = self.0.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| Some(q.saturating_sub(n)));
+    }
+}
+
+/// The session's encoded output on its way to the socket.
+pub struct MeteredStream<S> {
+    inner: Pin<Box<S>>,
+    gauge: OutboundGauge,
+}
+
+impl<S> MeteredStream<S> {
+    pub fn new(inner: S, gauge: OutboundGauge) -> Self {
+        Self { inner: Box::pin(inner), gauge }
+    }
+}
+
+impl<S, E> Stream for MeteredStream<S>
+where
+    S: Stream<Item = Result<Bytes, E>>,
+{
+    type Item = Result<Bytes, E>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let polled = self.inner.as_mut().poll_next(cx);
+        if let Poll::Ready(Some(Ok(bytes))) = &polled {
+            self.gauge.taken(bytes.len());
+        }
+        polled
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_sizes_follow_rfc6455() {
+        assert_eq!(encoded_len(0), 2);
+        assert_eq!(encoded_len(125), 127);
+        assert_eq!(encoded_len(126), 130);
+        assert_eq!(encoded_len(65536), 65546);
+    }
+
+    #[test]
+    fn gauge_never_underflows() {
+        let g = OutboundGauge::default();
+        g.add_text(10);
+        g.taken(100);
+        assert_eq!(g.queued(), 0);
+    }
+}
