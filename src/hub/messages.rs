@@ -1,6 +1,6 @@
 //! What the hub can be asked, one struct per intent, with its result type.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use actix::{Message, Recipient};
 use bytestring::ByteString;
@@ -23,13 +23,19 @@ pub struct Connect {
     pub outbound: OutboundGauge,
 }
 
-/// Threads a session found after it connected (joined in between): the
-/// user is put in their rooms too.
+/// The second look at a connecting session's memberships, taken after
+/// [`Connect`]: it closes the window in which a membership change was
+/// routed before the hub knew the user was online. The user joins the
+/// rooms of `join` and leaves those of `leave`. The answer is, for each of
+/// `report`, the highest seq the hub has routed or passed over in that
+/// room, so chat:ready never claims less than the session may have missed.
 #[derive(Message)]
-#[rtype(result = "()")]
+#[rtype(result = "HashMap<ThreadId, i64>")]
 pub struct JoinThreads {
     pub session_id: SessionId,
-    pub threads: Vec<(ThreadId, i64)>,
+    pub join: Vec<(ThreadId, i64)>,
+    pub leave: Vec<ThreadId>,
+    pub report: Vec<ThreadId>,
 }
 
 #[derive(Message)]

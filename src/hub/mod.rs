@@ -396,14 +396,27 @@ impl Handler<Connect> for ChatHub {
 }
 
 impl Handler<JoinThreads> for ChatHub {
-    type Result = ();
+    type Result = MessageResult<JoinThreads>;
 
-    fn handle(&mut self, msg: JoinThreads, _: &mut Self::Context) {
-        let Some(user_id) = self.sessions.get(&msg.session_id).map(|s| s.user_id) else { return };
-        for (thread_id, last_seq) in msg.threads {
+    fn handle(&mut self, msg: JoinThreads, _: &mut Self::Context) -> Self::Result {
+        let Some(user_id) = self.sessions.get(&msg.session_id).map(|s| s.user_id) else {
+            return MessageResult(HashMap::new());
+        };
+        for thread_id in msg.leave {
+            self.end_typing(thread_id, user_id);
+            self.leave_room(user_id, thread_id);
+        }
+        for (thread_id, last_seq) in msg.join {
             self.join_room(user_id, thread_id, last_seq);
         }
+        let routed = msg
+            .report
+            .into_iter()
+            .filter_map(|t| self.rooms.get(&t).map(|room| (t, room.next_seq - 1)))
+            .collect();
+        self.process_evictions();
         self.update_gauges();
+        MessageResult(routed)
     }
 }
 

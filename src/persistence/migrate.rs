@@ -71,7 +71,7 @@ pub async fn run_migrations(database_url: String) -> Result<(), PrepareError> {
     std::thread::spawn(move || {
         let result = (|| {
             use diesel::Connection;
-            let mut conn = AsyncConnectionWrapper::<AsyncPgConnection>::establish(&database_url)
+            let mut conn = <AsyncConnectionWrapper<AsyncPgConnection> as Connection>::establish(&database_url)
                 .map_err(|e| PrepareError::Connect { url: redact(&database_url), source: e })?;
             conn.run_pending_migrations(MIGRATIONS)
                 .map(|done| {

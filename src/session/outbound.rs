@@ -42,6 +42,11 @@ impl OutboundGauge {
         self.0.fetch_add(encoded_len(payload_len), Ordering::Relaxed);
     }
 
+    /// A queued frame of `payload_len` bytes was dropped before writing.
+    pub fn dropped(&self, payload_len: usize) {
+        self.taken(encoded_len(payload_len));
+    }
+
     fn taken(&self, n: usize) {
         let _ = self.0.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| Some(q.saturating_sub(n)));
     }

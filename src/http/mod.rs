@@ -1,0 +1,76 @@
+//! The HTTP surface: the user API, the admin API, operations endpoints and
+//! the WebSocket upgrade. Handlers are thin: they check who is asking
+//! ([`extract`]), ask Persistence or the hub, and shape the answer. Every
+//! error leaves through `AppError`'s one mapping to status and body.
+
+mod admin_api;
+pub mod extract;
+mod ops;
+mod user_api;
+mod ws;
+
+use std::sync::Arc;
+
+use actix::Addr;
+use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::{web, HttpRequest};
+
+use crate::auth::Auth;
+use crate::config::Settings;
+use crate::error::AppError;
+use crate::hub::ChatHub;
+use crate::persistence::{Persistence, Query};
+use crate::session::SessionDeps;
+
+/// The largest JSON body any endpoint accepts (a message edit is the
+/// biggest legitimate one: 8000 characters of up to 4 bytes each).
+pub const MAX_JSON_BODY_BYTES: usize = 64 * 1024;
+
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub auth: Auth,
+    pub hub: Addr<ChatHub>,
+    pub persistence: Addr<Persistence>,
+    pub sessions: SessionDeps,
+}
+
+impl AppState {
+    /// Runs a query on Persistence. A mailbox failure means Persistence is
+    /// gone or swamped: to a client that is "unavailable".
+    pub async fn ask<Q>(&self, query: Q) -> Result<Q::Output, AppError>
+    where
+        Q: Query + actix::Message<Result = Result<<Q as Query>::Output, AppError>>,
+        Q::Output: Send,
+        Persistence: actix::Handler<Q>,
+    {
+        self.persistence.send(query).await.map_err(|_| AppError::Unavailable)?
+    }
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(
+        web::JsonConfig::default()
+            .limit(MAX_JSON_BODY_BYTES)
+            .error_handler(|err: JsonPayloadError, _: &HttpRequest| json_error(err).into()),
+    )
+    .app_data(web::QueryConfig::default().error_handler(|err: QueryPayloadError, _: &HttpRequest| {
+        AppError::bad_request(format!("bad query string: {err}")).into()
+    }))
+    .app_data(web::PathConfig::default().error_handler(|err: PathError, _: &HttpRequest| {
+        AppError::bad_request(format!("bad path: {err}")).into()
+    }))
+    .configure(ops::routes)
+    .configure(ws::routes)
+    .service(web::scope("/api").configure(user_api::routes))
+    .service(web::scope("/admin").configure(admin_api::routes))
+    .default_service(web::to(|| async { Err::<actix_web::HttpResponse, _>(AppError::NotFound("route")) }));
+}
+
+fn json_error(err: JsonPayloadError) -> AppError {
+    match err {
+        JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => AppError::PayloadTooLarge,
+        JsonPayloadError::ContentType => AppError::bad_request("expected Content-Type: application/json"),
+        JsonPayloadError::Deserialize(e) => AppError::bad_request(format!("bad JSON body: {e}")),
+        other => AppError::bad_request(format!("bad body: {other}")),
+    }
+}

@@ -1,0 +1,197 @@
+//! Wiring: prepare the database, start the hub and Persistence on arbiters
+//! of their own, then the HTTP server; and the graceful shutdown.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+
+use actix::prelude::*;
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::Logger;
+use actix_web::{web, App, HttpServer};
+
+use crate::auth::{random_secret, Auth};
+use crate::config::Settings;
+use crate::hub::messages::Shutdown;
+use crate::hub::{ChatHub, HubSettings};
+use crate::persistence::migrate::{prepare_database, PrepareError};
+use crate::persistence::{build_pool, EventSink, Persistence};
+use crate::session::{SessionDeps, SessionSettings};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Database(#[from] PrepareError),
+    #[error("database pool: {0}")]
+    Pool(String),
+    #[error("bind {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+}
+
+pub struct Application {
+    server: Server,
+    local_addr: SocketAddr,
+    shutdown: ShutdownHandle,
+    admin_token: String,
+    jwt_secret: String,
+    /// The hub's and Persistence's threads, stopped with the server.
+    arbiters: [Arbiter; 2],
+}
+
+/// Starts a graceful shutdown: stop accepting, let sessions finish what is
+/// in flight and close with 1001, then stop (forcibly after the drain time).
+#[derive(Clone)]
+pub struct ShutdownHandle {
+    server: ServerHandle,
+    hub: Addr<ChatHub>,
+}
+
+impl ShutdownHandle {
+    pub async fn shutdown(&self) {
+        log::info!("shutting down: refusing new connections, draining sessions");
+        self.hub.do_send(Shutdown);
+        self.server.stop(true).await;
+        log::info!("shut down");
+    }
+}
+
+impl Application {
+    /// Prepares everything and binds, without serving yet. Must run inside
+    /// an actix system.
+    pub async fn build(mut settings: Settings) -> Result<Self, StartError> {
+        prepare_database(&settings.database_url).await?;
+
+        if settings.admin_token.is_empty() {
+            settings.admin_token = random_secret(32);
+            log::warn!(
+                "no admin_token configured; generated one for this run: {} (set CONFAB_ADMIN_TOKEN to choose it)",
+                settings.admin_token
+            );
+        }
+        if settings.jwt_secret.is_empty() {
+            settings.jwt_secret = random_secret(48);
+            log::warn!("no jwt_secret configured; generated one for this run: user tokens end with the process");
+        }
+        let settings = Arc::new(settings);
+        let ws = &settings.websocket;
+
+        let hub_arbiter = Arbiter::new();
+        let hub_settings = HubSettings {
+            typing_timeout: settings.websocket.typing_timeout(),
+            max_outbound_bytes: ws.max_outbound_bytes,
+        };
+        let hub = ChatHub::start_in_arbiter(&hub_arbiter.handle(), move |_| ChatHub::new(hub_settings));
+
+        let pool = build_pool(&settings.database_url, settings.db_pool_size, settings.db_timeout())
+            .map_err(|e| StartError::Pool(e.to_string()))?;
+        let persistence_arbiter = Arbiter::new();
+        let sink = EventSink::new(hub.clone().recipient());
+        let persistence = Persistence::start_in_arbiter(&persistence_arbiter.handle(), move |_| Persistence::new(pool, sink));
+
+        let sessions = SessionDeps {
+            hub: hub.clone(),
+            persistence: persistence.clone(),
+            settings: Arc::new(SessionSettings {
+                max_frame_bytes: ws.max_frame_bytes,
+                heartbeat_interval: settings.websocket.heartbeat_interval(),
+                client_timeout: settings.websocket.client_timeout(),
+                max_outbound_bytes: ws.max_outbound_bytes,
+                rate_limit_per_second: ws.rate_limit_per_second,
+                rate_limit_burst: ws.rate_limit_burst,
+            }),
+        };
+        let state = web::Data::new(crate::http::AppState {
+            auth: Auth::new(settings.jwt_secret.as_bytes(), settings.admin_token.clone()),
+            settings: settings.clone(),
+            hub: hub.clone(),
+            persistence,
+            sessions,
+        });
+
+        let addr = settings.bind_addr();
+        let listener = TcpListener::bind(addr).map_err(|source| StartError::Bind { addr, source })?;
+        let local_addr = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
+        let drain_seconds = settings.drain_timeout().as_secs().max(1);
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                // %U is the path without the query: `?token=` never reaches the log.
+                .wrap(
+                    Logger::new(r#"%a "%{method}xi %U" %s %b %Dms"#)
+                        .custom_request_replace("method", |req| req.method().to_string()),
+                )
+                .configure(crate::http::routes)
+        })
+        .disable_signals()
+        .shutdown_timeout(drain_seconds);
+        if settings.workers > 0 {
+            server = server.workers(settings.workers);
+        }
+        let server = server.listen(listener).map_err(|source| StartError::Bind { addr, source })?.run();
+        log::info!("confab listening on http://{local_addr}");
+
+        Ok(Application {
+            shutdown: ShutdownHandle { server: server.handle(), hub },
+            server,
+            local_addr,
+            admin_token: settings.admin_token.clone(),
+            jwt_secret: settings.jwt_secret.clone(),
+            arbiters: [hub_arbiter, persistence_arbiter],
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn admin_token(&self) -> &str {
+        &self.admin_token
+    }
+
+    pub fn jwt_secret(&self) -> &str {
+        &self.jwt_secret
+    }
+
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.shutdown.clone()
+    }
+
+    /// Serves until stopped by [`ShutdownHandle`] or, with
+    /// `handle_signals`, by SIGTERM or SIGINT.
+    pub async fn run_until_stopped(self, handle_signals: bool) -> std::io::Result<()> {
+        if handle_signals {
+            let shutdown = self.shutdown.clone();
+            actix_web::rt::spawn(async move {
+                wait_for_signal().await;
+                shutdown.shutdown().await;
+            });
+        }
+        let result = self.server.await;
+        for arbiter in &self.arbiters {
+            arbiter.stop();
+        }
+        result
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => log::info!("SIGTERM received"),
+                    _ = tokio::signal::ctrl_c() => log::info!("SIGINT received"),
+                }
+            }
+            Err(e) => {
+                log::warn!("cannot listen for SIGTERM ({e}); only SIGINT will stop the server");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
