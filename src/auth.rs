@@ -52,8 +52,18 @@ impl Auth {
         }
     }
 
-    pub fn mint(&self, user_id: UserId, company_id: CompanyId, expires_at: DateTime<Utc>) -> Result<String, AppError> {
-        let claims = Claims { sub: user_id, company_id, exp: expires_at.timestamp(), iat: Utc::now().timestamp() };
+    pub fn mint(
+        &self,
+        user_id: UserId,
+        company_id: CompanyId,
+        expires_at: DateTime<Utc>,
+    ) -> Result<String, AppError> {
+        let claims = Claims {
+            sub: user_id,
+            company_id,
+            exp: expires_at.timestamp(),
+            iat: Utc::now().timestamp(),
+        };
         encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|e| AppError::Internal(format!("signing a token: {e}")))
     }
@@ -66,7 +76,10 @@ impl Auth {
         if data.claims.iat > Utc::now().timestamp() + IAT_FUTURE_TOLERANCE_SECONDS {
             return Err(AppError::Unauthorized("invalid or expired token"));
         }
-        Ok(Claimed { user_id: data.claims.sub, company_id: data.claims.company_id })
+        Ok(Claimed {
+            user_id: data.claims.sub,
+            company_id: data.claims.company_id,
+        })
     }
 
     pub fn verify_admin(&self, token: &str) -> Result<(), AppError> {
@@ -105,18 +118,30 @@ mod tests {
     fn minted_tokens_verify() {
         let a = auth();
         let (u, c) = (UserId(Uuid::new_v4()), CompanyId(Uuid::new_v4()));
-        let token = a.mint(u, c, Utc::now() + chrono::Duration::minutes(5)).unwrap();
-        assert_eq!(a.verify_user(&token).unwrap(), Claimed { user_id: u, company_id: c });
+        let token = a
+            .mint(u, c, Utc::now() + chrono::Duration::minutes(5))
+            .unwrap();
+        assert_eq!(
+            a.verify_user(&token).unwrap(),
+            Claimed {
+                user_id: u,
+                company_id: c
+            }
+        );
     }
 
     #[test]
     fn expired_and_foreign_tokens_are_refused() {
         let a = auth();
         let (u, c) = (UserId(Uuid::new_v4()), CompanyId(Uuid::new_v4()));
-        let expired = a.mint(u, c, Utc::now() - chrono::Duration::seconds(1)).unwrap();
+        let expired = a
+            .mint(u, c, Utc::now() - chrono::Duration::seconds(1))
+            .unwrap();
         assert!(a.verify_user(&expired).is_err());
         let other = Auth::new(b"another-secret-another-secret-xx", "admin".into());
-        let foreign = other.mint(u, c, Utc::now() + chrono::Duration::minutes(5)).unwrap();
+        let foreign = other
+            .mint(u, c, Utc::now() + chrono::Duration::minutes(5))
+            .unwrap();
         assert!(a.verify_user(&foreign).is_err());
     }
 

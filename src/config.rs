@@ -21,10 +21,16 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("CONFAB_TOKEN_TTL_SECONDS", "token_ttl_seconds"),
     ("CONFAB_WORKERS", "workers"),
     ("CONFAB_MAX_FRAME_BYTES", "websocket.max_frame_bytes"),
-    ("CONFAB_HEARTBEAT_INTERVAL_MS", "websocket.heartbeat_interval_ms"),
+    (
+        "CONFAB_HEARTBEAT_INTERVAL_MS",
+        "websocket.heartbeat_interval_ms",
+    ),
     ("CONFAB_CLIENT_TIMEOUT_MS", "websocket.client_timeout_ms"),
     ("CONFAB_MAX_OUTBOUND_BYTES", "websocket.max_outbound_bytes"),
-    ("CONFAB_RATE_LIMIT_PER_SECOND", "websocket.rate_limit_per_second"),
+    (
+        "CONFAB_RATE_LIMIT_PER_SECOND",
+        "websocket.rate_limit_per_second",
+    ),
     ("CONFAB_RATE_LIMIT_BURST", "websocket.rate_limit_burst"),
     ("CONFAB_TYPING_TIMEOUT_MS", "websocket.typing_timeout_ms"),
     ("CONFAB_DRAIN_TIMEOUT_MS", "shutdown.drain_timeout_ms"),
@@ -109,6 +115,16 @@ impl Settings {
         Ok(settings)
     }
 
+    /// The checked-in defaults alone, ignoring files and the environment
+    /// (tests start from these and change what they need).
+    pub fn defaults() -> Result<Self, ConfigError> {
+        config::Config::builder()
+            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml))
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(|e| ConfigError(e.to_string()))
+    }
+
     /// Checks what the types alone cannot. Each message starts with the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let fail = |key: &str, why: &str| Err(ConfigError(format!("{key}: {why}")));
@@ -116,9 +132,13 @@ impl Settings {
             return fail("bind", "must be an address like 127.0.0.1:8080");
         }
         if url::Url::parse(&self.database_url).map_or(true, |u| {
-            !matches!(u.scheme(), "postgres" | "postgresql") || database_name(&self.database_url).is_none()
+            !matches!(u.scheme(), "postgres" | "postgresql")
+                || database_name(&self.database_url).is_none()
         }) {
-            return fail("database_url", "must be a postgres:// URL naming a database");
+            return fail(
+                "database_url",
+                "must be a postgres:// URL naming a database",
+            );
         }
         if self.db_pool_size == 0 {
             return fail("db_pool_size", "must be at least 1");
@@ -127,14 +147,23 @@ impl Settings {
             return fail("db_timeout_ms", "must be at least 1");
         }
         if !self.jwt_secret.is_empty() && self.jwt_secret.len() < MIN_JWT_SECRET_BYTES {
-            return fail("jwt_secret", "must be at least 32 bytes (or empty to generate one)");
+            return fail(
+                "jwt_secret",
+                "must be at least 32 bytes (or empty to generate one)",
+            );
         }
         if self.token_ttl_seconds == 0 || self.token_ttl_seconds > self.max_token_ttl_seconds {
-            return fail("token_ttl_seconds", "must be between 1 and max_token_ttl_seconds");
+            return fail(
+                "token_ttl_seconds",
+                "must be between 1 and max_token_ttl_seconds",
+            );
         }
         for origin in &self.allowed_origins {
             if url::Url::parse(origin).is_err() {
-                return fail("allowed_origins", "each entry must be an origin like https://chat.example.com");
+                return fail(
+                    "allowed_origins",
+                    "each entry must be an origin like https://chat.example.com",
+                );
             }
         }
         let ws = &self.websocket;
@@ -145,13 +174,22 @@ impl Settings {
             return fail("websocket.heartbeat_interval_ms", "must be at least 1");
         }
         if ws.client_timeout_ms <= ws.heartbeat_interval_ms {
-            return fail("websocket.client_timeout_ms", "must be longer than heartbeat_interval_ms");
+            return fail(
+                "websocket.client_timeout_ms",
+                "must be longer than heartbeat_interval_ms",
+            );
         }
         if ws.max_outbound_bytes < ws.max_frame_bytes {
-            return fail("websocket.max_outbound_bytes", "must be at least max_frame_bytes");
+            return fail(
+                "websocket.max_outbound_bytes",
+                "must be at least max_frame_bytes",
+            );
         }
         if !(ws.rate_limit_per_second.is_finite() && ws.rate_limit_per_second > 0.0) {
-            return fail("websocket.rate_limit_per_second", "must be a positive number");
+            return fail(
+                "websocket.rate_limit_per_second",
+                "must be a positive number",
+            );
         }
         if ws.rate_limit_burst == 0 {
             return fail("websocket.rate_limit_burst", "must be at least 1");
@@ -164,7 +202,9 @@ impl Settings {
 
     pub fn bind_addr(&self) -> SocketAddr {
         // validate() has parsed it already.
-        self.bind.parse().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8080)))
+        self.bind
+            .parse()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8080)))
     }
 
     pub fn db_timeout(&self) -> Duration {
@@ -233,7 +273,10 @@ mod tests {
 
     #[test]
     fn database_name_is_the_path() {
-        assert_eq!(database_name("postgres://u@h:5432/confab").as_deref(), Some("confab"));
+        assert_eq!(
+            database_name("postgres://u@h:5432/confab").as_deref(),
+            Some("confab")
+        );
         assert_eq!(database_name("postgres://u@h:5432/"), None);
     }
 }

@@ -157,7 +157,9 @@ impl From<diesel::result::Error> for AppError {
                 _,
             )
             | Error::BrokenTransactionManager => AppError::Unavailable,
-            Error::DatabaseError(_, info) if is_connection_failure(info.message()) => AppError::Unavailable,
+            Error::DatabaseError(_, info) if is_connection_failure(info.message()) => {
+                AppError::Unavailable
+            }
             other => AppError::Internal(format!("database: {other}")),
         }
     }

@@ -3,7 +3,10 @@
 
 use std::sync::OnceLock;
 
-use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
 
 use crate::error::ErrorCode;
 
@@ -27,30 +30,52 @@ fn build() -> Result<Metrics, prometheus::Error> {
         sessions: IntGauge::new("sessions", "Open WebSocket sessions")?,
         users_online: IntGauge::new("users_online", "Users with at least one session")?,
         live_threads: IntGauge::new("live_threads", "Threads with at least one online member")?,
-        persistence_in_flight: IntGauge::new("persistence_in_flight", "Requests waiting on or running in Persistence")?,
-        messages_persisted: IntCounter::new("messages_persisted_total", "Messages committed by this process")?,
+        persistence_in_flight: IntGauge::new(
+            "persistence_in_flight",
+            "Requests waiting on or running in Persistence",
+        )?,
+        messages_persisted: IntCounter::new(
+            "messages_persisted_total",
+            "Messages committed by this process",
+        )?,
         deliveries: IntCounter::new("deliveries_total", "Frames routed by the hub to sessions")?,
-        errors: IntCounterVec::new(Opts::new("errors_total", "Errors answered, by contract code"), &["code"])?,
-        slow_consumers_closed: IntCounter::new("slow_consumers_closed_total", "Sessions closed with 4008")?,
+        errors: IntCounterVec::new(
+            Opts::new("errors_total", "Errors answered, by contract code"),
+            &["code"],
+        )?,
+        slow_consumers_closed: IntCounter::new(
+            "slow_consumers_closed_total",
+            "Sessions closed with 4008",
+        )?,
         ack_latency_seconds: Histogram::with_opts(
-            HistogramOpts::new("ack_latency_seconds", "chat:send frame received to chat:ack written")
-                .buckets(vec![0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
+            HistogramOpts::new(
+                "ack_latency_seconds",
+                "chat:send frame received to chat:ack written",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ]),
         )?,
         fanout_size: Histogram::with_opts(
-            HistogramOpts::new("fanout_size", "Sessions one chat:message was routed to")
-                .buckets(vec![0.0, 1.0, 2.0, 5.0, 10.0, 50.0, 100.0, 500.0, 1000.0, 5000.0]),
+            HistogramOpts::new("fanout_size", "Sessions one chat:message was routed to").buckets(
+                vec![0.0, 1.0, 2.0, 5.0, 10.0, 50.0, 100.0, 500.0, 1000.0, 5000.0],
+            ),
         )?,
         registry,
     };
     m.registry.register(Box::new(m.sessions.clone()))?;
     m.registry.register(Box::new(m.users_online.clone()))?;
     m.registry.register(Box::new(m.live_threads.clone()))?;
-    m.registry.register(Box::new(m.persistence_in_flight.clone()))?;
-    m.registry.register(Box::new(m.messages_persisted.clone()))?;
+    m.registry
+        .register(Box::new(m.persistence_in_flight.clone()))?;
+    m.registry
+        .register(Box::new(m.messages_persisted.clone()))?;
     m.registry.register(Box::new(m.deliveries.clone()))?;
     m.registry.register(Box::new(m.errors.clone()))?;
-    m.registry.register(Box::new(m.slow_consumers_closed.clone()))?;
-    m.registry.register(Box::new(m.ack_latency_seconds.clone()))?;
+    m.registry
+        .register(Box::new(m.slow_consumers_closed.clone()))?;
+    m.registry
+        .register(Box::new(m.ack_latency_seconds.clone()))?;
     m.registry.register(Box::new(m.fanout_size.clone()))?;
     for code in ErrorCode::ALL {
         m.errors.with_label_values(&[code.as_str()]);

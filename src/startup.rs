@@ -24,7 +24,10 @@ pub enum StartError {
     #[error("database pool: {0}")]
     Pool(String),
     #[error("bind {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 pub struct Application {
@@ -79,13 +82,20 @@ impl Application {
             typing_timeout: settings.websocket.typing_timeout(),
             max_outbound_bytes: ws.max_outbound_bytes,
         };
-        let hub = ChatHub::start_in_arbiter(&hub_arbiter.handle(), move |_| ChatHub::new(hub_settings));
+        let hub =
+            ChatHub::start_in_arbiter(&hub_arbiter.handle(), move |_| ChatHub::new(hub_settings));
 
-        let pool = build_pool(&settings.database_url, settings.db_pool_size, settings.db_timeout())
-            .map_err(|e| StartError::Pool(e.to_string()))?;
+        let pool = build_pool(
+            &settings.database_url,
+            settings.db_pool_size,
+            settings.db_timeout(),
+        )
+        .map_err(|e| StartError::Pool(e.to_string()))?;
         let persistence_arbiter = Arbiter::new();
         let sink = EventSink::new(hub.clone().recipient());
-        let persistence = Persistence::start_in_arbiter(&persistence_arbiter.handle(), move |_| Persistence::new(pool, sink));
+        let persistence = Persistence::start_in_arbiter(&persistence_arbiter.handle(), move |_| {
+            Persistence::new(pool, sink)
+        });
 
         let sessions = SessionDeps {
             hub: hub.clone(),
@@ -108,8 +118,11 @@ impl Application {
         });
 
         let addr = settings.bind_addr();
-        let listener = TcpListener::bind(addr).map_err(|source| StartError::Bind { addr, source })?;
-        let local_addr = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
+        let listener =
+            TcpListener::bind(addr).map_err(|source| StartError::Bind { addr, source })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| StartError::Bind { addr, source })?;
         let drain_seconds = settings.drain_timeout().as_secs().max(1);
         let mut server = HttpServer::new(move || {
             App::new()
@@ -126,11 +139,17 @@ impl Application {
         if settings.workers > 0 {
             server = server.workers(settings.workers);
         }
-        let server = server.listen(listener).map_err(|source| StartError::Bind { addr, source })?.run();
+        let server = server
+            .listen(listener)
+            .map_err(|source| StartError::Bind { addr, source })?
+            .run();
         log::info!("confab listening on http://{local_addr}");
 
         Ok(Application {
-            shutdown: ShutdownHandle { server: server.handle(), hub },
+            shutdown: ShutdownHandle {
+                server: server.handle(),
+                hub,
+            },
             server,
             local_addr,
             admin_token: settings.admin_token.clone(),

@@ -35,7 +35,9 @@ impl MessageKind {
             "image" => Ok(MessageKind::Image),
             "file" => Ok(MessageKind::File),
             "system" => Ok(MessageKind::System),
-            other => Err(AppError::Internal(format!("unknown message kind {other:?} in database"))),
+            other => Err(AppError::Internal(format!(
+                "unknown message kind {other:?} in database"
+            ))),
         }
     }
 }
@@ -48,7 +50,9 @@ pub struct MessageText(String);
 impl MessageText {
     pub fn parse(raw: String) -> Result<Self, AppError> {
         if raw.trim().is_empty() {
-            return Err(AppError::bad_request("body must not be empty or all whitespace"));
+            return Err(AppError::bad_request(
+                "body must not be empty or all whitespace",
+            ));
         }
         // Count lazily: stop as soon as the limit is passed.
         if raw.chars().nth(MAX_BODY_CHARS).is_some() {
@@ -87,7 +91,9 @@ impl Metadata {
             return Err(AppError::bad_request("metadata.url must be an http(s) URL"));
         }
         if self.name.trim().is_empty() || self.name.chars().count() > 255 {
-            return Err(AppError::bad_request("metadata.name must be 1..=255 characters"));
+            return Err(AppError::bad_request(
+                "metadata.name must be 1..=255 characters",
+            ));
         }
         if self.mime.trim().is_empty() || self.mime.len() > 255 || !self.mime.contains('/') {
             return Err(AppError::bad_request("metadata.mime must be a MIME type"));
@@ -116,21 +122,33 @@ impl MessageContent {
     ) -> Result<Self, AppError> {
         let kind = kind.unwrap_or(MessageKind::Text);
         match kind {
-            MessageKind::System => Err(AppError::bad_request("type system is written by the server only")),
+            MessageKind::System => Err(AppError::bad_request(
+                "type system is written by the server only",
+            )),
             MessageKind::Text => {
                 if metadata.is_some() {
                     return Err(AppError::bad_request("text messages carry no metadata"));
                 }
                 let body = body.ok_or_else(|| AppError::bad_request("body is required"))?;
-                Ok(Self { kind, body: Some(MessageText::parse(body)?), metadata: None })
+                Ok(Self {
+                    kind,
+                    body: Some(MessageText::parse(body)?),
+                    metadata: None,
+                })
             }
             MessageKind::Image | MessageKind::File => {
                 let metadata = metadata.ok_or_else(|| {
-                    AppError::bad_request("metadata {url, name, size, mime} is required for image and file")
+                    AppError::bad_request(
+                        "metadata {url, name, size, mime} is required for image and file",
+                    )
                 })?;
                 metadata.validate()?;
                 let body = body.map(MessageText::parse).transpose()?;
-                Ok(Self { kind, body, metadata: Some(metadata) })
+                Ok(Self {
+                    kind,
+                    body,
+                    metadata: Some(metadata),
+                })
             }
         }
     }

@@ -13,7 +13,10 @@ use crate::domain::{CompanyId, MessageId, ThreadId, UserId};
 use crate::error::AppError;
 use crate::hub::messages::GetStats;
 use crate::metrics::metrics;
-use crate::persistence::{AddMember, Caller, CreateCompany, CreateThread, CreateUser, DeleteMessage, FindUser, RemoveMember};
+use crate::persistence::{
+    AddMember, Caller, CreateCompany, CreateThread, CreateUser, DeleteMessage, FindUser,
+    RemoveMember,
+};
 use crate::protocol::views::{rfc3339_millis, ThreadKind};
 
 const MAX_NAME_CHARS: usize = 200;
@@ -24,7 +27,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/users/{id}/tokens", web::post().to(mint_token))
         .route("/threads", web::post().to(create_thread))
         .route("/threads/{id}/members", web::post().to(add_member))
-        .route("/threads/{id}/members/{user_id}", web::delete().to(remove_member))
+        .route(
+            "/threads/{id}/members/{user_id}",
+            web::delete().to(remove_member),
+        )
         .route("/messages/{id}", web::delete().to(moderate_message))
         .route("/stats", web::get().to(stats));
 }
@@ -35,7 +41,9 @@ fn checked_name(field: &str, name: String) -> Result<String, AppError> {
         return Err(AppError::bad_request(format!("{field} must not be empty")));
     }
     if name.chars().count() > MAX_NAME_CHARS {
-        return Err(AppError::bad_request(format!("{field} is longer than {MAX_NAME_CHARS} characters")));
+        return Err(AppError::bad_request(format!(
+            "{field} is longer than {MAX_NAME_CHARS} characters"
+        )));
     }
     Ok(name)
 }
@@ -46,7 +54,11 @@ struct NewCompany {
     name: String,
 }
 
-async fn create_company(_: Admin, state: web::Data<AppState>, body: web::Json<NewCompany>) -> Result<HttpResponse, AppError> {
+async fn create_company(
+    _: Admin,
+    state: web::Data<AppState>,
+    body: web::Json<NewCompany>,
+) -> Result<HttpResponse, AppError> {
     let name = checked_name("name", body.into_inner().name)?;
     Ok(HttpResponse::Created().json(state.ask(CreateCompany { name }).await?))
 }
@@ -58,10 +70,24 @@ struct NewUser {
     display_name: String,
 }
 
-async fn create_user(_: Admin, state: web::Data<AppState>, body: web::Json<NewUser>) -> Result<HttpResponse, AppError> {
-    let NewUser { company_id, display_name } = body.into_inner();
+async fn create_user(
+    _: Admin,
+    state: web::Data<AppState>,
+    body: web::Json<NewUser>,
+) -> Result<HttpResponse, AppError> {
+    let NewUser {
+        company_id,
+        display_name,
+    } = body.into_inner();
     let display_name = checked_name("display_name", display_name)?;
-    Ok(HttpResponse::Created().json(state.ask(CreateUser { company_id, display_name }).await?))
+    Ok(HttpResponse::Created().json(
+        state
+            .ask(CreateUser {
+                company_id,
+                display_name,
+            })
+            .await?,
+    ))
 }
 
 #[derive(Deserialize, Default)]
@@ -88,19 +114,28 @@ async fn mint_token(
     let request: TokenRequest = if body.iter().all(u8::is_ascii_whitespace) {
         TokenRequest::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| AppError::bad_request(format!("bad JSON body: {e}")))?
+        serde_json::from_slice(&body)
+            .map_err(|e| AppError::bad_request(format!("bad JSON body: {e}")))?
     };
     let max = state.settings.max_token_ttl_seconds;
     let ttl = match request.ttl_seconds {
         None => state.settings.token_ttl_seconds,
         Some(ttl) if ttl >= 1 && ttl as u64 <= max => ttl as u64,
-        Some(_) => return Err(AppError::bad_request(format!("ttl_seconds must be between 1 and {max}"))),
+        Some(_) => {
+            return Err(AppError::bad_request(format!(
+                "ttl_seconds must be between 1 and {max}"
+            )))
+        }
     };
     let user = state.ask(FindUser(user_id.into_inner())).await?;
-    let seconds = i64::try_from(ttl).map_err(|_| AppError::bad_request("ttl_seconds is too large"))?;
+    let seconds =
+        i64::try_from(ttl).map_err(|_| AppError::bad_request("ttl_seconds is too large"))?;
     let expires_at = Utc::now() + Duration::seconds(seconds);
     let token = state.auth.mint(user.id, user.company_id, expires_at)?;
-    log::info!("minted a token for user={} valid until {expires_at}", user.id);
+    log::info!(
+        "minted a token for user={} valid until {expires_at}",
+        user.id
+    );
     Ok(HttpResponse::Created().json(MintedToken { token, expires_at }))
 }
 
@@ -113,8 +148,17 @@ struct NewThread {
     member_ids: Vec<UserId>,
 }
 
-async fn create_thread(_: Admin, state: web::Data<AppState>, body: web::Json<NewThread>) -> Result<HttpResponse, AppError> {
-    let NewThread { company_id, kind, title, member_ids } = body.into_inner();
+async fn create_thread(
+    _: Admin,
+    state: web::Data<AppState>,
+    body: web::Json<NewThread>,
+) -> Result<HttpResponse, AppError> {
+    let NewThread {
+        company_id,
+        kind,
+        title,
+        member_ids,
+    } = body.into_inner();
     let created = state
         .ask(CreateThread {
             company_id,
@@ -124,7 +168,11 @@ async fn create_thread(_: Admin, state: web::Data<AppState>, body: web::Json<New
             member_ids,
         })
         .await?;
-    let mut response = if created.created { HttpResponse::Created() } else { HttpResponse::Ok() };
+    let mut response = if created.created {
+        HttpResponse::Created()
+    } else {
+        HttpResponse::Ok()
+    };
     Ok(response.json(created.thread))
 }
 
@@ -135,24 +183,57 @@ async fn add_member(
     body: web::Json<NewMember>,
 ) -> Result<HttpResponse, AppError> {
     let (thread_id, user_id) = (thread_id.into_inner(), body.user_id);
-    state.ask(AddMember { caller: Caller::Admin, thread_id, user_id }).await?;
+    state
+        .ask(AddMember {
+            caller: Caller::Admin,
+            thread_id,
+            user_id,
+        })
+        .await?;
     Ok(HttpResponse::Created().json(json!({ "thread_id": thread_id, "user_id": user_id })))
 }
 
-async fn remove_member(_: Admin, state: web::Data<AppState>, path: web::Path<(ThreadId, UserId)>) -> Result<HttpResponse, AppError> {
+async fn remove_member(
+    _: Admin,
+    state: web::Data<AppState>,
+    path: web::Path<(ThreadId, UserId)>,
+) -> Result<HttpResponse, AppError> {
     let (thread_id, user_id) = path.into_inner();
-    state.ask(RemoveMember { caller: Caller::Admin, thread_id, user_id }).await?;
+    state
+        .ask(RemoveMember {
+            caller: Caller::Admin,
+            thread_id,
+            user_id,
+        })
+        .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
-async fn moderate_message(_: Admin, state: web::Data<AppState>, message_id: web::Path<MessageId>) -> Result<HttpResponse, AppError> {
-    let tombstone = state.ask(DeleteMessage { caller: Caller::Admin, message_id: message_id.into_inner() }).await?;
-    log::info!("operator deleted message={} in thread={}", tombstone.id, tombstone.thread_id);
+async fn moderate_message(
+    _: Admin,
+    state: web::Data<AppState>,
+    message_id: web::Path<MessageId>,
+) -> Result<HttpResponse, AppError> {
+    let tombstone = state
+        .ask(DeleteMessage {
+            caller: Caller::Admin,
+            message_id: message_id.into_inner(),
+        })
+        .await?;
+    log::info!(
+        "operator deleted message={} in thread={}",
+        tombstone.id,
+        tombstone.thread_id
+    );
     Ok(HttpResponse::Ok().json(tombstone))
 }
 
 async fn stats(_: Admin, state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
-    let hub = state.hub.send(GetStats).await.map_err(|_| AppError::Unavailable)?;
+    let hub = state
+        .hub
+        .send(GetStats)
+        .await
+        .map_err(|_| AppError::Unavailable)?;
     let m = metrics();
     Ok(HttpResponse::Ok().json(json!({
         "sessions": hub.sessions,

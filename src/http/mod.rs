@@ -43,7 +43,10 @@ impl AppState {
         Q::Output: Send,
         Persistence: actix::Handler<Q>,
     {
-        self.persistence.send(query).await.map_err(|_| AppError::Unavailable)?
+        self.persistence
+            .send(query)
+            .await
+            .map_err(|_| AppError::Unavailable)?
     }
 }
 
@@ -53,23 +56,33 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .limit(MAX_JSON_BODY_BYTES)
             .error_handler(|err: JsonPayloadError, _: &HttpRequest| json_error(err).into()),
     )
-    .app_data(web::QueryConfig::default().error_handler(|err: QueryPayloadError, _: &HttpRequest| {
-        AppError::bad_request(format!("bad query string: {err}")).into()
-    }))
-    .app_data(web::PathConfig::default().error_handler(|err: PathError, _: &HttpRequest| {
-        AppError::bad_request(format!("bad path: {err}")).into()
-    }))
+    .app_data(web::QueryConfig::default().error_handler(
+        |err: QueryPayloadError, _: &HttpRequest| {
+            AppError::bad_request(format!("bad query string: {err}")).into()
+        },
+    ))
+    .app_data(
+        web::PathConfig::default().error_handler(|err: PathError, _: &HttpRequest| {
+            AppError::bad_request(format!("bad path: {err}")).into()
+        }),
+    )
     .configure(ops::routes)
     .configure(ws::routes)
     .service(web::scope("/api").configure(user_api::routes))
     .service(web::scope("/admin").configure(admin_api::routes))
-    .default_service(web::to(|| async { Err::<actix_web::HttpResponse, _>(AppError::NotFound("route")) }));
+    .default_service(web::to(|| async {
+        Err::<actix_web::HttpResponse, _>(AppError::NotFound("route"))
+    }));
 }
 
 fn json_error(err: JsonPayloadError) -> AppError {
     match err {
-        JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => AppError::PayloadTooLarge,
-        JsonPayloadError::ContentType => AppError::bad_request("expected Content-Type: application/json"),
+        JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
+            AppError::PayloadTooLarge
+        }
+        JsonPayloadError::ContentType => {
+            AppError::bad_request("expected Content-Type: application/json")
+        }
         JsonPayloadError::Deserialize(e) => AppError::bad_request(format!("bad JSON body: {e}")),
         other => AppError::bad_request(format!("bad body: {other}")),
     }

@@ -25,5 +25,7 @@ async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
 }
 
 async fn metrics() -> HttpResponse {
-    HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(crate::metrics::render())
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(crate::metrics::render())
 }

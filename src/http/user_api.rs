@@ -12,8 +12,8 @@ use crate::domain::{MessageId, MessageText, ThreadId, UserId};
 use crate::error::AppError;
 use crate::hub::messages::OnlineAmong;
 use crate::persistence::{
-    AddMember, Caller, CreateThread, DeleteMessage, EditMessage, FetchMessages, ListMembers, LoadThreads,
-    PageBounds, RemoveMember,
+    AddMember, Caller, CreateThread, DeleteMessage, EditMessage, FetchMessages, ListMembers,
+    LoadThreads, PageBounds, RemoveMember,
 };
 use crate::protocol::client::page_limit;
 use crate::protocol::views::ThreadKind;
@@ -34,8 +34,16 @@ async fn me(caller: AuthUser) -> HttpResponse {
     HttpResponse::Ok().json(caller.user)
 }
 
-async fn list_threads(caller: AuthUser, state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
-    let threads = state.ask(LoadThreads { member: caller.claimed, with_last_message: true }).await?;
+async fn list_threads(
+    caller: AuthUser,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, AppError> {
+    let threads = state
+        .ask(LoadThreads {
+            member: caller.claimed,
+            with_last_message: true,
+        })
+        .await?;
     Ok(HttpResponse::Ok().json(json!({ "threads": threads })))
 }
 
@@ -51,9 +59,9 @@ pub struct NewThread {
 pub fn checked_title(title: Option<String>) -> Result<Option<String>, AppError> {
     const MAX_TITLE_CHARS: usize = 200;
     match title.map(|t| t.trim().to_string()) {
-        Some(t) if t.chars().count() > MAX_TITLE_CHARS => {
-            Err(AppError::bad_request(format!("title is longer than {MAX_TITLE_CHARS} characters")))
-        }
+        Some(t) if t.chars().count() > MAX_TITLE_CHARS => Err(AppError::bad_request(format!(
+            "title is longer than {MAX_TITLE_CHARS} characters"
+        ))),
         Some(t) if t.is_empty() => Ok(None),
         other => Ok(other),
     }
@@ -64,7 +72,11 @@ async fn create_thread(
     state: web::Data<AppState>,
     body: web::Json<NewThread>,
 ) -> Result<HttpResponse, AppError> {
-    let NewThread { kind, title, member_ids } = body.into_inner();
+    let NewThread {
+        kind,
+        title,
+        member_ids,
+    } = body.into_inner();
     let created = state
         .ask(CreateThread {
             company_id: caller.claimed.company_id,
@@ -74,7 +86,11 @@ async fn create_thread(
             member_ids,
         })
         .await?;
-    let mut response = if created.created { HttpResponse::Created() } else { HttpResponse::Ok() };
+    let mut response = if created.created {
+        HttpResponse::Created()
+    } else {
+        HttpResponse::Ok()
+    };
     Ok(response.json(created.thread))
 }
 
@@ -91,22 +107,45 @@ async fn messages(
     thread_id: web::Path<ThreadId>,
     query: web::Query<PageQuery>,
 ) -> Result<HttpResponse, AppError> {
-    let PageQuery { before_seq, after_seq, limit } = query.into_inner();
+    let PageQuery {
+        before_seq,
+        after_seq,
+        limit,
+    } = query.into_inner();
     if before_seq.is_some_and(|s| s < 0) || after_seq.is_some_and(|s| s < 0) {
-        return Err(AppError::bad_request("before_seq and after_seq must not be negative"));
+        return Err(AppError::bad_request(
+            "before_seq and after_seq must not be negative",
+        ));
     }
     let bounds = match after_seq {
-        Some(after_seq) => PageBounds::After { after_seq, before_seq },
+        Some(after_seq) => PageBounds::After {
+            after_seq,
+            before_seq,
+        },
         None => PageBounds::Newest { before_seq },
     };
     let page = state
-        .ask(FetchMessages { reader: caller.claimed, thread_id: thread_id.into_inner(), bounds, limit: page_limit(limit)? })
+        .ask(FetchMessages {
+            reader: caller.claimed,
+            thread_id: thread_id.into_inner(),
+            bounds,
+            limit: page_limit(limit)?,
+        })
         .await?;
     Ok(HttpResponse::Ok().json(page))
 }
 
-async fn members(caller: AuthUser, state: web::Data<AppState>, thread_id: web::Path<ThreadId>) -> Result<HttpResponse, AppError> {
-    let mut members = state.ask(ListMembers { reader: caller.claimed, thread_id: thread_id.into_inner() }).await?;
+async fn members(
+    caller: AuthUser,
+    state: web::Data<AppState>,
+    thread_id: web::Path<ThreadId>,
+) -> Result<HttpResponse, AppError> {
+    let mut members = state
+        .ask(ListMembers {
+            reader: caller.claimed,
+            thread_id: thread_id.into_inner(),
+        })
+        .await?;
     let online = state
         .hub
         .send(OnlineAmong(members.iter().map(|m| m.user_id).collect()))
@@ -131,11 +170,21 @@ async fn add_member(
     body: web::Json<NewMember>,
 ) -> Result<HttpResponse, AppError> {
     let (thread_id, user_id) = (thread_id.into_inner(), body.user_id);
-    state.ask(AddMember { caller: Caller::User(caller.claimed), thread_id, user_id }).await?;
+    state
+        .ask(AddMember {
+            caller: Caller::User(caller.claimed),
+            thread_id,
+            user_id,
+        })
+        .await?;
     Ok(HttpResponse::Created().json(json!({ "thread_id": thread_id, "user_id": user_id })))
 }
 
-async fn leave(caller: AuthUser, state: web::Data<AppState>, thread_id: web::Path<ThreadId>) -> Result<HttpResponse, AppError> {
+async fn leave(
+    caller: AuthUser,
+    state: web::Data<AppState>,
+    thread_id: web::Path<ThreadId>,
+) -> Result<HttpResponse, AppError> {
     let request = RemoveMember {
         caller: Caller::User(caller.claimed),
         thread_id: thread_id.into_inner(),
@@ -158,7 +207,13 @@ async fn edit_message(
     edit: web::Json<MessageEdit>,
 ) -> Result<HttpResponse, AppError> {
     let body = MessageText::parse(edit.into_inner().body)?;
-    let message = state.ask(EditMessage { editor: caller.claimed, message_id: message_id.into_inner(), body }).await?;
+    let message = state
+        .ask(EditMessage {
+            editor: caller.claimed,
+            message_id: message_id.into_inner(),
+            body,
+        })
+        .await?;
     Ok(HttpResponse::Ok().json(message))
 }
 
@@ -167,6 +222,9 @@ async fn delete_message(
     state: web::Data<AppState>,
     message_id: web::Path<MessageId>,
 ) -> Result<HttpResponse, AppError> {
-    let request = DeleteMessage { caller: Caller::User(caller.claimed), message_id: message_id.into_inner() };
+    let request = DeleteMessage {
+        caller: Caller::User(caller.claimed),
+        message_id: message_id.into_inner(),
+    };
     Ok(HttpResponse::Ok().json(state.ask(request).await?))
 }

@@ -1,8 +1,8 @@
 //! GET /ws: authenticate, check the Origin, then upgrade. Everything that
 //! can be refused is refused here with an HTTP status, before the upgrade.
 
-use actix_web::http::header::ORIGIN;
 use actix::AsyncContext;
+use actix_web::http::header::ORIGIN;
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_actors::ws::{self, WebsocketContext};
 use bytes::Bytes;
@@ -18,9 +18,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/ws", web::get().to(upgrade));
 }
 
-async fn upgrade(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> actix_web::Result<HttpResponse> {
+async fn upgrade(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> actix_web::Result<HttpResponse> {
     check_origin(&req, &state.settings.allowed_origins)?;
-    let token = token(&req).ok_or(AppError::Unauthorized("missing token: use ?token= or a bearer header"))?;
+    let token = token(&req).ok_or(AppError::Unauthorized(
+        "missing token: use ?token= or a bearer header",
+    ))?;
     let caller = AuthUser::from_token(&state, &token).await?;
     let mut response = ws::handshake(&req)?;
 
@@ -55,9 +61,14 @@ fn check_origin(req: &HttpRequest, allowed: &[String]) -> Result<(), AppError> {
     if allowed.is_empty() {
         return Ok(());
     }
-    let Some(origin) = req.headers().get(ORIGIN) else { return Ok(()) };
+    let Some(origin) = req.headers().get(ORIGIN) else {
+        return Ok(());
+    };
     let origin = origin.to_str().unwrap_or_default().trim_end_matches('/');
-    if allowed.iter().any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(origin)) {
+    if allowed
+        .iter()
+        .any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(origin))
+    {
         Ok(())
     } else {
         Err(AppError::Forbidden("origin not allowed"))

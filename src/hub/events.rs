@@ -17,9 +17,19 @@ pub struct Committed(pub ChatEvent);
 pub enum ChatEvent {
     /// A new message. `origin` is the session that sent it: it gets the ack
     /// and no copy of the message.
-    MessageCreated { message: MessageView, origin: Option<SessionId> },
-    MessageEdited { message: MessageView },
-    MessageDeleted { thread_id: ThreadId, message_id: MessageId, seq: i64, deleted_at: DateTime<Utc> },
+    MessageCreated {
+        message: MessageView,
+        origin: Option<SessionId>,
+    },
+    MessageEdited {
+        message: MessageView,
+    },
+    MessageDeleted {
+        thread_id: ThreadId,
+        message_id: MessageId,
+        seq: i64,
+        deleted_at: DateTime<Utc>,
+    },
     /// A member's cursors moved. A range is present only if that cursor
     /// moved; `senders` are the members (other than the reader) who sent a
     /// message inside the newly covered range.
@@ -33,10 +43,19 @@ pub enum ChatEvent {
     },
     /// A thread was created with these members. `thread` has the cursors a
     /// new member starts with.
-    ThreadCreated { thread: ThreadView, members: Vec<UserId> },
+    ThreadCreated {
+        thread: ThreadView,
+        members: Vec<UserId>,
+    },
     /// `user_id` was added to an existing thread; `thread` is as they see it.
-    MemberAdded { thread: ThreadView, user_id: UserId },
-    MemberRemoved { thread_id: ThreadId, user_id: UserId },
+    MemberAdded {
+        thread: ThreadView,
+        user_id: UserId,
+    },
+    MemberRemoved {
+        thread_id: ThreadId,
+        user_id: UserId,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]

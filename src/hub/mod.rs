@@ -80,8 +80,13 @@ impl ChatHub {
     // ---- delivery -------------------------------------------------------
 
     fn deliver(&mut self, session_id: SessionId, out: &Outbound) {
-        let Some(entry) = self.sessions.get(&session_id) else { return };
-        if entry.outbound.would_exceed(out.frame.len(), self.settings.max_outbound_bytes) {
+        let Some(entry) = self.sessions.get(&session_id) else {
+            return;
+        };
+        if entry
+            .outbound
+            .would_exceed(out.frame.len(), self.settings.max_outbound_bytes)
+        {
             if !self.evictions.contains(&session_id) {
                 self.evictions.push(session_id);
             }
@@ -92,7 +97,12 @@ impl ChatHub {
         metrics().deliveries.inc();
     }
 
-    fn deliver_to_user(&mut self, user_id: UserId, out: &Outbound, except: Option<SessionId>) -> usize {
+    fn deliver_to_user(
+        &mut self,
+        user_id: UserId,
+        out: &Outbound,
+        except: Option<SessionId>,
+    ) -> usize {
         let sessions = match self.users.get(&user_id) {
             Some(u) => u.sessions.clone(),
             None => return 0,
@@ -117,14 +127,25 @@ impl ChatHub {
         except_session: Option<SessionId>,
     ) -> usize {
         let members: Vec<UserId> = match self.rooms.get(&thread_id) {
-            Some(room) => room.members.iter().copied().filter(|u| Some(*u) != except_user).collect(),
+            Some(room) => room
+                .members
+                .iter()
+                .copied()
+                .filter(|u| Some(*u) != except_user)
+                .collect(),
             None => return 0,
         };
-        members.into_iter().map(|u| self.deliver_to_user(u, out, except_session)).sum()
+        members
+            .into_iter()
+            .map(|u| self.deliver_to_user(u, out, except_session))
+            .sum()
     }
 
     fn frame(event: ServerEvent) -> Outbound {
-        Outbound { frame: event.to_frame(None), message_seq: None }
+        Outbound {
+            frame: event.to_frame(None),
+            message_seq: None,
+        }
     }
 
     /// Drops sessions that passed their outbound bound. Evicting can route
@@ -132,9 +153,14 @@ impl ChatHub {
     fn process_evictions(&mut self) {
         while let Some(session_id) = self.evictions.pop() {
             if let Some(entry) = self.sessions.get(&session_id) {
-                log::info!("session={session_id} user={} slow consumer, closing with 4008", entry.user_id);
+                log::info!(
+                    "session={session_id} user={} slow consumer, closing with 4008",
+                    entry.user_id
+                );
                 metrics().slow_consumers_closed.inc();
-                entry.addr.do_send(ToSession::Close(CloseCause::SlowConsumer));
+                entry
+                    .addr
+                    .do_send(ToSession::Close(CloseCause::SlowConsumer));
             }
             self.remove_session(session_id);
         }
@@ -146,12 +172,18 @@ impl ChatHub {
         if let Some(user) = self.users.get_mut(&user_id) {
             user.threads.insert(thread_id);
         }
-        self.rooms.entry(thread_id).or_insert_with(|| Room::new(last_seq)).members.insert(user_id);
+        self.rooms
+            .entry(thread_id)
+            .or_insert_with(|| Room::new(last_seq))
+            .members
+            .insert(user_id);
     }
 
     /// Users other than `user_id` who share a live room with them.
     fn co_members(&self, user_id: UserId) -> HashSet<UserId> {
-        let Some(user) = self.users.get(&user_id) else { return HashSet::new() };
+        let Some(user) = self.users.get(&user_id) else {
+            return HashSet::new();
+        };
         user.threads
             .iter()
             .filter_map(|t| self.rooms.get(t))
@@ -168,7 +200,9 @@ impl ChatHub {
     }
 
     fn remove_session(&mut self, session_id: SessionId) {
-        let Some(entry) = self.sessions.remove(&session_id) else { return };
+        let Some(entry) = self.sessions.remove(&session_id) else {
+            return;
+        };
         let user_id = entry.user_id;
         let last = match self.users.get_mut(&user_id) {
             Some(user) => {
@@ -181,7 +215,11 @@ impl ChatHub {
             return;
         }
         // The user's last session: their typing ends and they go offline.
-        let threads: Vec<ThreadId> = self.users.get(&user_id).map(|u| u.threads.iter().copied().collect()).unwrap_or_default();
+        let threads: Vec<ThreadId> = self
+            .users
+            .get(&user_id)
+            .map(|u| u.threads.iter().copied().collect())
+            .unwrap_or_default();
         for thread_id in &threads {
             self.end_typing(*thread_id, user_id);
         }
@@ -216,15 +254,27 @@ impl ChatHub {
     // ---- typing ---------------------------------------------------------
 
     fn end_typing(&mut self, thread_id: ThreadId, user_id: UserId) {
-        let was_typing = self.rooms.get_mut(&thread_id).and_then(|r| r.typing.remove(&user_id)).is_some();
+        let was_typing = self
+            .rooms
+            .get_mut(&thread_id)
+            .and_then(|r| r.typing.remove(&user_id))
+            .is_some();
         if was_typing {
-            let out = Self::frame(ServerEvent::Typing { thread_id, user_id, typing: false });
+            let out = Self::frame(ServerEvent::Typing {
+                thread_id,
+                user_id,
+                typing: false,
+            });
             self.deliver_to_room(thread_id, &out, Some(user_id), None);
         }
     }
 
     fn typing_expired(&mut self, thread_id: ThreadId, user_id: UserId, generation: u64) {
-        let current = self.rooms.get(&thread_id).and_then(|r| r.typing.get(&user_id)).copied();
+        let current = self
+            .rooms
+            .get(&thread_id)
+            .and_then(|r| r.typing.get(&user_id))
+            .copied();
         if current == Some(generation) {
             self.end_typing(thread_id, user_id);
             self.process_evictions();
@@ -233,12 +283,22 @@ impl ChatHub {
 
     // ---- messages -------------------------------------------------------
 
-    fn message_arrived(&mut self, message: MessageView, origin: Option<SessionId>, ctx: &mut Context<Self>) {
+    fn message_arrived(
+        &mut self,
+        message: MessageView,
+        origin: Option<SessionId>,
+        ctx: &mut Context<Self>,
+    ) {
         let thread_id = message.thread_id;
-        let Some(room) = self.rooms.get_mut(&thread_id) else { return };
+        let Some(room) = self.rooms.get_mut(&thread_id) else {
+            return;
+        };
         match room.classify(message.seq) {
             Arrival::Stale => {
-                log::debug!("thread={thread_id} seq={} already covered, not routed", message.seq);
+                log::debug!(
+                    "thread={thread_id} seq={} already covered, not routed",
+                    message.seq
+                );
             }
             Arrival::Early => {
                 room.held.insert(message.seq, (message, origin));
@@ -259,7 +319,9 @@ impl ChatHub {
     }
 
     fn flush_held(&mut self, thread_id: ThreadId, ctx: &mut Context<Self>) {
-        let Some(room) = self.rooms.get_mut(&thread_id) else { return };
+        let Some(room) = self.rooms.get_mut(&thread_id) else {
+            return;
+        };
         room.flush_scheduled = false;
         let released = room.skip_gap();
         if !room.held.is_empty() {
@@ -274,16 +336,36 @@ impl ChatHub {
 
     fn route_message(&mut self, message: &MessageView, origin: Option<SessionId>) {
         let out = Outbound {
-            frame: ServerEvent::Message { message: message.clone() }.to_frame(None),
+            frame: ServerEvent::Message {
+                message: message.clone(),
+            }
+            .to_frame(None),
             message_seq: Some((message.thread_id, message.seq)),
         };
         let n = self.deliver_to_room(message.thread_id, &out, None, origin);
         metrics().fanout_size.observe(n as f64);
     }
 
-    fn receipt(&mut self, thread_id: ThreadId, reader: UserId, range: &ReceiptRange, read: bool, at: chrono::DateTime<chrono::Utc>, origin: Option<SessionId>) {
-        let receipt = Receipt { thread_id, user_id: reader, up_to_seq: range.up_to_seq, at };
-        let out = Self::frame(if read { ServerEvent::Read(receipt) } else { ServerEvent::Delivered(receipt) });
+    fn receipt(
+        &mut self,
+        thread_id: ThreadId,
+        reader: UserId,
+        range: &ReceiptRange,
+        read: bool,
+        at: chrono::DateTime<chrono::Utc>,
+        origin: Option<SessionId>,
+    ) {
+        let receipt = Receipt {
+            thread_id,
+            user_id: reader,
+            up_to_seq: range.up_to_seq,
+            at,
+        };
+        let out = Self::frame(if read {
+            ServerEvent::Read(receipt)
+        } else {
+            ServerEvent::Delivered(receipt)
+        });
         for sender in &range.senders {
             if *sender != reader {
                 self.deliver_to_user(*sender, &out, None);
@@ -321,11 +403,28 @@ impl ChatHub {
                 let out = Self::frame(ServerEvent::MessageEdited { message });
                 self.deliver_to_room(thread_id, &out, None, None);
             }
-            ChatEvent::MessageDeleted { thread_id, message_id, seq, deleted_at } => {
-                let out = Self::frame(ServerEvent::MessageDeleted { thread_id, message_id, seq, deleted_at });
+            ChatEvent::MessageDeleted {
+                thread_id,
+                message_id,
+                seq,
+                deleted_at,
+            } => {
+                let out = Self::frame(ServerEvent::MessageDeleted {
+                    thread_id,
+                    message_id,
+                    seq,
+                    deleted_at,
+                });
                 self.deliver_to_room(thread_id, &out, None, None);
             }
-            ChatEvent::CursorAdvanced { thread_id, user_id, origin, delivered, read, at } => {
+            ChatEvent::CursorAdvanced {
+                thread_id,
+                user_id,
+                origin,
+                delivered,
+                read,
+                at,
+            } => {
                 if let Some(range) = &delivered {
                     self.receipt(thread_id, user_id, range, false, at, origin);
                 }
@@ -346,7 +445,10 @@ impl ChatHub {
             }
             ChatEvent::MemberRemoved { thread_id, user_id } => {
                 self.end_typing(thread_id, user_id);
-                let was_online = self.users.get(&user_id).is_some_and(|u| u.threads.contains(&thread_id));
+                let was_online = self
+                    .users
+                    .get(&user_id)
+                    .is_some_and(|u| u.threads.contains(&thread_id));
                 self.leave_room(user_id, thread_id);
                 if was_online {
                     let out = Self::frame(ServerEvent::ThreadLeft { thread_id });
@@ -377,11 +479,19 @@ impl Handler<Connect> for ChatHub {
         let first = !self.users.contains_key(&msg.user_id);
         self.sessions.insert(
             msg.session_id,
-            SessionEntry { user_id: msg.user_id, addr: msg.addr, outbound: msg.outbound },
+            SessionEntry {
+                user_id: msg.user_id,
+                addr: msg.addr,
+                outbound: msg.outbound,
+            },
         );
         self.users
             .entry(msg.user_id)
-            .or_insert_with(|| OnlineUser { company_id: msg.company_id, sessions: Vec::new(), threads: HashSet::new() })
+            .or_insert_with(|| OnlineUser {
+                company_id: msg.company_id,
+                sessions: Vec::new(),
+                threads: HashSet::new(),
+            })
             .sessions
             .push(msg.session_id);
         for (thread_id, last_seq) in msg.threads {
@@ -434,8 +544,15 @@ impl Handler<TypingChanged> for ChatHub {
     type Result = Result<(), AppError>;
 
     fn handle(&mut self, msg: TypingChanged, ctx: &mut Self::Context) -> Self::Result {
-        let user_id = self.sessions.get(&msg.session_id).map(|s| s.user_id).ok_or(AppError::NotMember)?;
-        let is_member = self.users.get(&user_id).is_some_and(|u| u.threads.contains(&msg.thread_id));
+        let user_id = self
+            .sessions
+            .get(&msg.session_id)
+            .map(|s| s.user_id)
+            .ok_or(AppError::NotMember)?;
+        let is_member = self
+            .users
+            .get(&user_id)
+            .is_some_and(|u| u.threads.contains(&msg.thread_id));
         if !is_member {
             return Err(AppError::NotMember);
         }
@@ -449,9 +566,15 @@ impl Handler<TypingChanged> for ChatHub {
         let generation = self.typing_generation;
         let room = self.rooms.get_mut(&thread_id).ok_or(AppError::NotMember)?;
         let already = room.typing.insert(user_id, generation).is_some();
-        ctx.run_later(self.settings.typing_timeout, move |hub, _| hub.typing_expired(thread_id, user_id, generation));
+        ctx.run_later(self.settings.typing_timeout, move |hub, _| {
+            hub.typing_expired(thread_id, user_id, generation)
+        });
         if !already {
-            let out = Self::frame(ServerEvent::Typing { thread_id, user_id, typing: true });
+            let out = Self::frame(ServerEvent::Typing {
+                thread_id,
+                user_id,
+                typing: true,
+            });
             self.deliver_to_room(thread_id, &out, Some(user_id), None);
             self.process_evictions();
         }
@@ -471,7 +594,12 @@ impl Handler<OnlineAmong> for ChatHub {
     type Result = MessageResult<OnlineAmong>;
 
     fn handle(&mut self, OnlineAmong(users): OnlineAmong, _: &mut Self::Context) -> Self::Result {
-        MessageResult(users.into_iter().filter(|u| self.users.contains_key(u)).collect())
+        MessageResult(
+            users
+                .into_iter()
+                .filter(|u| self.users.contains_key(u))
+                .collect(),
+        )
     }
 }
 

@@ -67,7 +67,10 @@ impl Room {
     /// leave a gap; its members recover it with chat:sync.
     pub fn skip_gap(&mut self) -> Vec<(MessageView, Option<SessionId>)> {
         if let Some((&first, _)) = self.held.iter().next() {
-            log::warn!("seq gap: waited for {}, moving on to {first}", self.next_seq);
+            log::warn!(
+                "seq gap: waited for {}, moving on to {first}",
+                self.next_seq
+            );
             self.next_seq = first;
         }
         self.release_in_order()

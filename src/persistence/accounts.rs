@@ -38,7 +38,10 @@ impl Query for CreateCompany {
     async fn run(self, db: Db) -> Result<CompanyView, AppError> {
         let mut conn = db.conn().await?;
         let row: CompanyRow = diesel::insert_into(companies::table)
-            .values((companies::id.eq(Uuid::now_v7()), companies::name.eq(self.name)))
+            .values((
+                companies::id.eq(Uuid::now_v7()),
+                companies::name.eq(self.name),
+            ))
             .returning(CompanyRow::as_returning())
             .get_result(&mut conn)
             .await?;
@@ -68,7 +71,9 @@ impl Query for CreateUser {
             .get_result(&mut conn)
             .await
             .map_err(|e| match e {
-                Error::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, _) => AppError::NotFound("company"),
+                Error::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, _) => {
+                    AppError::NotFound("company")
+                }
                 other => other.into(),
             })?;
         Ok(row.into())
@@ -91,7 +96,8 @@ impl Query for LoadUser {
             .first(&mut conn)
             .await
             .optional()?;
-        row.map(Into::into).ok_or(AppError::Unauthorized("the token's user does not exist"))
+        row.map(Into::into)
+            .ok_or(AppError::Unauthorized("the token's user does not exist"))
     }
 }
 

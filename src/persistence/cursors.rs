@@ -69,7 +69,8 @@ impl Query for AdvanceCursor {
     type Output = CursorOutcome;
     async fn run(self, db: Db) -> Result<CursorOutcome, AppError> {
         let mut conn = db.conn().await?;
-        let (member, thread_id, kind, up_to_seq) = (self.member, self.thread_id, self.kind, self.up_to_seq);
+        let (member, thread_id, kind, up_to_seq) =
+            (self.member, self.thread_id, self.kind, self.up_to_seq);
         let advanced = conn
             .transaction::<_, AppError, _>(|conn| {
                 async move {
@@ -99,11 +100,18 @@ impl Query for AdvanceCursor {
                         },
                         CursorKind::Read => {
                             let read = old.last_read_seq.max(target);
-                            CursorOutcome { last_delivered_seq: old.last_delivered_seq.max(read), last_read_seq: read }
+                            CursorOutcome {
+                                last_delivered_seq: old.last_delivered_seq.max(read),
+                                last_read_seq: read,
+                            }
                         }
                     };
                     if new == old {
-                        return Ok(Advanced { outcome: old, delivered: None, read: None });
+                        return Ok(Advanced {
+                            outcome: old,
+                            delivered: None,
+                            read: None,
+                        });
                     }
                     diesel::sql_query(
                         "UPDATE memberships SET last_delivered_seq = $3, last_read_seq = $4
@@ -118,7 +126,14 @@ impl Query for AdvanceCursor {
                     let delivered = if new.last_delivered_seq > old.last_delivered_seq {
                         Some(ReceiptRange {
                             up_to_seq: new.last_delivered_seq,
-                            senders: senders_between(conn, thread_id, member.user_id, old.last_delivered_seq, new.last_delivered_seq).await?,
+                            senders: senders_between(
+                                conn,
+                                thread_id,
+                                member.user_id,
+                                old.last_delivered_seq,
+                                new.last_delivered_seq,
+                            )
+                            .await?,
                         })
                     } else {
                         None
@@ -126,12 +141,23 @@ impl Query for AdvanceCursor {
                     let read = if new.last_read_seq > old.last_read_seq {
                         Some(ReceiptRange {
                             up_to_seq: new.last_read_seq,
-                            senders: senders_between(conn, thread_id, member.user_id, old.last_read_seq, new.last_read_seq).await?,
+                            senders: senders_between(
+                                conn,
+                                thread_id,
+                                member.user_id,
+                                old.last_read_seq,
+                                new.last_read_seq,
+                            )
+                            .await?,
                         })
                     } else {
                         None
                     };
-                    Ok(Advanced { outcome: new, delivered, read })
+                    Ok(Advanced {
+                        outcome: new,
+                        delivered,
+                        read,
+                    })
                 }
                 .scope_boxed()
             })

@@ -93,11 +93,20 @@ impl Query for SendMessage {
             Ok(row) => {
                 let message = MessageView::try_from(row)?;
                 metrics().messages_persisted.inc();
-                db.publish(ChatEvent::MessageCreated { message: message.clone(), origin: self.origin });
-                Ok(SendOutcome { message, created: true })
+                db.publish(ChatEvent::MessageCreated {
+                    message: message.clone(),
+                    origin: self.origin,
+                });
+                Ok(SendOutcome {
+                    message,
+                    created: true,
+                })
             }
             Err(AppError::NotMember) => match find_by_client_id(&mut conn, sender, cmid).await? {
-                Some(message) => Ok(SendOutcome { message, created: false }),
+                Some(message) => Ok(SendOutcome {
+                    message,
+                    created: false,
+                }),
                 None => Err(AppError::NotMember),
             },
             Err(other) => Err(other),
@@ -126,7 +135,10 @@ pub enum PageBounds {
     /// The newest messages, optionally only those below `before_seq`.
     Newest { before_seq: Option<i64> },
     /// The oldest messages above `after_seq`, optionally below `before_seq`.
-    After { after_seq: i64, before_seq: Option<i64> },
+    After {
+        after_seq: i64,
+        before_seq: Option<i64>,
+    },
 }
 
 /// chat:sync and GET /api/threads/{id}/messages: a page, ascending,
@@ -158,7 +170,10 @@ impl Query for FetchMessages {
                 query = query.order(messages::seq.desc());
                 false
             }
-            PageBounds::After { after_seq, before_seq } => {
+            PageBounds::After {
+                after_seq,
+                before_seq,
+            } => {
                 query = query.filter(messages::seq.gt(after_seq));
                 if let Some(before) = before_seq {
                     query = query.filter(messages::seq.lt(before));
@@ -173,7 +188,10 @@ impl Query for FetchMessages {
         if !ascending {
             rows.reverse();
         }
-        Ok(MessagePage { messages: message_views(rows)?, has_more })
+        Ok(MessagePage {
+            messages: message_views(rows)?,
+            has_more,
+        })
     }
 }
 
@@ -206,7 +224,9 @@ impl Query for EditMessage {
         .await
         .optional()?;
         let message = MessageView::try_from(row.ok_or(AppError::NotFound("message"))?)?;
-        db.publish(ChatEvent::MessageEdited { message: message.clone() });
+        db.publish(ChatEvent::MessageEdited {
+            message: message.clone(),
+        });
         Ok(message)
     }
 }
@@ -225,7 +245,9 @@ impl Query for DeleteMessage {
     type Output = MessageView;
     async fn run(self, db: Db) -> Result<MessageView, AppError> {
         let mut conn = db.conn().await?;
-        let mut target = messages::table.filter(messages::id.eq(self.message_id.0)).into_boxed();
+        let mut target = messages::table
+            .filter(messages::id.eq(self.message_id.0))
+            .into_boxed();
         if let Caller::User(user) = self.caller {
             let membership = super::schema::memberships::table
                 .filter(super::schema::memberships::thread_id.eq(messages::thread_id))

@@ -15,9 +15,15 @@ pub enum PrepareError {
     #[error("database_url: {0}")]
     BadUrl(String),
     #[error("cannot reach Postgres at {url}: {source}")]
-    Connect { url: String, source: diesel::ConnectionError },
+    Connect {
+        url: String,
+        source: diesel::ConnectionError,
+    },
     #[error("creating database {name}: {source}")]
-    Create { name: String, source: diesel::result::Error },
+    Create {
+        name: String,
+        source: diesel::result::Error,
+    },
     #[error("running migrations: {0}")]
     Migrate(String),
 }
@@ -32,12 +38,17 @@ pub async fn prepare_database(database_url: &str) -> Result<(), PrepareError> {
 /// Connects to the server's `postgres` database and creates ours. Safe to
 /// race with another process doing the same.
 pub async fn create_database_if_missing(database_url: &str) -> Result<(), PrepareError> {
-    let name = database_name(database_url).ok_or_else(|| PrepareError::BadUrl("names no database".into()))?;
-    let mut admin_url = url::Url::parse(database_url).map_err(|e| PrepareError::BadUrl(e.to_string()))?;
+    let name = database_name(database_url)
+        .ok_or_else(|| PrepareError::BadUrl("names no database".into()))?;
+    let mut admin_url =
+        url::Url::parse(database_url).map_err(|e| PrepareError::BadUrl(e.to_string()))?;
     admin_url.set_path("/postgres");
     let mut conn = AsyncPgConnection::establish(admin_url.as_str())
         .await
-        .map_err(|source| PrepareError::Connect { url: redact(database_url), source })?;
+        .map_err(|source| PrepareError::Connect {
+            url: redact(database_url),
+            source,
+        })?;
 
     #[derive(diesel::QueryableByName)]
     struct Found {
@@ -49,17 +60,27 @@ pub async fn create_database_if_missing(database_url: &str) -> Result<(), Prepar
         .bind::<Text, _>(&name)
         .load::<Found>(&mut conn)
         .await
-        .map_err(|source| PrepareError::Create { name: name.clone(), source })?;
+        .map_err(|source| PrepareError::Create {
+            name: name.clone(),
+            source,
+        })?;
     if !exists.is_empty() {
         return Ok(());
     }
-    match conn.batch_execute(&format!("CREATE DATABASE {}", quote_ident(&name))).await {
+    match conn
+        .batch_execute(&format!("CREATE DATABASE {}", quote_ident(&name)))
+        .await
+    {
         Ok(()) => {
             log::info!("created database {name}");
             Ok(())
         }
         // Someone else created it between our check and our CREATE.
-        Err(diesel::result::Error::DatabaseError(_, info)) if info.message().contains("already exists") => Ok(()),
+        Err(diesel::result::Error::DatabaseError(_, info))
+            if info.message().contains("already exists") =>
+        {
+            Ok(())
+        }
         Err(source) => Err(PrepareError::Create { name, source }),
     }
 }
@@ -71,8 +92,12 @@ pub async fn run_migrations(database_url: String) -> Result<(), PrepareError> {
     std::thread::spawn(move || {
         let result = (|| {
             use diesel::Connection;
-            let mut conn = <AsyncConnectionWrapper<AsyncPgConnection> as Connection>::establish(&database_url)
-                .map_err(|e| PrepareError::Connect { url: redact(&database_url), source: e })?;
+            let mut conn =
+                <AsyncConnectionWrapper<AsyncPgConnection> as Connection>::establish(&database_url)
+                    .map_err(|e| PrepareError::Connect {
+                        url: redact(&database_url),
+                        source: e,
+                    })?;
             conn.run_pending_migrations(MIGRATIONS)
                 .map(|done| {
                     for m in done {
@@ -83,7 +108,8 @@ pub async fn run_migrations(database_url: String) -> Result<(), PrepareError> {
         })();
         let _ = tx.send(result);
     });
-    rx.await.map_err(|_| PrepareError::Migrate("the migration thread died".into()))?
+    rx.await
+        .map_err(|_| PrepareError::Migrate("the migration thread died".into()))?
 }
 
 /// Double-quotes an identifier for SQL.

@@ -24,13 +24,19 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
-use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod};
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
+};
 use diesel_async::AsyncPgConnection;
 
 pub use accounts::{CheckDatabase, CreateCompany, CreateUser, FindUser, LoadUser};
 pub use cursors::{AdvanceCursor, CursorKind, CursorOutcome};
-pub use messages::{DeleteMessage, EditMessage, FetchMessages, PageBounds, SendMessage, SendOutcome};
-pub use threads::{AddMember, CreateThread, ListMembers, LoadThreads, MemberView, RemoveMember, ThreadListItem};
+pub use messages::{
+    DeleteMessage, EditMessage, FetchMessages, PageBounds, SendMessage, SendOutcome,
+};
+pub use threads::{
+    AddMember, CreateThread, ListMembers, LoadThreads, MemberView, RemoveMember, ThreadListItem,
+};
 
 use crate::auth::Claimed;
 use crate::domain::CompanyId;
@@ -102,7 +108,9 @@ pub struct Persistence {
 
 impl Persistence {
     pub fn new(pool: DbPool, events: EventSink) -> Self {
-        Self { db: Db { pool, events } }
+        Self {
+            db: Db { pool, events },
+        }
     }
 }
 
@@ -140,7 +148,8 @@ pub fn build_pool(database_url: &str, size: usize, timeout: Duration) -> Result<
     // A connection whose socket died is dropped on checkout (is_broken); a
     // live one is handed out without a round trip.
     config.recycling_method = RecyclingMethod::Fast;
-    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(database_url, config);
+    let manager =
+        AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(database_url, config);
     Pool::builder(manager)
         .max_size(size)
         .wait_timeout(Some(timeout))

@@ -74,13 +74,20 @@ pub fn thread_kind(kind: &str) -> Result<ThreadKind, AppError> {
     match kind {
         "direct" => Ok(ThreadKind::Direct),
         "group" => Ok(ThreadKind::Group),
-        other => Err(AppError::Internal(format!("unknown thread kind {other:?} in database"))),
+        other => Err(AppError::Internal(format!(
+            "unknown thread kind {other:?} in database"
+        ))),
     }
 }
 
 impl ThreadRow {
     /// The thread as a member whose cursors are given sees it.
-    pub fn view(&self, last_delivered_seq: i64, last_read_seq: i64, unread: i64) -> Result<ThreadView, AppError> {
+    pub fn view(
+        &self,
+        last_delivered_seq: i64,
+        last_read_seq: i64,
+        unread: i64,
+    ) -> Result<ThreadView, AppError> {
         Ok(ThreadView {
             id: self.id.into(),
             company_id: self.company_id.into(),
@@ -171,6 +178,10 @@ pub struct CompanyRow {
 
 impl From<CompanyRow> for CompanyView {
     fn from(r: CompanyRow) -> Self {
-        CompanyView { id: r.id.into(), name: r.name, created_at: r.created_at }
+        CompanyView {
+            id: r.id.into(),
+            name: r.name,
+            created_at: r.created_at,
+        }
     }
 }

@@ -27,7 +27,11 @@ pub const MAX_MEMBERS_PER_REQUEST: usize = 10_000;
 
 /// Fails with `NotMember` unless `who` is a member of `thread_id` in their
 /// own company: a thread of another company looks like no thread at all.
-pub(super) async fn require_member(conn: &mut DbConn, who: Claimed, thread_id: ThreadId) -> Result<ThreadRow, AppError> {
+pub(super) async fn require_member(
+    conn: &mut DbConn,
+    who: Claimed,
+    thread_id: ThreadId,
+) -> Result<ThreadRow, AppError> {
     threads::table
         .inner_join(memberships::table)
         .filter(threads::id.eq(thread_id.0))
@@ -76,9 +80,18 @@ impl Query for LoadThreads {
             .bind::<SqlUuid, _>(self.member.company_id.0)
             .load(&mut conn)
             .await?;
-        let views = rows.into_iter().map(ThreadView::try_from).collect::<Result<Vec<_>, _>>()?;
+        let views = rows
+            .into_iter()
+            .map(ThreadView::try_from)
+            .collect::<Result<Vec<_>, _>>()?;
         if !self.with_last_message {
-            return Ok(views.into_iter().map(|thread| ThreadListItem { thread, last_message: None }).collect());
+            return Ok(views
+                .into_iter()
+                .map(|thread| ThreadListItem {
+                    thread,
+                    last_message: None,
+                })
+                .collect());
         }
         // Seqs are gapless, so a thread's last message is the one whose
         // seq is the thread's last_seq.
@@ -96,8 +109,14 @@ impl Query for LoadThreads {
         Ok(views
             .into_iter()
             .map(|thread| {
-                let found = last.iter().position(|m| m.thread_id == thread.id).map(|i| last.swap_remove(i));
-                ThreadListItem { thread, last_message: Some(found) }
+                let found = last
+                    .iter()
+                    .position(|m| m.thread_id == thread.id)
+                    .map(|i| last.swap_remove(i));
+                ThreadListItem {
+                    thread,
+                    last_message: Some(found),
+                }
             })
             .collect())
     }
@@ -126,18 +145,29 @@ pub struct CreatedThread {
 impl Query for CreateThread {
     type Output = CreatedThread;
     async fn run(self, db: Db) -> Result<CreatedThread, AppError> {
-        let members: BTreeSet<Uuid> = self.member_ids.iter().map(|u| u.0).chain(self.creator.map(|u| u.0)).collect();
+        let members: BTreeSet<Uuid> = self
+            .member_ids
+            .iter()
+            .map(|u| u.0)
+            .chain(self.creator.map(|u| u.0))
+            .collect();
         if members.is_empty() {
-            return Err(AppError::bad_request("member_ids must name at least one user"));
+            return Err(AppError::bad_request(
+                "member_ids must name at least one user",
+            ));
         }
         if members.len() > MAX_MEMBERS_PER_REQUEST {
-            return Err(AppError::bad_request(format!("at most {MAX_MEMBERS_PER_REQUEST} members per request")));
+            return Err(AppError::bad_request(format!(
+                "at most {MAX_MEMBERS_PER_REQUEST} members per request"
+            )));
         }
         let direct_pair = match self.kind {
             ThreadKind::Direct => {
                 let pair: Vec<Uuid> = members.iter().copied().collect();
                 if pair.len() != 2 {
-                    return Err(AppError::bad_request("a direct thread has exactly two members"));
+                    return Err(AppError::bad_request(
+                        "a direct thread has exactly two members",
+                    ));
                 }
                 Some((pair[0], pair[1]))
             }
@@ -175,7 +205,9 @@ impl Query for CreateThread {
                         .await
                         .optional()?;
                     let Some(thread) = inserted else {
-                        let (low, high) = direct_pair.ok_or_else(|| AppError::Internal("group thread insert conflicted".into()))?;
+                        let (low, high) = direct_pair.ok_or_else(|| {
+                            AppError::Internal("group thread insert conflicted".into())
+                        })?;
                         let existing: ThreadRow = threads::table
                             .filter(threads::company_id.eq(company))
                             .filter(threads::kind.eq("direct"))
@@ -196,7 +228,10 @@ impl Query for CreateThread {
                             )
                         })
                         .collect();
-                    diesel::insert_into(memberships::table).values(rows).execute(conn).await?;
+                    diesel::insert_into(memberships::table)
+                        .values(rows)
+                        .execute(conn)
+                        .await?;
                     Ok((thread, true))
                 }
                 .scope_boxed()
@@ -215,8 +250,16 @@ impl Query for CreateThread {
         // a fresh member) sees it.
         let thread = match creator {
             Some(user) => {
-                let claimed = Claimed { user_id: user, company_id: self.company_id };
-                let items = LoadThreads { member: claimed, with_last_message: false }.run(db).await?;
+                let claimed = Claimed {
+                    user_id: user,
+                    company_id: self.company_id,
+                };
+                let items = LoadThreads {
+                    member: claimed,
+                    with_last_message: false,
+                }
+                .run(db)
+                .await?;
                 items
                     .into_iter()
                     .map(|i| i.thread)
@@ -282,7 +325,11 @@ impl Query for ListMembers {
 
 /// Finds the thread a caller may change membership of: a user must be a
 /// member (of their company's thread); the operator may touch any thread.
-async fn thread_for(conn: &mut DbConn, caller: Caller, thread_id: ThreadId) -> Result<ThreadRow, AppError> {
+async fn thread_for(
+    conn: &mut DbConn,
+    caller: Caller,
+    thread_id: ThreadId,
+) -> Result<ThreadRow, AppError> {
     match caller {
         Caller::User(who) => require_member(conn, who, thread_id).await,
         Caller::Admin => threads::table
@@ -315,7 +362,9 @@ impl Query for AddMember {
                 async move {
                     let thread = thread_for(conn, caller, thread_id).await?;
                     if thread.kind == "direct" {
-                        return Err(AppError::Conflict("a direct thread has exactly two members".into()));
+                        return Err(AppError::Conflict(
+                            "a direct thread has exactly two members".into(),
+                        ));
                     }
                     // Lock the thread so no message commits between reading
                     // last_seq and the membership row that starts there.
@@ -328,7 +377,9 @@ impl Query for AddMember {
                     let same_company = users::table
                         .filter(users::id.eq(user_id.0))
                         .filter(users::company_id.eq(thread.company_id));
-                    let exists: bool = diesel::select(diesel::dsl::exists(same_company)).get_result(conn).await?;
+                    let exists: bool = diesel::select(diesel::dsl::exists(same_company))
+                        .get_result(conn)
+                        .await?;
                     if !exists {
                         return Err(AppError::NotFound("user"));
                     }
@@ -352,7 +403,10 @@ impl Query for AddMember {
             })
             .await?;
         let view = thread.view(thread.last_seq, thread.last_seq, 0)?;
-        db.publish(ChatEvent::MemberAdded { thread: view.clone(), user_id });
+        db.publish(ChatEvent::MemberAdded {
+            thread: view.clone(),
+            user_id,
+        });
         Ok(view)
     }
 }
@@ -373,7 +427,9 @@ impl Query for RemoveMember {
         let mut conn = db.conn().await?;
         let thread = thread_for(&mut conn, self.caller, self.thread_id).await?;
         if thread.kind == "direct" {
-            return Err(AppError::Conflict("a direct thread has exactly two members".into()));
+            return Err(AppError::Conflict(
+                "a direct thread has exactly two members".into(),
+            ));
         }
         let removed = diesel::delete(
             memberships::table
@@ -385,8 +441,10 @@ impl Query for RemoveMember {
         if removed == 0 {
             return Err(AppError::NotFound("member"));
         }
-        db.publish(ChatEvent::MemberRemoved { thread_id: self.thread_id, user_id: self.user_id });
+        db.publish(ChatEvent::MemberRemoved {
+            thread_id: self.thread_id,
+            user_id: self.user_id,
+        });
         Ok(())
     }
 }
-

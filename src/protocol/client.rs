@@ -8,7 +8,8 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::domain::{
-    ClientMsgId, MessageContent, MessageKind, Metadata, ThreadId, DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT,
+    ClientMsgId, MessageContent, MessageKind, Metadata, ThreadId, DEFAULT_PAGE_LIMIT,
+    MAX_PAGE_LIMIT,
 };
 use crate::error::AppError;
 
@@ -103,7 +104,9 @@ impl ClientFrame {
             Err(e) => {
                 return ClientFrame {
                     reference: None,
-                    event: Err(AppError::bad_request(format!("frame is not a JSON event object: {e}"))),
+                    event: Err(AppError::bad_request(format!(
+                        "frame is not a JSON event object: {e}"
+                    ))),
                 }
             }
         };
@@ -116,7 +119,9 @@ impl ClientFrame {
             Some(_) => {
                 return ClientFrame {
                     reference: None,
-                    event: Err(AppError::bad_request("ref must be a string of at most 256 characters or a number")),
+                    event: Err(AppError::bad_request(
+                        "ref must be a string of at most 256 characters or a number",
+                    )),
                 }
             }
         };
@@ -143,11 +148,15 @@ impl ClientEvent {
             "chat:mark-read" => Ok(ClientEvent::MarkRead(cursor_of(data)?)),
             "chat:typing-start" => {
                 let d: ThreadData = data_of(data)?;
-                Ok(ClientEvent::TypingStart { thread_id: d.thread_id })
+                Ok(ClientEvent::TypingStart {
+                    thread_id: d.thread_id,
+                })
             }
             "chat:typing-stop" => {
                 let d: ThreadData = data_of(data)?;
-                Ok(ClientEvent::TypingStop { thread_id: d.thread_id })
+                Ok(ClientEvent::TypingStop {
+                    thread_id: d.thread_id,
+                })
             }
             "chat:sync" => {
                 let d: SyncData = data_of(data)?;
@@ -162,7 +171,10 @@ impl ClientEvent {
             }
             "ping" => match data.map(RawValue::get) {
                 None | Some("null") => Ok(ClientEvent::Ping),
-                Some(raw) if serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(raw).is_ok() => {
+                Some(raw)
+                    if serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(raw)
+                        .is_ok() =>
+                {
                     Ok(ClientEvent::Ping)
                 }
                 Some(_) => Err(AppError::bad_request("ping data must be an object")),
@@ -187,7 +199,10 @@ fn cursor_of(data: Option<&RawValue>) -> Result<CursorUpdate, AppError> {
     if d.up_to_seq < 0 {
         return Err(AppError::bad_request("up_to_seq must be at least 0"));
     }
-    Ok(CursorUpdate { thread_id: d.thread_id, up_to_seq: d.up_to_seq })
+    Ok(CursorUpdate {
+        thread_id: d.thread_id,
+        up_to_seq: d.up_to_seq,
+    })
 }
 
 fn data_of<T: DeserializeOwned>(data: Option<&RawValue>) -> Result<T, AppError> {
@@ -208,7 +223,8 @@ mod tests {
 
     #[test]
     fn keeps_the_ref_when_data_is_bad() {
-        let frame = ClientFrame::parse(r#"{"event":"chat:send","ref":"c-1","data":{"thread_id":"nope"}}"#);
+        let frame =
+            ClientFrame::parse(r#"{"event":"chat:send","ref":"c-1","data":{"thread_id":"nope"}}"#);
         assert_eq!(frame.reference, Some(FrameRef(serde_json::json!("c-1"))));
         assert_eq!(frame.event.unwrap_err().code(), ErrorCode::BadRequest);
     }
@@ -224,30 +240,53 @@ mod tests {
     fn not_json_is_a_bad_request_without_ref() {
         for text in ["", "   ", "nope", "[]", "42", "{\"event\":", "null"] {
             let frame = ClientFrame::parse(text);
-            assert_eq!(frame.event.unwrap_err().code(), ErrorCode::BadRequest, "{text:?}");
+            assert_eq!(
+                frame.event.unwrap_err().code(),
+                ErrorCode::BadRequest,
+                "{text:?}"
+            );
         }
     }
 
     #[test]
     fn negative_and_huge_numbers_are_rejected() {
-        let neg = format!(r#"{{"event":"chat:delivered","data":{{"thread_id":"{T}","up_to_seq":-1}}}}"#);
+        let neg =
+            format!(r#"{{"event":"chat:delivered","data":{{"thread_id":"{T}","up_to_seq":-1}}}}"#);
         assert!(ClientFrame::parse(&neg).event.is_err());
-        let huge = format!(r#"{{"event":"chat:delivered","data":{{"thread_id":"{T}","up_to_seq":1e400}}}}"#);
+        let huge = format!(
+            r#"{{"event":"chat:delivered","data":{{"thread_id":"{T}","up_to_seq":1e400}}}}"#
+        );
         assert!(ClientFrame::parse(&huge).event.is_err());
     }
 
     #[test]
     fn sync_limit_defaults_and_clamps() {
         let f = format!(r#"{{"event":"chat:sync","data":{{"thread_id":"{T}","after_seq":0}}}}"#);
-        assert!(matches!(ClientFrame::parse(&f).event, Ok(ClientEvent::Sync(SyncRequest { limit: 100, .. }))));
-        let f = format!(r#"{{"event":"chat:sync","data":{{"thread_id":"{T}","after_seq":0,"limit":9999}}}}"#);
-        assert!(matches!(ClientFrame::parse(&f).event, Ok(ClientEvent::Sync(SyncRequest { limit: 500, .. }))));
+        assert!(matches!(
+            ClientFrame::parse(&f).event,
+            Ok(ClientEvent::Sync(SyncRequest { limit: 100, .. }))
+        ));
+        let f = format!(
+            r#"{{"event":"chat:sync","data":{{"thread_id":"{T}","after_seq":0,"limit":9999}}}}"#
+        );
+        assert!(matches!(
+            ClientFrame::parse(&f).event,
+            Ok(ClientEvent::Sync(SyncRequest { limit: 500, .. }))
+        ));
     }
 
     #[test]
     fn ping_takes_no_data_or_an_object() {
-        assert!(matches!(ClientFrame::parse(r#"{"event":"ping"}"#).event, Ok(ClientEvent::Ping)));
-        assert!(matches!(ClientFrame::parse(r#"{"event":"ping","data":{}}"#).event, Ok(ClientEvent::Ping)));
-        assert!(ClientFrame::parse(r#"{"event":"ping","data":3}"#).event.is_err());
+        assert!(matches!(
+            ClientFrame::parse(r#"{"event":"ping"}"#).event,
+            Ok(ClientEvent::Ping)
+        ));
+        assert!(matches!(
+            ClientFrame::parse(r#"{"event":"ping","data":{}}"#).event,
+            Ok(ClientEvent::Ping)
+        ));
+        assert!(ClientFrame::parse(r#"{"event":"ping","data":3}"#)
+            .event
+            .is_err());
     }
 }

@@ -15,7 +15,11 @@ use crate::error::ErrorCode;
 #[serde(tag = "event", content = "data")]
 pub enum ServerEvent {
     #[serde(rename = "chat:ready")]
-    Ready { user_id: UserId, session_id: SessionId, threads: Vec<ThreadView> },
+    Ready {
+        user_id: UserId,
+        session_id: SessionId,
+        threads: Vec<ThreadView>,
+    },
     #[serde(rename = "chat:message")]
     Message { message: MessageView },
     #[serde(rename = "chat:delivered")]
@@ -23,7 +27,11 @@ pub enum ServerEvent {
     #[serde(rename = "chat:read")]
     Read(Receipt),
     #[serde(rename = "chat:typing")]
-    Typing { thread_id: ThreadId, user_id: UserId, typing: bool },
+    Typing {
+        thread_id: ThreadId,
+        user_id: UserId,
+        typing: bool,
+    },
     #[serde(rename = "chat:message-edited")]
     MessageEdited { message: MessageView },
     #[serde(rename = "chat:message-deleted")]
@@ -39,9 +47,15 @@ pub enum ServerEvent {
     #[serde(rename = "chat:thread-left")]
     ThreadLeft { thread_id: ThreadId },
     #[serde(rename = "chat:member-joined")]
-    MemberJoined { thread_id: ThreadId, user_id: UserId },
+    MemberJoined {
+        thread_id: ThreadId,
+        user_id: UserId,
+    },
     #[serde(rename = "chat:member-left")]
-    MemberLeft { thread_id: ThreadId, user_id: UserId },
+    MemberLeft {
+        thread_id: ThreadId,
+        user_id: UserId,
+    },
     #[serde(rename = "chat:presence")]
     Presence { user_id: UserId, online: bool },
     #[serde(rename = "chat:ack")]
@@ -65,11 +79,25 @@ pub struct Receipt {
 #[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]
 pub enum Ack {
-    Message { message: MessageView },
-    Delivered { thread_id: ThreadId, last_delivered_seq: i64 },
-    Read { thread_id: ThreadId, last_read_seq: i64 },
-    Typing { thread_id: ThreadId, typing: bool },
-    Page { messages: Vec<MessageView>, has_more: bool },
+    Message {
+        message: MessageView,
+    },
+    Delivered {
+        thread_id: ThreadId,
+        last_delivered_seq: i64,
+    },
+    Read {
+        thread_id: ThreadId,
+        last_read_seq: i64,
+    },
+    Typing {
+        thread_id: ThreadId,
+        typing: bool,
+    },
+    Page {
+        messages: Vec<MessageView>,
+        has_more: bool,
+    },
 }
 
 #[derive(Serialize)]
@@ -85,12 +113,17 @@ impl ServerEvent {
     /// (no maps with non-string keys, no failing Serialize impls); should it
     /// ever, the client gets an `internal` error frame instead of nothing.
     pub fn to_frame(&self, reference: Option<&FrameRef>) -> ByteString {
-        let envelope = Envelope { event: self, reference: reference.map(|r| &r.0) };
+        let envelope = Envelope {
+            event: self,
+            reference: reference.map(|r| &r.0),
+        };
         match serde_json::to_string(&envelope) {
             Ok(text) => ByteString::from(text),
             Err(e) => {
                 log::error!("serializing a server frame failed: {e}");
-                ByteString::from_static(r#"{"event":"chat:error","data":{"code":"internal","message":"internal error"}}"#)
+                ByteString::from_static(
+                    r#"{"event":"chat:error","data":{"code":"internal","message":"internal error"}}"#,
+                )
             }
         }
     }
@@ -105,13 +138,20 @@ mod tests {
     fn frames_carry_event_data_and_ref() {
         let frame = ServerEvent::Pong {}.to_frame(Some(&FrameRef(serde_json::json!("r1"))));
         let v: serde_json::Value = serde_json::from_str(&frame).unwrap();
-        assert_eq!(v, serde_json::json!({"event": "pong", "data": {}, "ref": "r1"}));
+        assert_eq!(
+            v,
+            serde_json::json!({"event": "pong", "data": {}, "ref": "r1"})
+        );
     }
 
     #[test]
     fn ack_data_has_the_contract_shape() {
         let t = ThreadId(Uuid::nil());
-        let frame = ServerEvent::Ack(Ack::Read { thread_id: t, last_read_seq: 4 }).to_frame(None);
+        let frame = ServerEvent::Ack(Ack::Read {
+            thread_id: t,
+            last_read_seq: 4,
+        })
+        .to_frame(None);
         let v: serde_json::Value = serde_json::from_str(&frame).unwrap();
         assert_eq!(v["event"], "chat:ack");
         assert_eq!(v["data"]["last_read_seq"], 4);

@@ -32,7 +32,9 @@ use self::reassembly::{Assembled, Reassembler, Violation};
 use crate::auth::Claimed;
 use crate::domain::{SessionId, ThreadId};
 use crate::error::AppError;
-use crate::hub::messages::{CloseCause, Connect, Disconnect, JoinThreads, ToSession, TypingChanged};
+use crate::hub::messages::{
+    CloseCause, Connect, Disconnect, JoinThreads, ToSession, TypingChanged,
+};
 use crate::hub::ChatHub;
 use crate::metrics::metrics;
 use crate::persistence::{
@@ -125,7 +127,10 @@ impl WsSession {
         if self.closed {
             return;
         }
-        if self.outbound.would_exceed(frame.len(), self.deps.settings.max_outbound_bytes) {
+        if self
+            .outbound
+            .would_exceed(frame.len(), self.deps.settings.max_outbound_bytes)
+        {
             self.close_slow_consumer(ctx);
             return;
         }
@@ -133,13 +138,26 @@ impl WsSession {
         ctx.text(frame);
     }
 
-    fn reply(&mut self, event: ServerEvent, reference: Option<&FrameRef>, ctx: &mut WebsocketContext<Self>) {
+    fn reply(
+        &mut self,
+        event: ServerEvent,
+        reference: Option<&FrameRef>,
+        ctx: &mut WebsocketContext<Self>,
+    ) {
         self.write(event.to_frame(reference), ctx);
     }
 
-    fn reply_error(&mut self, error: AppError, reference: Option<&FrameRef>, ctx: &mut WebsocketContext<Self>) {
+    fn reply_error(
+        &mut self,
+        error: AppError,
+        reference: Option<&FrameRef>,
+        ctx: &mut WebsocketContext<Self>,
+    ) {
         error.log();
-        let event = ServerEvent::Error { code: error.code(), message: error.client_message() };
+        let event = ServerEvent::Error {
+            code: error.code(),
+            message: error.client_message(),
+        };
         self.reply(event, reference, ctx);
     }
 
@@ -148,13 +166,24 @@ impl WsSession {
             return;
         }
         self.closed = true;
-        ctx.close(Some(CloseReason { code, description: Some(description.to_string()) }));
+        ctx.close(Some(CloseReason {
+            code,
+            description: Some(description.to_string()),
+        }));
         ctx.stop();
     }
 
     fn close_slow_consumer(&mut self, ctx: &mut WebsocketContext<Self>) {
-        log::info!("session={} user={} outbound queue over its bound, closing", self.id, self.user.user_id);
-        self.close(CloseCode::Other(SLOW_CONSUMER_CLOSE), "slow consumer: reconnect and chat:sync", ctx);
+        log::info!(
+            "session={} user={} outbound queue over its bound, closing",
+            self.id,
+            self.user.user_id
+        );
+        self.close(
+            CloseCode::Other(SLOW_CONSUMER_CLOSE),
+            "slow consumer: reconnect and chat:sync",
+            ctx,
+        );
     }
 
     // ---- connecting -----------------------------------------------------
@@ -172,7 +201,10 @@ impl WsSession {
         let sequence = async move {
             let load = |persistence: Addr<Persistence>| async move {
                 let items = persistence
-                    .send(LoadThreads { member: user, with_last_message: false })
+                    .send(LoadThreads {
+                        member: user,
+                        with_last_message: false,
+                    })
                     .await
                     .map_err(|_| AppError::Unavailable)??;
                 Ok::<Vec<ThreadView>, AppError>(items.into_iter().map(|i| i.thread).collect())
@@ -196,7 +228,11 @@ impl WsSession {
                 .hub
                 .send(JoinThreads {
                     session_id,
-                    join: second.iter().filter(|t| !before.contains(&t.id)).map(|t| (t.id, t.last_seq)).collect(),
+                    join: second
+                        .iter()
+                        .filter(|t| !before.contains(&t.id))
+                        .map(|t| (t.id, t.last_seq))
+                        .collect(),
                     leave: before.difference(&now).copied().collect(),
                     report: now.iter().copied().collect(),
                 })
@@ -209,29 +245,54 @@ impl WsSession {
             }
             Ok::<Vec<ThreadView>, AppError>(second)
         };
-        ctx.wait(sequence.into_actor(self).map(|result, session, ctx| match result {
-            Ok(threads) => {
-                session.reported_last_seq = threads.iter().map(|t| (t.id, t.last_seq)).collect();
-                log::info!("session={} user={} ready in {} threads", session.id, session.user.user_id, threads.len());
-                let ready = ServerEvent::Ready { user_id: session.user.user_id, session_id: session.id, threads };
-                session.reply(ready, None, ctx);
-            }
-            Err(error) => {
-                session.reply_error(error, None, ctx);
-                session.close(CloseCode::Again, "cannot load your threads, retry later", ctx);
-            }
-        }));
+        ctx.wait(
+            sequence
+                .into_actor(self)
+                .map(|result, session, ctx| match result {
+                    Ok(threads) => {
+                        session.reported_last_seq =
+                            threads.iter().map(|t| (t.id, t.last_seq)).collect();
+                        log::info!(
+                            "session={} user={} ready in {} threads",
+                            session.id,
+                            session.user.user_id,
+                            threads.len()
+                        );
+                        let ready = ServerEvent::Ready {
+                            user_id: session.user.user_id,
+                            session_id: session.id,
+                            threads,
+                        };
+                        session.reply(ready, None, ctx);
+                    }
+                    Err(error) => {
+                        session.reply_error(error, None, ctx);
+                        session.close(
+                            CloseCode::Again,
+                            "cannot load your threads, retry later",
+                            ctx,
+                        );
+                    }
+                }),
+        );
     }
 
     fn start_heartbeat(&self, ctx: &mut WebsocketContext<Self>) {
         let settings = self.deps.settings.clone();
         ctx.run_interval(settings.heartbeat_interval, move |session, ctx| {
             if session.last_heard.elapsed() > settings.client_timeout {
-                log::info!("session={} user={} heartbeat timed out", session.id, session.user.user_id);
+                log::info!(
+                    "session={} user={} heartbeat timed out",
+                    session.id,
+                    session.user.user_id
+                );
                 session.close(CloseCode::Away, "heartbeat timeout", ctx);
                 return;
             }
-            if session.outbound.would_exceed(0, settings.max_outbound_bytes) {
+            if session
+                .outbound
+                .would_exceed(0, settings.max_outbound_bytes)
+            {
                 session.close_slow_consumer(ctx);
                 return;
             }
@@ -248,7 +309,10 @@ impl WsSession {
             Frame::Binary(payload) => self.fragments.binary(&payload),
             Frame::Continuation(item) => self.fragments.fragment(item),
             Frame::Ping(payload) => {
-                if self.outbound.would_exceed(payload.len(), self.deps.settings.max_outbound_bytes) {
+                if self
+                    .outbound
+                    .would_exceed(payload.len(), self.deps.settings.max_outbound_bytes)
+                {
                     self.close_slow_consumer(ctx);
                 } else {
                     self.outbound.add_text(payload.len());
@@ -260,7 +324,10 @@ impl WsSession {
             Frame::Close(reason) => {
                 // Echo the peer's code and finish the closing handshake.
                 self.closed = true;
-                ctx.close(reason.map(|r| CloseReason { code: r.code, description: None }));
+                ctx.close(reason.map(|r| CloseReason {
+                    code: r.code,
+                    description: None,
+                }));
                 ctx.stop();
                 return;
             }
@@ -268,12 +335,16 @@ impl WsSession {
         match assembled {
             Ok(Assembled::Text(text)) => self.on_text(&text, ctx),
             Ok(Assembled::Binary) => {
-                let error = AppError::bad_request("binary frames are not accepted: send JSON in text frames");
+                let error = AppError::bad_request(
+                    "binary frames are not accepted: send JSON in text frames",
+                );
                 self.reply_error(error, None, ctx);
             }
             Ok(Assembled::Partial) => {}
             Err(Violation::Protocol(why)) => self.close(CloseCode::Protocol, why, ctx),
-            Err(Violation::InvalidUtf8) => self.close(CloseCode::Invalid, "text message is not valid UTF-8", ctx),
+            Err(Violation::InvalidUtf8) => {
+                self.close(CloseCode::Invalid, "text message is not valid UTF-8", ctx)
+            }
             Err(Violation::TooBig) => self.close(CloseCode::Size, "message too big", ctx),
         }
     }
@@ -297,20 +368,37 @@ impl WsSession {
         }
         match event {
             ClientEvent::Send(message) => self.on_send(message, reference, ctx),
-            ClientEvent::Delivered(update) => self.on_cursor(CursorKind::Delivered, update, reference, ctx),
-            ClientEvent::MarkRead(update) => self.on_cursor(CursorKind::Read, update, reference, ctx),
-            ClientEvent::TypingStart { thread_id } => self.on_typing(thread_id, true, reference, ctx),
-            ClientEvent::TypingStop { thread_id } => self.on_typing(thread_id, false, reference, ctx),
+            ClientEvent::Delivered(update) => {
+                self.on_cursor(CursorKind::Delivered, update, reference, ctx)
+            }
+            ClientEvent::MarkRead(update) => {
+                self.on_cursor(CursorKind::Read, update, reference, ctx)
+            }
+            ClientEvent::TypingStart { thread_id } => {
+                self.on_typing(thread_id, true, reference, ctx)
+            }
+            ClientEvent::TypingStop { thread_id } => {
+                self.on_typing(thread_id, false, reference, ctx)
+            }
             ClientEvent::Sync(request) => self.on_sync(request, reference, ctx),
             ClientEvent::Ping => self.reply(ServerEvent::Pong {}, reference.as_ref(), ctx),
         }
     }
 
-    fn on_send(&mut self, message: client::SendMessage, reference: Option<FrameRef>, ctx: &mut WebsocketContext<Self>) {
+    fn on_send(
+        &mut self,
+        message: client::SendMessage,
+        reference: Option<FrameRef>,
+        ctx: &mut WebsocketContext<Self>,
+    ) {
         if self.sends.len() >= MAX_QUEUED_SENDS || !self.limiter.try_take() {
             return self.reply_error(AppError::RateLimited, reference.as_ref(), ctx);
         }
-        self.sends.push_back(QueuedSend { reference, message, received: Instant::now() });
+        self.sends.push_back(QueuedSend {
+            reference,
+            message,
+            received: Instant::now(),
+        });
         self.send_next(ctx);
     }
 
@@ -319,7 +407,12 @@ impl WsSession {
         if self.sending {
             return;
         }
-        let Some(QueuedSend { reference, message, received }) = self.sends.pop_front() else {
+        let Some(QueuedSend {
+            reference,
+            message,
+            received,
+        }) = self.sends.pop_front()
+        else {
             return self.finish_draining(ctx);
         };
         self.sending = true;
@@ -331,14 +424,23 @@ impl WsSession {
             origin: Some(self.id),
         };
         let persistence = self.deps.persistence.clone();
-        let committed = async move { persistence.send(request).await.map_err(|_| AppError::Unavailable)? };
+        let committed = async move {
+            persistence
+                .send(request)
+                .await
+                .map_err(|_| AppError::Unavailable)?
+        };
         ctx.spawn(committed.into_actor(self).map(move |result, session, ctx| {
             session.sending = false;
             match result {
                 Ok(outcome) => {
-                    metrics().ack_latency_seconds.observe(received.elapsed().as_secs_f64());
+                    metrics()
+                        .ack_latency_seconds
+                        .observe(received.elapsed().as_secs_f64());
                     if reference.is_some() {
-                        let ack = ServerEvent::Ack(Ack::Message { message: outcome.message });
+                        let ack = ServerEvent::Ack(Ack::Message {
+                            message: outcome.message,
+                        });
                         session.reply(ack, reference.as_ref(), ctx);
                     }
                 }
@@ -348,7 +450,13 @@ impl WsSession {
         }));
     }
 
-    fn on_cursor(&mut self, kind: CursorKind, update: CursorUpdate, reference: Option<FrameRef>, ctx: &mut WebsocketContext<Self>) {
+    fn on_cursor(
+        &mut self,
+        kind: CursorKind,
+        update: CursorUpdate,
+        reference: Option<FrameRef>,
+        ctx: &mut WebsocketContext<Self>,
+    ) {
         if self.db_requests >= MAX_DB_REQUESTS_IN_FLIGHT {
             return self.reply_error(AppError::RateLimited, reference.as_ref(), ctx);
         }
@@ -361,7 +469,12 @@ impl WsSession {
             origin: Some(self.id),
         };
         let persistence = self.deps.persistence.clone();
-        let committed = async move { persistence.send(request).await.map_err(|_| AppError::Unavailable)? };
+        let committed = async move {
+            persistence
+                .send(request)
+                .await
+                .map_err(|_| AppError::Unavailable)?
+        };
         ctx.spawn(committed.into_actor(self).map(move |result, session, ctx| {
             session.db_requests -= 1;
             match result {
@@ -369,10 +482,14 @@ impl WsSession {
                     if reference.is_some() {
                         let thread_id = update.thread_id;
                         let ack = match kind {
-                            CursorKind::Delivered => {
-                                Ack::Delivered { thread_id, last_delivered_seq: cursors.last_delivered_seq }
-                            }
-                            CursorKind::Read => Ack::Read { thread_id, last_read_seq: cursors.last_read_seq },
+                            CursorKind::Delivered => Ack::Delivered {
+                                thread_id,
+                                last_delivered_seq: cursors.last_delivered_seq,
+                            },
+                            CursorKind::Read => Ack::Read {
+                                thread_id,
+                                last_read_seq: cursors.last_read_seq,
+                            },
                         };
                         session.reply(ServerEvent::Ack(ack), reference.as_ref(), ctx);
                     }
@@ -383,24 +500,47 @@ impl WsSession {
         }));
     }
 
-    fn on_typing(&mut self, thread_id: ThreadId, typing: bool, reference: Option<FrameRef>, ctx: &mut WebsocketContext<Self>) {
+    fn on_typing(
+        &mut self,
+        thread_id: ThreadId,
+        typing: bool,
+        reference: Option<FrameRef>,
+        ctx: &mut WebsocketContext<Self>,
+    ) {
         if !self.limiter.try_take() {
             return self.reply_error(AppError::RateLimited, reference.as_ref(), ctx);
         }
-        let request = TypingChanged { session_id: self.id, thread_id, typing };
+        let request = TypingChanged {
+            session_id: self.id,
+            thread_id,
+            typing,
+        };
         let hub = self.deps.hub.clone();
         let routed = async move { hub.send(request).await.map_err(|_| AppError::Unavailable)? };
-        ctx.spawn(routed.into_actor(self).map(move |result, session, ctx| match result {
-            Ok(()) => {
-                if reference.is_some() {
-                    session.reply(ServerEvent::Ack(Ack::Typing { thread_id, typing }), reference.as_ref(), ctx);
-                }
-            }
-            Err(error) => session.reply_error(error, reference.as_ref(), ctx),
-        }));
+        ctx.spawn(
+            routed
+                .into_actor(self)
+                .map(move |result, session, ctx| match result {
+                    Ok(()) => {
+                        if reference.is_some() {
+                            session.reply(
+                                ServerEvent::Ack(Ack::Typing { thread_id, typing }),
+                                reference.as_ref(),
+                                ctx,
+                            );
+                        }
+                    }
+                    Err(error) => session.reply_error(error, reference.as_ref(), ctx),
+                }),
+        );
     }
 
-    fn on_sync(&mut self, request: SyncRequest, reference: Option<FrameRef>, ctx: &mut WebsocketContext<Self>) {
+    fn on_sync(
+        &mut self,
+        request: SyncRequest,
+        reference: Option<FrameRef>,
+        ctx: &mut WebsocketContext<Self>,
+    ) {
         if self.db_requests >= MAX_DB_REQUESTS_IN_FLIGHT {
             return self.reply_error(AppError::RateLimited, reference.as_ref(), ctx);
         }
@@ -408,16 +548,27 @@ impl WsSession {
         let query = FetchMessages {
             reader: self.user,
             thread_id: request.thread_id,
-            bounds: PageBounds::After { after_seq: request.after_seq, before_seq: None },
+            bounds: PageBounds::After {
+                after_seq: request.after_seq,
+                before_seq: None,
+            },
             limit: request.limit,
         };
         let persistence = self.deps.persistence.clone();
-        let page = async move { persistence.send(query).await.map_err(|_| AppError::Unavailable)? };
+        let page = async move {
+            persistence
+                .send(query)
+                .await
+                .map_err(|_| AppError::Unavailable)?
+        };
         ctx.spawn(page.into_actor(self).map(move |result, session, ctx| {
             session.db_requests -= 1;
             match result {
                 Ok(page) => {
-                    let ack = Ack::Page { messages: page.messages, has_more: page.has_more };
+                    let ack = Ack::Page {
+                        messages: page.messages,
+                        has_more: page.has_more,
+                    };
                     session.reply(ServerEvent::Ack(ack), reference.as_ref(), ctx);
                 }
                 Err(error) => session.reply_error(error, reference.as_ref(), ctx),
@@ -444,7 +595,9 @@ impl Actor for WsSession {
 
     fn stopped(&mut self, _: &mut Self::Context) {
         // Harmless if the hub never registered us.
-        self.deps.hub.do_send(Disconnect { session_id: self.id });
+        self.deps.hub.do_send(Disconnect {
+            session_id: self.id,
+        });
         log::debug!("session={} user={} closed", self.id, self.user.user_id);
     }
 }
@@ -478,9 +631,11 @@ impl Handler<ToSession> for WsSession {
     fn handle(&mut self, msg: ToSession, ctx: &mut Self::Context) {
         match msg {
             ToSession::Frame(out) => {
-                let covered = out
-                    .message_seq
-                    .is_some_and(|(thread, seq)| self.reported_last_seq.get(&thread).is_some_and(|&last| seq <= last));
+                let covered = out.message_seq.is_some_and(|(thread, seq)| {
+                    self.reported_last_seq
+                        .get(&thread)
+                        .is_some_and(|&last| seq <= last)
+                });
                 if covered || self.closed {
                     self.outbound.dropped(out.frame.len());
                     return;

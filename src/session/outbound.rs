@@ -39,7 +39,8 @@ impl OutboundGauge {
 
     /// A text or control frame of `payload_len` bytes was queued.
     pub fn add_text(&self, payload_len: usize) {
-        self.0.fetch_add(encoded_len(payload_len), Ordering::Relaxed);
+        self.0
+            .fetch_add(encoded_len(payload_len), Ordering::Relaxed);
     }
 
     /// A queued frame of `payload_len` bytes was dropped before writing.
@@ -48,7 +49,11 @@ impl OutboundGauge {
     }
 
     fn taken(&self, n: usize) {
-        let _ = self.0.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| Some(q.saturating_sub(n)));
+        let _ = self
+            .0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| {
+                Some(q.saturating_sub(n))
+            });
     }
 }
 
@@ -60,7 +65,10 @@ pub struct MeteredStream<S> {
 
 impl<S> MeteredStream<S> {
     pub fn new(inner: S, gauge: OutboundGauge) -> Self {
-        Self { inner: Box::pin(inner), gauge }
+        Self {
+            inner: Box::pin(inner),
+            gauge,
+        }
     }
 }
 

@@ -12,7 +12,12 @@ pub struct TokenBucket {
 impl TokenBucket {
     pub fn new(per_second: f64, burst: u32) -> Self {
         let capacity = f64::from(burst);
-        Self { capacity, per_second, tokens: capacity, updated: Instant::now() }
+        Self {
+            capacity,
+            per_second,
+            tokens: capacity,
+            updated: Instant::now(),
+        }
     }
 
     /// Takes a token if there is one.

@@ -39,14 +39,20 @@ pub struct Reassembler {
 
 impl Reassembler {
     pub fn new(max_message_bytes: usize) -> Self {
-        Self { max_message_bytes, open: None, buf: BytesMut::new() }
+        Self {
+            max_message_bytes,
+            open: None,
+            buf: BytesMut::new(),
+        }
     }
 
     /// An unfragmented text frame.
     pub fn text(&mut self, payload: Bytes) -> Result<Assembled, Violation> {
         self.refuse_if_open()?;
         self.check_size(0, payload.len())?;
-        ByteString::try_from(payload).map(Assembled::Text).map_err(|_| Violation::InvalidUtf8)
+        ByteString::try_from(payload)
+            .map(Assembled::Text)
+            .map_err(|_| Violation::InvalidUtf8)
     }
 
     /// An unfragmented binary frame.
@@ -69,9 +75,9 @@ impl Reassembler {
                 let kind = self.open.take();
                 let whole = std::mem::take(&mut self.buf).freeze();
                 match kind {
-                    Some(Kind::Text) => {
-                        ByteString::try_from(whole).map(Assembled::Text).map_err(|_| Violation::InvalidUtf8)
-                    }
+                    Some(Kind::Text) => ByteString::try_from(whole)
+                        .map(Assembled::Text)
+                        .map_err(|_| Violation::InvalidUtf8),
                     _ => Ok(Assembled::Binary),
                 }
             }
@@ -90,7 +96,9 @@ impl Reassembler {
 
     fn append(&mut self, more: &Bytes) -> Result<(), Violation> {
         match self.open {
-            None => Err(Violation::Protocol("continuation frame without a message to continue")),
+            None => Err(Violation::Protocol(
+                "continuation frame without a message to continue",
+            )),
             Some(kind) => {
                 self.check_size(self.buf.len(), more.len())?;
                 // A binary message is refused whole; only its size matters.
@@ -104,7 +112,9 @@ impl Reassembler {
 
     fn refuse_if_open(&self) -> Result<(), Violation> {
         match self.open {
-            Some(_) => Err(Violation::Protocol("a new message began before the fragmented one ended")),
+            Some(_) => Err(Violation::Protocol(
+                "a new message began before the fragmented one ended",
+            )),
             None => Ok(()),
         }
     }
@@ -129,9 +139,18 @@ mod tests {
     #[test]
     fn fragments_make_one_text_message() {
         let mut r = Reassembler::new(64);
-        assert_eq!(r.fragment(Item::FirstText(b("{\"ev"))), Ok(Assembled::Partial));
-        assert_eq!(r.fragment(Item::Continue(b("ent\":"))), Ok(Assembled::Partial));
-        assert_eq!(r.fragment(Item::Last(b("1}"))), Ok(Assembled::Text("{\"event\":1}".into())));
+        assert_eq!(
+            r.fragment(Item::FirstText(b("{\"ev"))),
+            Ok(Assembled::Partial)
+        );
+        assert_eq!(
+            r.fragment(Item::Continue(b("ent\":"))),
+            Ok(Assembled::Partial)
+        );
+        assert_eq!(
+            r.fragment(Item::Last(b("1}"))),
+            Ok(Assembled::Text("{\"event\":1}".into()))
+        );
         // And the next message starts afresh.
         assert_eq!(r.text(b("x")), Ok(Assembled::Text("x".into())));
     }
@@ -140,7 +159,8 @@ mod tests {
     fn a_code_point_split_across_fragments_is_valid() {
         let mut r = Reassembler::new(64);
         let euro = "€".as_bytes();
-        r.fragment(Item::FirstText(Bytes::copy_from_slice(&euro[..1]))).ok();
+        r.fragment(Item::FirstText(Bytes::copy_from_slice(&euro[..1])))
+            .ok();
         let done = r.fragment(Item::Last(Bytes::copy_from_slice(&euro[1..])));
         assert_eq!(done, Ok(Assembled::Text("€".into())));
     }
@@ -148,7 +168,10 @@ mod tests {
     #[test]
     fn out_of_order_fragments_are_protocol_errors() {
         let mut r = Reassembler::new(64);
-        assert!(matches!(r.fragment(Item::Continue(b("x"))), Err(Violation::Protocol(_))));
+        assert!(matches!(
+            r.fragment(Item::Continue(b("x"))),
+            Err(Violation::Protocol(_))
+        ));
         r.fragment(Item::FirstText(b("a"))).ok();
         assert!(matches!(r.text(b("b")), Err(Violation::Protocol(_))));
     }
@@ -165,6 +188,9 @@ mod tests {
     #[test]
     fn invalid_utf8_is_refused() {
         let mut r = Reassembler::new(64);
-        assert_eq!(r.text(Bytes::from_static(&[0xff, 0xfe])), Err(Violation::InvalidUtf8));
+        assert_eq!(
+            r.text(Bytes::from_static(&[0xff, 0xfe])),
+            Err(Violation::InvalidUtf8)
+        );
     }
 }
