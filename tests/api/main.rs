@@ -4,4 +4,17 @@
 #[allow(dead_code)]
 mod support;
 
+mod admin_api;
+mod concurrency;
+mod connect;
+mod errors;
+mod limits;
+mod membership;
 mod messaging;
+mod ops;
+mod presence;
+mod receipts;
+mod tenancy;
+mod typing;
+mod user_api;
+mod websocket;
