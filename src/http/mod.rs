@@ -40,8 +40,6 @@ impl AppState {
     pub async fn ask<Q>(&self, query: Q) -> Result<Q::Output, AppError>
     where
         Q: Query + actix::Message<Result = Result<<Q as Query>::Output, AppError>>,
-        Q::Output: Send,
-        Persistence: actix::Handler<Q>,
     {
         self.persistence
             .send(query)

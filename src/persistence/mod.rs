@@ -141,6 +141,19 @@ where
     }
 }
 
+/// Sends a query to Persistence and waits for its answer. A mailbox
+/// failure means Persistence is gone or swamped: to a client, "unavailable".
+pub fn ask<Q>(
+    persistence: &Addr<Persistence>,
+    query: Q,
+) -> impl Future<Output = Result<Q::Output, AppError>> + 'static
+where
+    Q: Query + Message<Result = Result<<Q as Query>::Output, AppError>>,
+{
+    let request = persistence.send(query);
+    async move { request.await.map_err(|_| AppError::Unavailable)? }
+}
+
 /// Builds the pool. Connections are made lazily, so this succeeds with the
 /// database down; requests then answer `unavailable` until it is back.
 pub fn build_pool(database_url: &str, size: usize, timeout: Duration) -> Result<DbPool, AppError> {

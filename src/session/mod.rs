@@ -38,7 +38,8 @@ use crate::hub::messages::{
 use crate::hub::ChatHub;
 use crate::metrics::metrics;
 use crate::persistence::{
-    AdvanceCursor, CursorKind, FetchMessages, LoadThreads, PageBounds, Persistence, SendMessage,
+    ask, AdvanceCursor, CursorKind, FetchMessages, LoadThreads, PageBounds, Persistence,
+    SendMessage,
 };
 use crate::protocol::client::{self, CursorUpdate, SyncRequest};
 use crate::protocol::{Ack, ClientEvent, ClientFrame, FrameRef, ServerEvent, ThreadView};
@@ -200,13 +201,11 @@ impl WsSession {
         let outbound = self.outbound.clone();
         let sequence = async move {
             let load = |persistence: Addr<Persistence>| async move {
-                let items = persistence
-                    .send(LoadThreads {
-                        member: user,
-                        with_last_message: false,
-                    })
-                    .await
-                    .map_err(|_| AppError::Unavailable)??;
+                let query = LoadThreads {
+                    member: user,
+                    with_last_message: false,
+                };
+                let items = ask(&persistence, query).await?;
                 Ok::<Vec<ThreadView>, AppError>(items.into_iter().map(|i| i.thread).collect())
             };
             let first = load(deps.persistence.clone()).await?;
@@ -423,13 +422,7 @@ impl WsSession {
             content: message.content,
             origin: Some(self.id),
         };
-        let persistence = self.deps.persistence.clone();
-        let committed = async move {
-            persistence
-                .send(request)
-                .await
-                .map_err(|_| AppError::Unavailable)?
-        };
+        let committed = ask(&self.deps.persistence, request);
         ctx.spawn(committed.into_actor(self).map(move |result, session, ctx| {
             session.sending = false;
             match result {
@@ -468,13 +461,7 @@ impl WsSession {
             up_to_seq: update.up_to_seq,
             origin: Some(self.id),
         };
-        let persistence = self.deps.persistence.clone();
-        let committed = async move {
-            persistence
-                .send(request)
-                .await
-                .map_err(|_| AppError::Unavailable)?
-        };
+        let committed = ask(&self.deps.persistence, request);
         ctx.spawn(committed.into_actor(self).map(move |result, session, ctx| {
             session.db_requests -= 1;
             match result {
@@ -554,13 +541,7 @@ impl WsSession {
             },
             limit: request.limit,
         };
-        let persistence = self.deps.persistence.clone();
-        let page = async move {
-            persistence
-                .send(query)
-                .await
-                .map_err(|_| AppError::Unavailable)?
-        };
+        let page = ask(&self.deps.persistence, query);
         ctx.spawn(page.into_actor(self).map(move |result, session, ctx| {
             session.db_requests -= 1;
             match result {
