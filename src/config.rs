@@ -19,6 +19,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("CONFAB_DB_POOL_SIZE", "db_pool_size"),
     ("CONFAB_DB_TIMEOUT_MS", "db_timeout_ms"),
     ("CONFAB_TOKEN_TTL_SECONDS", "token_ttl_seconds"),
+    ("CONFAB_MAX_TOKEN_TTL_SECONDS", "max_token_ttl_seconds"),
     ("CONFAB_WORKERS", "workers"),
     ("CONFAB_MAX_FRAME_BYTES", "websocket.max_frame_bytes"),
     (

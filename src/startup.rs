@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::middleware::Logger;
+use actix_web::middleware::{ErrorHandlers, Logger};
 use actix_web::{web, App, HttpServer};
 
 use crate::auth::{random_secret, Auth};
@@ -132,6 +132,7 @@ impl Application {
                     Logger::new(r#"%a "%{method}xi %U" %s %b %Dms"#)
                         .custom_request_replace("method", |req| req.method().to_string()),
                 )
+                .wrap(ErrorHandlers::new().default_handler(crate::http::json_error_body))
                 .configure(crate::http::routes)
         })
         .disable_signals()

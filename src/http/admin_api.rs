@@ -111,6 +111,9 @@ async fn mint_token(
     user_id: web::Path<UserId>,
     body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
+    if body.len() > super::MAX_JSON_BODY_BYTES {
+        return Err(AppError::PayloadTooLarge);
+    }
     let request: TokenRequest = if body.iter().all(u8::is_ascii_whitespace) {
         TokenRequest::default()
     } else {

@@ -12,12 +12,15 @@ mod ws;
 use std::sync::Arc;
 
 use actix::Addr;
+use actix_web::dev::ServiceResponse;
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::http::header::{HeaderValue, CONTENT_TYPE};
+use actix_web::middleware::ErrorHandlerResponse;
 use actix_web::{web, HttpRequest};
 
 use crate::auth::Auth;
 use crate::config::Settings;
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 use crate::hub::ChatHub;
 use crate::persistence::{Persistence, Query};
 use crate::session::SessionDeps;
@@ -84,4 +87,39 @@ fn json_error(err: JsonPayloadError) -> AppError {
         JsonPayloadError::Deserialize(e) => AppError::bad_request(format!("bad JSON body: {e}")),
         other => AppError::bad_request(format!("bad body: {other}")),
     }
+}
+
+/// Errors that actix raises itself (a plain GET on /ws, a body over the
+/// payload limit) carry no body of ours; this gives every error response
+/// the same `{"error": {code, message}}` shape. Used with `ErrorHandlers`.
+pub fn json_error_body<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    let is_json = res
+        .response()
+        .headers()
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if is_json {
+        return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+    }
+    let status = res.status();
+    let code = match status.as_u16() {
+        401 => ErrorCode::Unauthorized,
+        403 => ErrorCode::Forbidden,
+        404 | 405 => ErrorCode::NotFound,
+        409 => ErrorCode::Conflict,
+        413 => ErrorCode::PayloadTooLarge,
+        429 => ErrorCode::RateLimited,
+        503 => ErrorCode::Unavailable,
+        400..=499 => ErrorCode::BadRequest,
+        _ => ErrorCode::Internal,
+    };
+    let message = status.canonical_reason().unwrap_or("error").to_lowercase();
+    let body = serde_json::json!({"error": {"code": code.as_str(), "message": message}});
+    let (req, mut res) = res.into_parts();
+    res.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let res = ServiceResponse::new(req, res.set_body(body.to_string()));
+    Ok(ErrorHandlerResponse::Response(
+        res.map_into_boxed_body().map_into_right_body(),
+    ))
 }
