@@ -431,16 +431,33 @@ impl Query for RemoveMember {
                 "a direct thread has exactly two members".into(),
             ));
         }
-        let removed = diesel::delete(
-            memberships::table
-                .filter(memberships::thread_id.eq(thread.id))
-                .filter(memberships::user_id.eq(self.user_id.0)),
-        )
-        .execute(&mut conn)
+        let (thread_id, user_id) = (thread.id, self.user_id.0);
+        conn.transaction::<_, AppError, _>(|conn| {
+            async move {
+                // Lock the thread as a send does: a message either commits
+                // before the removal (and the member saw it) or after it
+                // (and its event follows this one to the hub).
+                threads::table
+                    .find(thread_id)
+                    .select(threads::id)
+                    .for_update()
+                    .first::<Uuid>(conn)
+                    .await?;
+                let removed = diesel::delete(
+                    memberships::table
+                        .filter(memberships::thread_id.eq(thread_id))
+                        .filter(memberships::user_id.eq(user_id)),
+                )
+                .execute(conn)
+                .await?;
+                if removed == 0 {
+                    return Err(AppError::NotFound("member"));
+                }
+                Ok(())
+            }
+            .scope_boxed()
+        })
         .await?;
-        if removed == 0 {
-            return Err(AppError::NotFound("member"));
-        }
         db.publish(ChatEvent::MemberRemoved {
             thread_id: self.thread_id,
             user_id: self.user_id,
