@@ -1,1 +1,235 @@
-//! (tests to come)
+//! Receipts as cursors: chat:delivered and chat:mark-read, who hears of
+//! them, and the promises the cursors keep.
+
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::support::db::Db;
+use crate::support::{spawn_app, TestUser, WsClient};
+
+/// (last_delivered_seq, last_read_seq) of a membership, from the database.
+async fn cursors(db: &mut Db, thread: Uuid, user: &TestUser) -> (i64, i64) {
+    let row = format!(
+        "FROM memberships WHERE thread_id = '{thread}' AND user_id = '{}'",
+        user.id
+    );
+    (
+        db.count(&format!("SELECT last_delivered_seq {row}")).await,
+        db.count(&format!("SELECT last_read_seq {row}")).await,
+    )
+}
+
+/// Sends a cursor event with a ref and returns the ack's data.
+async fn advance(client: &mut WsClient, event: &str, thread: Uuid, up_to_seq: i64) -> Value {
+    let reply = client
+        .request(event, json!({"thread_id": thread, "up_to_seq": up_to_seq}))
+        .await;
+    assert_eq!(
+        reply["event"], "chat:ack",
+        "{event} up to {up_to_seq}: {reply}"
+    );
+    reply["data"].clone()
+}
+
+fn assert_receipt(got: &Value, thread: Uuid, reader: &TestUser, up_to_seq: i64) {
+    assert_eq!(got["thread_id"], thread.to_string(), "{got}");
+    assert_eq!(got["user_id"], reader.id.to_string(), "{got}");
+    assert_eq!(got["up_to_seq"], up_to_seq, "{got}");
+    assert!(
+        got["at"]
+            .as_str()
+            .is_some_and(|at| chrono::DateTime::parse_from_rfc3339(at).is_ok()),
+        "`at` must be an RFC 3339 time: {got}"
+    );
+}
+
+#[actix_web::test]
+async fn delivered_advances_the_cursor_and_tells_only_the_senders_of_the_covered_range() {
+    let app = spawn_app().await;
+    let users = app.users(4).await;
+    let (ann, bob, carl, dan) = (&users[0], &users[1], &users[2], &users[3]);
+    let thread = app.group(&[ann, bob, carl, dan]).await;
+    let mut ann_phone = app.connect(ann).await;
+    let mut ann_laptop = app.connect(ann).await;
+    let mut bob_ws = app.connect(bob).await;
+    let mut carl_ws = app.connect(carl).await;
+    let mut dan_ws = app.connect(dan).await;
+    ann_phone.send_message(thread, "one").await;
+    ann_phone.send_message(thread, "two").await;
+    carl_ws.send_message(thread, "three").await;
+    let mut db = app.db().await;
+
+    let ack = advance(&mut bob_ws, "chat:delivered", thread, 2).await;
+    assert_eq!(ack, json!({"thread_id": thread, "last_delivered_seq": 2}));
+    assert_eq!(cursors(&mut db, thread, bob).await, (2, 0));
+
+    for ann_ws in [&mut ann_phone, &mut ann_laptop] {
+        let got = ann_ws.next_event("chat:delivered").await;
+        assert_receipt(&got, thread, bob, 2);
+    }
+    // carl's message (3) is not in the range 1..=2; dan sent nothing.
+    for session in [&mut bob_ws, &mut carl_ws, &mut dan_ws] {
+        session.assert_no_event("chat:delivered").await;
+    }
+
+    // Beyond last_seq: clamped to 3; now carl's message is covered.
+    let ack = advance(&mut bob_ws, "chat:delivered", thread, 99).await;
+    assert_eq!(ack, json!({"thread_id": thread, "last_delivered_seq": 3}));
+    assert_eq!(cursors(&mut db, thread, bob).await, (3, 0));
+    let got = carl_ws.next_event("chat:delivered").await;
+    assert_receipt(&got, thread, bob, 3);
+    // ann sent nothing in 3..=3.
+    for session in [&mut ann_phone, &mut ann_laptop, &mut bob_ws, &mut dan_ws] {
+        session.assert_no_event("chat:delivered").await;
+    }
+}
+
+#[actix_web::test]
+async fn delivered_at_or_below_the_cursor_changes_nothing_and_tells_nobody() {
+    let app = spawn_app().await;
+    let users = app.users(2).await;
+    let (ann, bob) = (&users[0], &users[1]);
+    let thread = app.group(&[ann, bob]).await;
+    let mut ann_ws = app.connect(ann).await;
+    let mut bob_ws = app.connect(bob).await;
+    for body in ["a", "b", "c"] {
+        ann_ws.send_message(thread, body).await;
+    }
+    advance(&mut bob_ws, "chat:delivered", thread, 2).await;
+    ann_ws.next_event("chat:delivered").await;
+    let mut db = app.db().await;
+
+    for up_to_seq in [2, 1, 0] {
+        let ack = advance(&mut bob_ws, "chat:delivered", thread, up_to_seq).await;
+        assert_eq!(
+            ack,
+            json!({"thread_id": thread, "last_delivered_seq": 2}),
+            "the current cursor, after asking for {up_to_seq}"
+        );
+    }
+    assert_eq!(cursors(&mut db, thread, bob).await, (2, 0));
+    ann_ws.assert_no_event("chat:delivered").await;
+    bob_ws.assert_no_event("chat:delivered").await;
+}
+
+#[actix_web::test]
+async fn mark_read_moves_both_cursors_and_tells_the_senders_and_the_readers_other_sessions() {
+    let app = spawn_app().await;
+    let users = app.users(3).await;
+    let (ann, bob, carl) = (&users[0], &users[1], &users[2]);
+    let thread = app.group(&[ann, bob, carl]).await;
+    let mut ann_ws = app.connect(ann).await;
+    let mut bob_phone = app.connect(bob).await;
+    let mut bob_laptop = app.connect(bob).await;
+    let mut carl_ws = app.connect(carl).await;
+    ann_ws.send_message(thread, "one").await;
+    ann_ws.send_message(thread, "two").await;
+    let mut db = app.db().await;
+
+    let ack = advance(&mut bob_phone, "chat:mark-read", thread, 2).await;
+    assert_eq!(ack, json!({"thread_id": thread, "last_read_seq": 2}));
+    assert_eq!(cursors(&mut db, thread, bob).await, (2, 2));
+
+    assert_receipt(&ann_ws.next_event("chat:read").await, thread, bob, 2);
+    // Reading also delivered: the sender hears of both.
+    assert_receipt(&ann_ws.next_event("chat:delivered").await, thread, bob, 2);
+    assert_receipt(&bob_laptop.next_event("chat:read").await, thread, bob, 2);
+
+    bob_phone.assert_no_event("chat:read").await;
+    carl_ws.assert_no_event("chat:read").await;
+    carl_ws.assert_no_event("chat:delivered").await;
+    // bob is the reader, not a sender: no chat:delivered on any of his sessions.
+    bob_phone.assert_no_event("chat:delivered").await;
+    bob_laptop.assert_no_event("chat:delivered").await;
+
+    // Reading again at or below the cursor tells nobody.
+    let ack = advance(&mut bob_laptop, "chat:mark-read", thread, 1).await;
+    assert_eq!(ack, json!({"thread_id": thread, "last_read_seq": 2}));
+    for session in [&mut ann_ws, &mut bob_phone, &mut bob_laptop] {
+        session.assert_no_event("chat:read").await;
+    }
+}
+
+#[actix_web::test]
+async fn read_never_passes_delivered_and_neither_cursor_moves_backwards() {
+    let app = spawn_app().await;
+    let users = app.users(2).await;
+    let (ann, bob) = (&users[0], &users[1]);
+    let thread = app.group(&[ann, bob]).await;
+    let mut ann_ws = app.connect(ann).await;
+    let mut bob_ws = app.connect(bob).await;
+    for body in ["a", "b", "c", "d"] {
+        ann_ws.send_message(thread, body).await;
+    }
+    let mut db = app.db().await;
+
+    let ack = advance(&mut bob_ws, "chat:delivered", thread, 3).await;
+    assert_eq!(ack["last_delivered_seq"], 3, "{ack}");
+    let ack = advance(&mut bob_ws, "chat:mark-read", thread, 2).await;
+    assert_eq!(ack["last_read_seq"], 2, "{ack}");
+    assert_eq!(
+        cursors(&mut db, thread, bob).await,
+        (3, 2),
+        "reading up to 2 does not pull delivered back from 3"
+    );
+
+    let ack = advance(&mut bob_ws, "chat:mark-read", thread, 1).await;
+    assert_eq!(ack["last_read_seq"], 2, "{ack}");
+    let ack = advance(&mut bob_ws, "chat:delivered", thread, 1).await;
+    assert_eq!(ack["last_delivered_seq"], 3, "{ack}");
+    assert_eq!(cursors(&mut db, thread, bob).await, (3, 2), "lower values");
+
+    let ack = advance(&mut bob_ws, "chat:mark-read", thread, 50).await;
+    assert_eq!(ack["last_read_seq"], 4, "clamped to last_seq: {ack}");
+    assert_eq!(
+        cursors(&mut db, thread, bob).await,
+        (4, 4),
+        "reading past delivered pulls delivered along"
+    );
+    let ack = advance(&mut bob_ws, "chat:delivered", thread, 2).await;
+    assert_eq!(ack["last_delivered_seq"], 4, "{ack}");
+    assert_eq!(cursors(&mut db, thread, bob).await, (4, 4));
+    assert_eq!(
+        db.count("SELECT count(*) FROM memberships WHERE last_read_seq > last_delivered_seq")
+            .await,
+        0
+    );
+}
+
+#[actix_web::test]
+async fn cursors_of_a_thread_the_user_is_not_in_are_not_member() {
+    let app = spawn_app().await;
+    let users = app.users(3).await;
+    let (ann, bob, carl) = (&users[0], &users[1], &users[2]);
+    let thread = app.group(&[ann, bob]).await;
+    let outsiders = app.users(2).await;
+    let foreign = app.group(&[&outsiders[0], &outsiders[1]]).await;
+    let mut ann_ws = app.connect(ann).await;
+    ann_ws.send_message(thread, "members only").await;
+    let mut carl_ws = app.connect(carl).await;
+
+    for target in [thread, foreign, Uuid::new_v4()] {
+        for event in ["chat:delivered", "chat:mark-read"] {
+            let reply = carl_ws
+                .request(event, json!({"thread_id": target, "up_to_seq": 1}))
+                .await;
+            assert_eq!(reply["event"], "chat:error", "{event} on {target}: {reply}");
+            assert_eq!(reply["data"]["code"], "not_member", "{reply}");
+        }
+    }
+    ann_ws
+        .assert_none(
+            |f| f["event"] == "chat:delivered" || f["event"] == "chat:read",
+            "a receipt",
+        )
+        .await;
+    let mut db = app.db().await;
+    assert_eq!(
+        db.count(&format!(
+            "SELECT count(*) FROM memberships WHERE user_id = '{}'",
+            carl.id
+        ))
+        .await,
+        0
+    );
+}

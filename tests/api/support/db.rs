@@ -30,16 +30,32 @@ struct Name {
     datname: String,
 }
 
+/// Test databases of runs whose process no longer exists.
 pub async fn leftover_test_databases() -> Vec<String> {
     let mut conn = AsyncPgConnection::establish(&format!("{PG_SERVER}/postgres"))
         .await
         .expect("connect to postgres");
     let names: Vec<Name> =
-        diesel::sql_query("SELECT datname FROM pg_database WHERE datname LIKE 'confab_test_%'")
+        diesel::sql_query("SELECT datname FROM pg_database WHERE datname LIKE 'confab\\_test\\_%'")
             .load(&mut conn)
             .await
             .expect("list databases");
-    names.into_iter().map(|n| n.datname).collect()
+    names
+        .into_iter()
+        .map(|n| n.datname)
+        .filter(|name| {
+            let pid = name
+                .trim_start_matches("confab_test_")
+                .split('_')
+                .next()
+                .unwrap_or_default();
+            match pid.parse::<u32>() {
+                Ok(pid) => !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+                // Named by an older scheme: no run owns it.
+                Err(_) => true,
+            }
+        })
+        .collect()
 }
 
 #[derive(QueryableByName)]

@@ -17,35 +17,38 @@ use uuid::Uuid;
 pub use self::ws::WsClient;
 
 pub const PG_SERVER: &str = "postgres://postgres@127.0.0.1:5432";
-const TEMPLATE_DB: &str = "confab_test_template";
+/// Every database of this run is named `confab_test_<pid>_…`, so runs side
+/// by side never touch each other's, and a later run can tell which ones
+/// an interrupted run left behind: those whose process is gone.
+fn run_prefix() -> String {
+    format!("confab_test_{}_", std::process::id())
+}
 
-/// Migrates the template database once per test run; each test clones it,
-/// which is much faster than migrating a database per test.
+/// Migrates this run's template database once; each test clones it, which
+/// is much faster than migrating a database per test.
 fn template() -> &'static str {
-    static READY: OnceLock<()> = OnceLock::new();
+    static TEMPLATE: OnceLock<String> = OnceLock::new();
     // Its own thread: the caller is inside an async runtime.
-    READY.get_or_init(|| {
-        std::thread::spawn(|| {
+    TEMPLATE.get_or_init(|| {
+        let name = format!("{}template", run_prefix());
+        let url = format!("{PG_SERVER}/{name}");
+        std::thread::spawn(move || {
             db::block_on(async {
-                db::admin_exec(&format!(
-                    "DROP DATABASE IF EXISTS {TEMPLATE_DB} WITH (FORCE)"
-                ))
-                .await;
-                for name in db::leftover_test_databases().await {
-                    db::admin_exec(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                        .await;
+                for leftover in db::leftover_test_databases().await {
+                    db::admin_exec(&format!(
+                        "DROP DATABASE IF EXISTS \"{leftover}\" WITH (FORCE)"
+                    ))
+                    .await;
                 }
-                confab::persistence::migrate::prepare_database(&format!(
-                    "{PG_SERVER}/{TEMPLATE_DB}"
-                ))
-                .await
-                .expect("migrating the template database");
+                confab::persistence::migrate::prepare_database(&url)
+                    .await
+                    .expect("migrating the template database");
             })
         })
         .join()
         .expect("preparing the template database");
-    });
-    TEMPLATE_DB
+        name
+    })
 }
 
 pub struct TestApp {
@@ -76,7 +79,7 @@ pub async fn spawn_app() -> TestApp {
 /// Starts the server with settings changed by `tweak`.
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
     let template = template();
-    let db_name = format!("confab_test_{}", Uuid::new_v4().simple());
+    let db_name = format!("{}{}", run_prefix(), Uuid::new_v4().simple());
     db::admin_exec(&format!("CREATE DATABASE {db_name} TEMPLATE {template}")).await;
     let db_url = format!("{PG_SERVER}/{db_name}");
 
