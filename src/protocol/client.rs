@@ -99,6 +99,17 @@ impl ClientFrame {
     /// Parses one text frame. Never fails: a frame that is not even an
     /// envelope comes back as a `bad_request` without a `ref`.
     pub fn parse(text: &str) -> ClientFrame {
+        // serde would also take a JSON array as the envelope's fields in
+        // order; the contract says a frame is one JSON object.
+        if !text
+            .trim_start_matches([' ', '\t', '\n', '\r'])
+            .starts_with('{')
+        {
+            return ClientFrame {
+                reference: None,
+                event: Err(AppError::bad_request("frame is not a JSON event object")),
+            };
+        }
         let envelope: Envelope = match serde_json::from_str(text) {
             Ok(envelope) => envelope,
             Err(e) => {
@@ -217,6 +228,13 @@ fn truncate(s: &str, max_chars: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_array_is_not_an_envelope() {
+        let frame = ClientFrame::parse(r#"["ping", "r1", null]"#);
+        assert!(frame.reference.is_none());
+        assert!(matches!(frame.event, Err(AppError::BadRequest(_))));
+    }
     use crate::error::ErrorCode;
 
     const T: &str = "0192f0c1-0000-7000-8000-000000000001";

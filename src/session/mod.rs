@@ -42,7 +42,9 @@ use crate::persistence::{
     SendMessage,
 };
 use crate::protocol::client::{self, CursorUpdate, SyncRequest};
-use crate::protocol::{Ack, ClientEvent, ClientFrame, FrameRef, ServerEvent, ThreadView};
+use crate::protocol::{
+    Ack, ClientEvent, ClientFrame, FrameRef, MessageView, ServerEvent, ThreadView,
+};
 
 /// The close code for a slow consumer (private-use range, RFC 6455 §7.4.2).
 pub const SLOW_CONSUMER_CLOSE: u16 = 4008;
@@ -546,11 +548,10 @@ impl WsSession {
             session.db_requests -= 1;
             match result {
                 Ok(page) => {
-                    let ack = Ack::Page {
-                        messages: page.messages,
-                        has_more: page.has_more,
-                    };
-                    session.reply(ServerEvent::Ack(ack), reference.as_ref(), ctx);
+                    let budget = session.deps.settings.max_outbound_bytes / 2;
+                    let frame =
+                        page_frame(page.messages, page.has_more, reference.as_ref(), budget);
+                    session.write(frame, ctx);
                 }
                 Err(error) => session.reply_error(error, reference.as_ref(), ctx),
             }
@@ -563,6 +564,29 @@ impl WsSession {
         if self.draining && !self.sending && self.sends.is_empty() && self.db_requests == 0 {
             self.close(CloseCode::Away, "server shutting down", ctx);
         }
+    }
+}
+
+/// A chat:sync reply that fits in `budget` bytes: a page as large as the
+/// outbound bound would close the very session that is catching up, so it
+/// is cut short (with `has_more`) and the client asks for the rest.
+fn page_frame(
+    messages: Vec<MessageView>,
+    has_more: bool,
+    reference: Option<&FrameRef>,
+    budget: usize,
+) -> ByteString {
+    let mut event = ServerEvent::Ack(Ack::Page { messages, has_more });
+    loop {
+        let frame = event.to_frame(reference);
+        let ServerEvent::Ack(Ack::Page { messages, has_more }) = &mut event else {
+            return frame;
+        };
+        if frame.len() <= budget || messages.len() <= 1 {
+            return frame;
+        }
+        messages.truncate(messages.len() / 2);
+        *has_more = true;
     }
 }
 
