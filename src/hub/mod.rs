@@ -626,3 +626,140 @@ impl Handler<Shutdown> for ChatHub {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use chrono::Utc;
+
+    use super::*;
+    use crate::domain::{ClientMsgId, MessageId, MessageKind};
+
+    /// Stands in for a session: records the frames the hub routes to it.
+    struct Recorder(Arc<Mutex<Vec<serde_json::Value>>>);
+
+    impl Actor for Recorder {
+        type Context = Context<Self>;
+    }
+
+    /// Answered after every frame queued before it: a barrier.
+    #[derive(Message)]
+    #[rtype(result = "()")]
+    struct Flush;
+
+    impl Handler<Flush> for Recorder {
+        type Result = ();
+        fn handle(&mut self, _: Flush, _: &mut Self::Context) {}
+    }
+
+    impl Handler<ToSession> for Recorder {
+        type Result = ();
+        fn handle(&mut self, msg: ToSession, _: &mut Self::Context) {
+            if let ToSession::Frame(out) = msg {
+                if let Ok(frame) = serde_json::from_str(&out.frame) {
+                    self.0.lock().map(|mut frames| frames.push(frame)).ok();
+                }
+            }
+        }
+    }
+
+    fn message(thread_id: ThreadId, seq: i64) -> MessageView {
+        MessageView {
+            id: MessageId::new_v7(),
+            thread_id,
+            seq,
+            sender_id: UserId(uuid::Uuid::new_v4()),
+            client_msg_id: ClientMsgId(uuid::Uuid::new_v4()),
+            kind: MessageKind::Text,
+            body: Some(format!("m{seq}")),
+            metadata: None,
+            created_at: Utc::now(),
+            edited_at: None,
+            deleted_at: None,
+        }
+    }
+
+    struct Listener {
+        hub: Addr<ChatHub>,
+        recorder: Addr<Recorder>,
+        frames: Arc<Mutex<Vec<serde_json::Value>>>,
+    }
+
+    impl Listener {
+        /// The seqs of chat:message frames routed so far.
+        async fn seqs(&self) -> Vec<i64> {
+            // Everything the hub routed before answering is in the
+            // recorder's mailbox, ahead of the flush.
+            self.hub.send(GetStats).await.ok();
+            self.recorder.send(Flush).await.ok();
+            let frames = self.frames.lock().map(|f| f.clone()).unwrap_or_default();
+            frames
+                .iter()
+                .filter_map(|f| f["data"]["message"]["seq"].as_i64())
+                .collect()
+        }
+
+        async fn created(&self, thread_id: ThreadId, seq: i64) {
+            let event = ChatEvent::MessageCreated {
+                message: message(thread_id, seq),
+                origin: None,
+            };
+            self.hub.send(Committed(event)).await.ok();
+        }
+    }
+
+    async fn hub_with_listener(thread_id: ThreadId) -> Listener {
+        let settings = HubSettings {
+            typing_timeout: Duration::from_secs(5),
+            max_outbound_bytes: 1 << 20,
+        };
+        let hub = ChatHub::new(settings).start();
+        let frames = Arc::new(Mutex::new(Vec::new()));
+        let recorder = Recorder(frames.clone()).start();
+        hub.send(Connect {
+            session_id: SessionId::new_v4(),
+            user_id: UserId(uuid::Uuid::new_v4()),
+            company_id: CompanyId(uuid::Uuid::new_v4()),
+            threads: vec![(thread_id, 0)],
+            addr: recorder.clone().recipient(),
+            outbound: OutboundGauge::default(),
+        })
+        .await
+        .ok();
+        Listener {
+            hub,
+            recorder,
+            frames,
+        }
+    }
+
+    #[actix_rt::test]
+    async fn messages_announced_out_of_order_leave_in_seq_order() {
+        let thread_id = ThreadId(uuid::Uuid::new_v4());
+        let listener = hub_with_listener(thread_id).await;
+        for seq in [3, 1, 4, 2] {
+            listener.created(thread_id, seq).await;
+        }
+        assert_eq!(listener.seqs().await, vec![1, 2, 3, 4]);
+    }
+
+    #[actix_rt::test]
+    async fn a_seq_that_never_comes_is_skipped_after_the_hold() {
+        let thread_id = ThreadId(uuid::Uuid::new_v4());
+        let listener = hub_with_listener(thread_id).await;
+        listener.created(thread_id, 2).await;
+        listener.created(thread_id, 3).await;
+        actix_rt::time::sleep(REORDER_HOLD / 2).await;
+        assert!(
+            listener.seqs().await.is_empty(),
+            "held while seq 1 may still come"
+        );
+        // The hold is the behaviour under test, so the test waits it out.
+        actix_rt::time::sleep(REORDER_HOLD).await;
+        assert_eq!(listener.seqs().await, vec![2, 3]);
+        // A late seq 1 is stale: its members were told past it.
+        listener.created(thread_id, 1).await;
+        assert_eq!(listener.seqs().await, vec![2, 3]);
+    }
+}

@@ -13,6 +13,7 @@ mod membership;
 mod messaging;
 mod ops;
 mod presence;
+mod process;
 mod receipts;
 mod tenancy;
 mod typing;
