@@ -34,6 +34,11 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ),
     ("CONFAB_RATE_LIMIT_BURST", "websocket.rate_limit_burst"),
     ("CONFAB_TYPING_TIMEOUT_MS", "websocket.typing_timeout_ms"),
+    ("CONFAB_MAX_SESSIONS", "websocket.max_sessions"),
+    (
+        "CONFAB_MAX_SESSIONS_PER_USER",
+        "websocket.max_sessions_per_user",
+    ),
     ("CONFAB_DRAIN_TIMEOUT_MS", "shutdown.drain_timeout_ms"),
 ];
 
@@ -66,6 +71,8 @@ pub struct WebSocketSettings {
     pub rate_limit_per_second: f64,
     pub rate_limit_burst: u32,
     pub typing_timeout_ms: u64,
+    pub max_sessions: usize,
+    pub max_sessions_per_user: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -197,6 +204,12 @@ impl Settings {
         }
         if ws.typing_timeout_ms == 0 {
             return fail("websocket.typing_timeout_ms", "must be at least 1");
+        }
+        if ws.max_sessions == 0 {
+            return fail("websocket.max_sessions", "must be at least 1");
+        }
+        if ws.max_sessions_per_user == 0 {
+            return fail("websocket.max_sessions_per_user", "must be at least 1");
         }
         Ok(())
     }

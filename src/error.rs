@@ -85,6 +85,9 @@ pub enum AppError {
     RateLimited,
     #[error("the database is unavailable, retry later")]
     Unavailable,
+    /// The server is at a capacity limit (sessions); retry later.
+    #[error("{0}")]
+    AtCapacity(&'static str),
     #[error("{0}")]
     Unauthorized(&'static str),
     #[error("{0}")]
@@ -110,7 +113,7 @@ impl AppError {
             AppError::NotMember => ErrorCode::NotMember,
             AppError::NotFound(_) => ErrorCode::NotFound,
             AppError::RateLimited => ErrorCode::RateLimited,
-            AppError::Unavailable => ErrorCode::Unavailable,
+            AppError::Unavailable | AppError::AtCapacity(_) => ErrorCode::Unavailable,
             AppError::Unauthorized(_) => ErrorCode::Unauthorized,
             AppError::Forbidden(_) => ErrorCode::Forbidden,
             AppError::Conflict(_) => ErrorCode::Conflict,
@@ -142,6 +145,7 @@ impl AppError {
         match self {
             AppError::Internal(detail) => log::error!("internal error: {detail}"),
             AppError::Unavailable => log::warn!("database unavailable"),
+            AppError::AtCapacity(why) => log::warn!("refused: {why}"),
             other => log::debug!("client error: {other}"),
         }
     }
@@ -205,7 +209,7 @@ impl ResponseError for AppError {
             AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-            AppError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Unavailable | AppError::AtCapacity(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -15,6 +15,7 @@ use crate::hub::messages::Shutdown;
 use crate::hub::{ChatHub, HubSettings};
 use crate::persistence::migrate::{prepare_database, PrepareError};
 use crate::persistence::{build_pool, EventSink, Persistence};
+use crate::session::capacity::SessionCapacity;
 use crate::session::{SessionDeps, SessionSettings};
 
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +109,7 @@ impl Application {
                 rate_limit_per_second: ws.rate_limit_per_second,
                 rate_limit_burst: ws.rate_limit_burst,
             }),
+            capacity: SessionCapacity::new(ws.max_sessions, ws.max_sessions_per_user),
         };
         let state = web::Data::new(crate::http::AppState {
             auth: Auth::new(settings.jwt_secret.as_bytes(), settings.admin_token.clone()),
@@ -190,6 +192,16 @@ impl Application {
             arbiter.stop();
         }
         result
+    }
+}
+
+/// Raises the open-file soft limit to the hard limit: every session is a
+/// socket, and the default soft limit (often 1024) would cap sessions far
+/// below what `websocket.max_sessions` promises.
+pub fn raise_open_files_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => log::info!("open-file limit: {limit}"),
+        Err(e) => log::warn!("cannot raise the open-file limit: {e}"),
     }
 }
 

@@ -28,10 +28,16 @@ async fn upgrade(
         "missing token: use ?token= or a bearer header",
     ))?;
     let caller = AuthUser::from_token(&state, &token).await?;
+    let permit = state.sessions.capacity.admit(caller.claimed.user_id)?;
     let mut response = ws::handshake(&req)?;
 
     let outbound = OutboundGauge::default();
-    let session = WsSession::new(caller.claimed, state.sessions.clone(), outbound.clone());
+    let session = WsSession::new(
+        caller.claimed,
+        state.sessions.clone(),
+        outbound.clone(),
+        permit,
+    );
     let max_frame_bytes = state.sessions.settings.max_frame_bytes;
     // The context gets an empty stream: frames are decoded by our own
     // codec (see session::inbound) so that each violation keeps its cause.

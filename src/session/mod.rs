@@ -11,6 +11,7 @@
 //! - A session's chat:send frames commit in the order they arrived: they
 //!   go to Persistence one at a time.
 
+pub mod capacity;
 pub mod inbound;
 pub mod outbound;
 pub mod rate_limit;
@@ -25,6 +26,7 @@ use actix_http::ws::{CloseCode, CloseReason, Frame, ProtocolError};
 use actix_web_actors::ws::{self, WebsocketContext};
 use bytestring::ByteString;
 
+use self::capacity::{SessionCapacity, SessionPermit};
 use self::inbound::Inbound;
 use self::outbound::OutboundGauge;
 use self::rate_limit::TokenBucket;
@@ -74,6 +76,7 @@ pub struct SessionDeps {
     pub hub: Addr<ChatHub>,
     pub persistence: Addr<Persistence>,
     pub settings: Arc<SessionSettings>,
+    pub capacity: Arc<SessionCapacity>,
 }
 
 struct QueuedSend {
@@ -100,10 +103,17 @@ pub struct WsSession {
     /// Set by a graceful shutdown: close with 1001 once in-flight work is done.
     draining: bool,
     closed: bool,
+    /// This session's place under the session caps, freed when it is dropped.
+    _permit: SessionPermit,
 }
 
 impl WsSession {
-    pub fn new(user: Claimed, deps: SessionDeps, outbound: OutboundGauge) -> Self {
+    pub fn new(
+        user: Claimed,
+        deps: SessionDeps,
+        outbound: OutboundGauge,
+        permit: SessionPermit,
+    ) -> Self {
         let settings = &deps.settings;
         Self {
             id: SessionId::new_v4(),
@@ -118,6 +128,7 @@ impl WsSession {
             db_requests: 0,
             draining: false,
             closed: false,
+            _permit: permit,
             deps,
         }
     }
