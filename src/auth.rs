@@ -23,7 +23,9 @@ struct Claims {
     sub: UserId,
     company_id: CompanyId,
     exp: i64,
-    iat: i64,
+    /// Optional: the contract requires only `exp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    iat: Option<i64>,
 }
 
 /// How far in the future an `iat` may lie before the token is refused:
@@ -62,7 +64,7 @@ impl Auth {
             sub: user_id,
             company_id,
             exp: expires_at.timestamp(),
-            iat: Utc::now().timestamp(),
+            iat: Some(Utc::now().timestamp()),
         };
         encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|e| AppError::Internal(format!("signing a token: {e}")))
@@ -73,7 +75,11 @@ impl Auth {
             log::debug!("token refused: {e}");
             AppError::Unauthorized("invalid or expired token")
         })?;
-        if data.claims.iat > Utc::now().timestamp() + IAT_FUTURE_TOLERANCE_SECONDS {
+        if data
+            .claims
+            .iat
+            .is_some_and(|iat| iat > Utc::now().timestamp() + IAT_FUTURE_TOLERANCE_SECONDS)
+        {
             return Err(AppError::Unauthorized("invalid or expired token"));
         }
         Ok(Claimed {
@@ -128,6 +134,19 @@ mod tests {
                 company_id: c
             }
         );
+    }
+
+    #[test]
+    fn iat_is_optional_but_not_far_in_the_future() {
+        let a = auth();
+        let (u, c) = (UserId(Uuid::new_v4()), CompanyId(Uuid::new_v4()));
+        let exp = (Utc::now() + chrono::Duration::minutes(5)).timestamp();
+        let sign = |iat: Option<i64>| {
+            let claims = Claims { sub: u, company_id: c, exp, iat };
+            encode(&Header::new(Algorithm::HS256), &claims, &a.encoding).unwrap()
+        };
+        assert!(a.verify_user(&sign(None)).is_ok());
+        assert!(a.verify_user(&sign(Some(Utc::now().timestamp() + 3600))).is_err());
     }
 
     #[test]

@@ -60,7 +60,9 @@ pub struct SyncRequest {
 
 #[derive(Deserialize)]
 struct Envelope<'a> {
-    event: Option<String>,
+    // Raw, so that an ill-typed event fails after the ref is known.
+    #[serde(borrow)]
+    event: Option<&'a RawValue>,
     #[serde(rename = "ref")]
     reference: Option<serde_json::Value>,
     #[serde(borrow)]
@@ -136,9 +138,13 @@ impl ClientFrame {
                 }
             }
         };
-        let event = match envelope.event {
+        let event = match envelope
+            .event
+            .map(|raw| serde_json::from_str::<String>(raw.get()))
+        {
             None => Err(AppError::bad_request("missing field `event`")),
-            Some(name) => ClientEvent::parse(&name, envelope.data),
+            Some(Err(_)) => Err(AppError::bad_request("event must be a string")),
+            Some(Ok(name)) => ClientEvent::parse(&name, envelope.data),
         };
         ClientFrame { reference, event }
     }
@@ -228,6 +234,13 @@ fn truncate(s: &str, max_chars: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_ill_typed_event_keeps_the_ref() {
+        let frame = ClientFrame::parse(r#"{"event": 7, "ref": "r9"}"#);
+        assert_eq!(frame.reference, Some(FrameRef(serde_json::json!("r9"))));
+        assert!(matches!(frame.event, Err(AppError::BadRequest(_))));
+    }
 
     #[test]
     fn an_array_is_not_an_envelope() {
