@@ -142,11 +142,18 @@ mod tests {
         let (u, c) = (UserId(Uuid::new_v4()), CompanyId(Uuid::new_v4()));
         let exp = (Utc::now() + chrono::Duration::minutes(5)).timestamp();
         let sign = |iat: Option<i64>| {
-            let claims = Claims { sub: u, company_id: c, exp, iat };
+            let claims = Claims {
+                sub: u,
+                company_id: c,
+                exp,
+                iat,
+            };
             encode(&Header::new(Algorithm::HS256), &claims, &a.encoding).unwrap()
         };
         assert!(a.verify_user(&sign(None)).is_ok());
-        assert!(a.verify_user(&sign(Some(Utc::now().timestamp() + 3600))).is_err());
+        assert!(a
+            .verify_user(&sign(Some(Utc::now().timestamp() + 3600)))
+            .is_err());
     }
 
     #[test]

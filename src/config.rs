@@ -18,6 +18,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("CONFAB_ADMIN_TOKEN", "admin_token"),
     ("CONFAB_DB_POOL_SIZE", "db_pool_size"),
     ("CONFAB_DB_TIMEOUT_MS", "db_timeout_ms"),
+    ("CONFAB_DB_REQUEST_TIMEOUT_MS", "db_request_timeout_ms"),
     ("CONFAB_TOKEN_TTL_SECONDS", "token_ttl_seconds"),
     ("CONFAB_MAX_TOKEN_TTL_SECONDS", "max_token_ttl_seconds"),
     ("CONFAB_WORKERS", "workers"),
@@ -52,6 +53,7 @@ pub struct Settings {
     pub database_url: String,
     pub db_pool_size: usize,
     pub db_timeout_ms: u64,
+    pub db_request_timeout_ms: u64,
     pub jwt_secret: String,
     pub admin_token: String,
     pub token_ttl_seconds: u64,
@@ -154,6 +156,9 @@ impl Settings {
         if self.db_timeout_ms == 0 {
             return fail("db_timeout_ms", "must be at least 1");
         }
+        if self.db_request_timeout_ms < self.db_timeout_ms {
+            return fail("db_request_timeout_ms", "must be at least db_timeout_ms");
+        }
         if !self.jwt_secret.is_empty() && self.jwt_secret.len() < MIN_JWT_SECRET_BYTES {
             return fail(
                 "jwt_secret",
@@ -223,6 +228,10 @@ impl Settings {
 
     pub fn db_timeout(&self) -> Duration {
         Duration::from_millis(self.db_timeout_ms)
+    }
+
+    pub fn db_request_timeout(&self) -> Duration {
+        Duration::from_millis(self.db_request_timeout_ms)
     }
 
     pub fn drain_timeout(&self) -> Duration {

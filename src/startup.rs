@@ -92,10 +92,11 @@ impl Application {
             settings.db_timeout(),
         )
         .map_err(|e| StartError::Pool(e.to_string()))?;
+        let request_timeout = settings.db_request_timeout();
         let persistence_arbiter = Arbiter::new();
         let sink = EventSink::new(hub.clone().recipient());
         let persistence = Persistence::start_in_arbiter(&persistence_arbiter.handle(), move |_| {
-            Persistence::new(pool, sink)
+            Persistence::new(pool, sink, request_timeout)
         });
 
         let sessions = SessionDeps {

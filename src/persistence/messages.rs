@@ -103,10 +103,21 @@ impl Query for SendMessage {
                 })
             }
             Err(AppError::NotMember) => match find_by_client_id(&mut conn, sender, cmid).await? {
-                Some(message) => Ok(SendOutcome {
-                    message,
-                    created: false,
-                }),
+                Some(message) => {
+                    // If the first attempt committed but its outcome was
+                    // lost (a timeout, a dropped connection), its message
+                    // was never announced. The hub routes it now if it is
+                    // the room's next seq and drops it as stale otherwise,
+                    // so this never delivers a message twice.
+                    db.publish(ChatEvent::MessageCreated {
+                        message: message.clone(),
+                        origin: self.origin,
+                    });
+                    Ok(SendOutcome {
+                        message,
+                        created: false,
+                    })
+                }
                 None => Err(AppError::NotMember),
             },
             Err(other) => Err(other),

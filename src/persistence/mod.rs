@@ -104,12 +104,17 @@ pub trait Query: Send + 'static {
 
 pub struct Persistence {
     db: Db,
+    /// The longest one request may take, waiting for a connection included.
+    /// A database that stops answering without closing its sockets must
+    /// still give `unavailable`, not a reply that never comes.
+    request_timeout: Duration,
 }
 
 impl Persistence {
-    pub fn new(pool: DbPool, events: EventSink) -> Self {
+    pub fn new(pool: DbPool, events: EventSink, request_timeout: Duration) -> Self {
         Self {
             db: Db { pool, events },
+            request_timeout,
         }
     }
 }
@@ -131,10 +136,15 @@ where
     type Result = ResponseFuture<Result<Q::Output, AppError>>;
 
     fn handle(&mut self, query: Q, _: &mut Self::Context) -> Self::Result {
-        let db = self.db.clone();
+        let (db, deadline) = (self.db.clone(), self.request_timeout);
         metrics().persistence_in_flight.inc();
         Box::pin(async move {
-            let result = query.run(db).await;
+            // Dropping a request mid-flight is safe: a connection left inside
+            // a transaction counts as broken and is not reused, and the
+            // client retries idempotently.
+            let result = tokio::time::timeout(deadline, query.run(db))
+                .await
+                .unwrap_or(Err(AppError::Unavailable));
             metrics().persistence_in_flight.dec();
             result
         })

@@ -5,13 +5,13 @@ use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
-use crate::support::ws::WsClient;
+use crate::support::ws::{Socket, WsClient};
 use crate::support::{db, spawn_app_with, TestApp, TestUser, PG_SERVER};
 
-/// The HTTP status of a refused upgrade, or None if it was accepted.
-async fn upgrade_status(app: &TestApp, user: &TestUser) -> Option<u16> {
+/// The open socket, or the HTTP status of a refused upgrade.
+async fn upgrade(app: &TestApp, user: &TestUser) -> Result<Socket, u16> {
     match WsClient::open(&app.ws_url, &user.token).await {
-        Ok(_) => None,
+        Ok(socket) => Ok(socket),
         Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
             let body = response.body().clone().unwrap_or_default();
             let body: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
@@ -19,18 +19,21 @@ async fn upgrade_status(app: &TestApp, user: &TestUser) -> Option<u16> {
                 body["error"]["code"], "unavailable",
                 "a refused upgrade says why: {body}"
             );
-            Some(response.status().as_u16())
+            Err(response.status().as_u16())
         }
         Err(e) => panic!("unexpected handshake failure: {e}"),
     }
 }
 
-/// Waits until the server has let go of a closed session's place.
-async fn until_admitted(app: &TestApp, user: &TestUser) -> WsClient {
+/// Waits until the server has let go of a closed session's place; the
+/// admitted socket is kept open (dropping it would hold a place again
+/// until the server notices).
+async fn until_admitted(app: &TestApp, user: &TestUser) -> Socket {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        if upgrade_status(app, user).await.is_none() {
-            return app.connect(user).await;
+        match upgrade(app, user).await {
+            Ok(socket) => return socket,
+            Err(status) => assert_eq!(status, 503),
         }
         assert!(
             Instant::now() < deadline,
@@ -48,7 +51,7 @@ async fn a_user_past_the_per_user_cap_is_refused_with_503_before_the_upgrade() {
     let first = app.connect(ann).await;
     let _second = app.connect(ann).await;
 
-    assert_eq!(upgrade_status(&app, ann).await, Some(503));
+    assert_eq!(upgrade(&app, ann).await.err(), Some(503));
     // Another user is not affected.
     let _bob = app.connect(bob).await;
 
@@ -63,8 +66,8 @@ async fn past_the_global_cap_everyone_is_refused_with_503() {
     let first = app.connect(&users[0]).await;
     let _second = app.connect(&users[1]).await;
 
-    assert_eq!(upgrade_status(&app, &users[2]).await, Some(503));
-    assert_eq!(upgrade_status(&app, &users[0]).await, Some(503));
+    assert_eq!(upgrade(&app, &users[2]).await.err(), Some(503));
+    assert_eq!(upgrade(&app, &users[0]).await.err(), Some(503));
 
     first.close().await;
     let _third = until_admitted(&app, &users[2]).await;

@@ -1,7 +1,9 @@
 //! Test support: a real confab on a random port against its own fresh
 //! database, a real HTTP client and a real WebSocket client.
 
+pub mod child;
 pub mod db;
+pub mod proxy;
 pub mod ws;
 
 use std::sync::mpsc;
