@@ -85,9 +85,10 @@ pub enum AppError {
     RateLimited,
     #[error("the database is unavailable, retry later")]
     Unavailable,
-    /// The server is at a capacity limit (sessions); retry later.
+    /// The server takes no new work for now (a session cap, a shutdown
+    /// under way): `unavailable` to the client, with the reason.
     #[error("{0}")]
-    AtCapacity(&'static str),
+    Refused(&'static str),
     #[error("{0}")]
     Unauthorized(&'static str),
     #[error("{0}")]
@@ -113,7 +114,7 @@ impl AppError {
             AppError::NotMember => ErrorCode::NotMember,
             AppError::NotFound(_) => ErrorCode::NotFound,
             AppError::RateLimited => ErrorCode::RateLimited,
-            AppError::Unavailable | AppError::AtCapacity(_) => ErrorCode::Unavailable,
+            AppError::Unavailable | AppError::Refused(_) => ErrorCode::Unavailable,
             AppError::Unauthorized(_) => ErrorCode::Unauthorized,
             AppError::Forbidden(_) => ErrorCode::Forbidden,
             AppError::Conflict(_) => ErrorCode::Conflict,
@@ -145,7 +146,7 @@ impl AppError {
         match self {
             AppError::Internal(detail) => log::error!("internal error: {detail}"),
             AppError::Unavailable => log::warn!("database unavailable"),
-            AppError::AtCapacity(why) => log::warn!("refused: {why}"),
+            AppError::Refused(why) => log::warn!("refused: {why}"),
             other => log::debug!("client error: {other}"),
         }
     }
@@ -209,7 +210,7 @@ impl ResponseError for AppError {
             AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-            AppError::Unavailable | AppError::AtCapacity(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Unavailable | AppError::Refused(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

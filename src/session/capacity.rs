@@ -38,13 +38,13 @@ impl SessionCapacity {
     pub fn admit(self: &Arc<Self>, user: UserId) -> Result<SessionPermit, AppError> {
         let mut open = self.lock();
         if open.total >= self.max_total {
-            return Err(AppError::AtCapacity(
+            return Err(AppError::Refused(
                 "the server is at its session limit, retry later",
             ));
         }
         let mine = open.per_user.entry(user).or_default();
         if *mine >= self.max_per_user {
-            return Err(AppError::AtCapacity("too many open sessions for this user"));
+            return Err(AppError::Refused("too many open sessions for this user"));
         }
         *mine += 1;
         open.total += 1;

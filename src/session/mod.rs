@@ -376,7 +376,8 @@ impl WsSession {
             Err(error) => return self.reply_error(error, reference.as_ref(), ctx),
         };
         if self.draining && !matches!(event, ClientEvent::Ping) {
-            return self.reply_error(AppError::Unavailable, reference.as_ref(), ctx);
+            let error = AppError::Refused("the server is shutting down, reconnect shortly");
+            return self.reply_error(error, reference.as_ref(), ctx);
         }
         match event {
             ClientEvent::Send(message) => self.on_send(message, reference, ctx),
