@@ -17,6 +17,7 @@ mod messaging;
 mod ops;
 mod presence;
 mod process;
+mod properties;
 mod receipts;
 mod security;
 mod tenancy;
