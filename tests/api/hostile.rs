@@ -7,9 +7,6 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use diesel::sql_types::Text;
-use diesel::QueryableByName;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::time::timeout;
@@ -19,7 +16,7 @@ use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
 use crate::support::ws::{Ending, ARRIVAL, SILENCE};
-use crate::support::{spawn_app, TestApp, WsClient};
+use crate::support::{spawn_app, WsClient};
 
 /// Sessions sending hostile frames at the same time.
 const SESSIONS: usize = 8;
@@ -760,37 +757,6 @@ fn check_session(s: usize, frames: &[Sent], replies: &Replies, started: Instant)
 
 // ---- the database, all of it -------------------------------------------------------
 
-#[derive(QueryableByName)]
-struct State {
-    #[diesel(sql_type = Text)]
-    state: String,
-}
-
-/// Every row of every table, as text, to compare before and after.
-async fn database_state(app: &TestApp) -> String {
-    let mut conn = AsyncPgConnection::establish(&app.db_url)
-        .await
-        .expect("connect to the test database");
-    let table = |name: &str, order: &str| {
-        format!(
-            "(SELECT '{name}: ' || count(*) || ' ' || coalesce(string_agg(row_to_json(x)::text, ', ' ORDER BY {order}), '') FROM {name} x)"
-        )
-    };
-    let sql = format!(
-        "SELECT concat_ws(E'\\n', {}, {}, {}, {}, {}) AS state",
-        table("companies", "x.id"),
-        table("users", "x.id"),
-        table("threads", "x.id"),
-        table("memberships", "x.thread_id, x.user_id"),
-        table("messages", "x.id"),
-    );
-    let row: State = diesel::sql_query(&sql)
-        .get_result(&mut conn)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    row.state
-}
-
 // ---- the test ----------------------------------------------------------------------
 
 #[actix_web::test]
@@ -839,7 +805,7 @@ async fn ten_thousand_hostile_frames_each_get_one_error_and_change_nothing_anyon
     // A second session of a hostile user, for the oversize frame: its
     // owner stays online, so closing it is no news to anyone.
     let mut oversize = app.connect(&hostile_users[0]).await;
-    let before = database_state(&app).await;
+    let before = crate::support::db::database_state(&app.db_url).await;
 
     let frames_sent: usize = plans.iter().map(Vec::len).sum::<usize>() + 1;
     assert!(frames_sent >= 10_000, "only {frames_sent} hostile frames");
@@ -875,7 +841,7 @@ async fn ten_thousand_hostile_frames_each_get_one_error_and_change_nothing_anyon
     // Nobody noticed, nothing changed.
     observer_ws.assert_silent().await;
     assert_eq!(
-        database_state(&app).await,
+        crate::support::db::database_state(&app.db_url).await,
         before,
         "no hostile frame may create or change a row"
     );

@@ -10,9 +10,6 @@ use std::time::Duration;
 
 use awc::http::Method;
 use chrono::Utc;
-use diesel::sql_types::Text;
-use diesel::QueryableByName;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures_util::StreamExt;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
@@ -28,37 +25,6 @@ use crate::support::ws::{Socket, ARRIVAL};
 use crate::support::{spawn_app, spawn_app_with, uuid, Reply, TestApp, TestUser};
 
 // ---- helpers ----------------------------------------------------------------
-
-#[derive(QueryableByName)]
-struct State {
-    #[diesel(sql_type = Text)]
-    state: String,
-}
-
-/// Every row of every table, as text: row counts, bodies, cursors, all.
-async fn database_state(db_url: &str) -> String {
-    let mut conn = AsyncPgConnection::establish(db_url)
-        .await
-        .expect("connect to the test database");
-    let table = |name: &str, order: &str| {
-        format!(
-            "(SELECT '{name}: ' || count(*) || ' ' || coalesce(string_agg(row_to_json(x)::text, ', ' ORDER BY {order}), '') FROM {name} x)"
-        )
-    };
-    let sql = format!(
-        "SELECT concat_ws(E'\\n', {}, {}, {}, {}, {}) AS state",
-        table("companies", "x.id"),
-        table("users", "x.id"),
-        table("threads", "x.id"),
-        table("memberships", "x.thread_id, x.user_id"),
-        table("messages", "x.id"),
-    );
-    let row: State = diesel::sql_query(&sql)
-        .get_result(&mut conn)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    row.state
-}
 
 /// An upgrade request for `url` with `?token=` (if any) and extra headers.
 fn upgrade_request(url: &str, token: Option<&str>, headers: &[(&str, &str)]) -> Request {
@@ -269,7 +235,7 @@ async fn every_client_event_from_another_company_a_non_member_or_nobody_is_refus
     let mut bob_ws = app.connect(&c.bob).await;
     let presence = ann_ws.next_event("chat:presence").await;
     assert_eq!(presence, json!({"user_id": c.bob.id, "online": true}));
-    let before = database_state(&app.db_url).await;
+    let before = crate::support::db::database_state(&app.db_url).await;
 
     for (event, data) in CLIENT_EVENTS {
         let mut answers = Vec::new();
@@ -314,7 +280,7 @@ async fn every_client_event_from_another_company_a_non_member_or_nobody_is_refus
     ann_ws.assert_silent().await;
     bob_ws.assert_silent().await;
     assert_eq!(
-        database_state(&app.db_url).await,
+        crate::support::db::database_state(&app.db_url).await,
         before,
         "refused events change no row and no cursor"
     );
@@ -428,7 +394,7 @@ async fn every_http_endpoint_answers_another_company_a_non_member_and_nobody_as_
     let mut ann_ws = app.connect(&c.ann).await;
     let mut bob_ws = app.connect(&c.bob).await;
     ann_ws.next_event("chat:presence").await;
-    let before = database_state(&app.db_url).await;
+    let before = crate::support::db::database_state(&app.db_url).await;
     // What no answer to an outsider may contain.
     let secrets = [
         t.to_string(),
@@ -487,7 +453,7 @@ async fn every_http_endpoint_answers_another_company_a_non_member_and_nobody_as_
     );
 
     assert_eq!(
-        database_state(&app.db_url).await,
+        crate::support::db::database_state(&app.db_url).await,
         before,
         "refused requests change no row and no cursor"
     );

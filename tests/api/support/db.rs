@@ -106,3 +106,35 @@ impl Db {
         rows.into_iter().map(|r| r.seq).collect()
     }
 }
+
+#[derive(QueryableByName)]
+struct State {
+    #[diesel(sql_type = Text)]
+    state: String,
+}
+
+/// Every row of every table, as text (row counts, bodies, cursors, all),
+/// to compare a database before and after something that must change nothing.
+pub async fn database_state(db_url: &str) -> String {
+    let mut conn = AsyncPgConnection::establish(db_url)
+        .await
+        .expect("connect to the test database");
+    let table = |name: &str, order: &str| {
+        format!(
+            "(SELECT '{name}: ' || count(*) || ' ' || coalesce(string_agg(row_to_json(x)::text, ', ' ORDER BY {order}), '') FROM {name} x)"
+        )
+    };
+    let sql = format!(
+        "SELECT concat_ws(E'\\n', {}, {}, {}, {}, {}) AS state",
+        table("companies", "x.id"),
+        table("users", "x.id"),
+        table("threads", "x.id"),
+        table("memberships", "x.thread_id, x.user_id"),
+        table("messages", "x.id"),
+    );
+    let row: State = diesel::sql_query(&sql)
+        .get_result(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    row.state
+}
