@@ -4,6 +4,7 @@
 pub mod child;
 pub mod db;
 pub mod proxy;
+pub mod raw;
 pub mod ws;
 
 use std::sync::mpsc;
