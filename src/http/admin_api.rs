@@ -7,15 +7,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::extract::Admin;
-use super::user_api::{checked_title, NewMember};
+use super::user_api::{self, create_thread_in, NewMember};
 use super::AppState;
 use crate::domain::{CompanyId, MessageId, ThreadId, UserId};
 use crate::error::AppError;
 use crate::hub::messages::GetStats;
 use crate::metrics::metrics;
 use crate::persistence::{
-    AddMember, Caller, CreateCompany, CreateThread, CreateUser, DeleteMessage, FindUser,
-    RemoveMember,
+    AddMember, Caller, CreateCompany, CreateUser, DeleteMessage, FindUser, RemoveMember,
 };
 use crate::protocol::views::{rfc3339_millis, ThreadKind};
 
@@ -162,21 +161,12 @@ async fn create_thread(
         title,
         member_ids,
     } = body.into_inner();
-    let created = state
-        .ask(CreateThread {
-            company_id,
-            creator: None,
-            kind: kind.unwrap_or(ThreadKind::Group),
-            title: checked_title(title)?,
-            member_ids,
-        })
-        .await?;
-    let mut response = if created.created {
-        HttpResponse::Created()
-    } else {
-        HttpResponse::Ok()
+    let thread = user_api::NewThread {
+        kind,
+        title,
+        member_ids,
     };
-    Ok(response.json(created.thread))
+    create_thread_in(&state, company_id, None, thread).await
 }
 
 async fn add_member(

@@ -8,7 +8,8 @@ use serde_json::json;
 
 use super::extract::AuthUser;
 use super::AppState;
-use crate::domain::{MessageId, MessageText, ThreadId, UserId};
+use crate::auth::Claimed;
+use crate::domain::{CompanyId, MessageId, MessageText, ThreadId, UserId};
 use crate::error::AppError;
 use crate::hub::messages::OnlineAmong;
 use crate::persistence::{
@@ -72,15 +73,30 @@ async fn create_thread(
     state: web::Data<AppState>,
     body: web::Json<NewThread>,
 ) -> Result<HttpResponse, AppError> {
-    let NewThread {
+    let Claimed {
+        company_id,
+        user_id,
+    } = caller.claimed;
+    create_thread_in(&state, company_id, Some(user_id), body.into_inner()).await
+}
+
+/// Creates a thread for a user (`creator`, always a member) or the
+/// operator (`None`): 201 with the new thread, or 200 with the existing
+/// direct thread of the pair.
+pub async fn create_thread_in(
+    state: &AppState,
+    company_id: CompanyId,
+    creator: Option<UserId>,
+    NewThread {
         kind,
         title,
         member_ids,
-    } = body.into_inner();
+    }: NewThread,
+) -> Result<HttpResponse, AppError> {
     let created = state
         .ask(CreateThread {
-            company_id: caller.claimed.company_id,
-            creator: Some(caller.claimed.user_id),
+            company_id,
+            creator,
             kind: kind.unwrap_or(ThreadKind::Group),
             title: checked_title(title)?,
             member_ids,
