@@ -295,33 +295,7 @@ impl ChildServer {
         bearer: Option<&str>,
         body: Option<Value>,
     ) -> Reply {
-        let client = awc::Client::builder()
-            .timeout(Duration::from_secs(20))
-            .finish();
-        let mut req = client.request(method, format!("{}{path}", self.base));
-        if let Some(token) = bearer {
-            req = req.bearer_auth(token);
-        }
-        let mut res = match body {
-            Some(body) => req.send_json(&body).await,
-            None => req.send().await,
-        }
-        .expect("the HTTP request completes");
-        let bytes = res
-            .body()
-            .limit(16 * 1024 * 1024)
-            .await
-            .expect("the HTTP body arrives");
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes)
-                .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()))
-        };
-        Reply {
-            status: res.status().as_u16(),
-            body,
-        }
+        super::http_request(&self.base, method, path, bearer, body).await
     }
 
     pub async fn admin_post(&self, path: &str, body: Value) -> Reply {

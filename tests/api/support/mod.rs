@@ -160,6 +160,44 @@ impl Reply {
     }
 }
 
+/// One HTTP request to a server at `base`, answered as status and JSON.
+/// Shared by the in-process app and the child-process server.
+pub async fn http_request(
+    base: &str,
+    method: Method,
+    path: &str,
+    bearer: Option<&str>,
+    body: Option<Value>,
+) -> Reply {
+    let client = awc::Client::builder()
+        .timeout(std::time::Duration::from_secs(20))
+        .finish();
+    let mut req = client.request(method, format!("{base}{path}"));
+    if let Some(token) = bearer {
+        req = req.bearer_auth(token);
+    }
+    let mut res = match body {
+        Some(body) => req.send_json(&body).await,
+        None => req.send().await,
+    }
+    .expect("the HTTP request completes");
+    let bytes = res
+        .body()
+        .limit(16 * 1024 * 1024)
+        .await
+        .expect("the HTTP body arrives");
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()))
+    };
+    Reply {
+        status: res.status().as_u16(),
+        body,
+    }
+}
+
 impl TestApp {
     pub async fn request(
         &self,
@@ -168,33 +206,7 @@ impl TestApp {
         bearer: Option<&str>,
         body: Option<Value>,
     ) -> Reply {
-        let client = awc::Client::builder()
-            .timeout(std::time::Duration::from_secs(20))
-            .finish();
-        let mut req = client.request(method, format!("{}{path}", self.base));
-        if let Some(token) = bearer {
-            req = req.bearer_auth(token);
-        }
-        let mut res = match body {
-            Some(body) => req.send_json(&body).await,
-            None => req.send().await,
-        }
-        .expect("the HTTP request completes");
-        let bytes = res
-            .body()
-            .limit(16 * 1024 * 1024)
-            .await
-            .expect("the HTTP body arrives");
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes)
-                .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()))
-        };
-        Reply {
-            status: res.status().as_u16(),
-            body,
-        }
+        http_request(&self.base, method, path, bearer, body).await
     }
 
     pub async fn get(&self, path: &str, bearer: &str) -> Reply {
