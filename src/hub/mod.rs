@@ -586,6 +586,7 @@ impl Handler<Committed> for ChatHub {
     type Result = ();
 
     fn handle(&mut self, Committed(event): Committed, ctx: &mut Self::Context) {
+        let _timer = metrics().hub_routing_seconds.start_timer();
         self.apply(event, ctx);
     }
 }
