@@ -10,6 +10,7 @@ mod concurrency;
 mod connect;
 mod errors;
 mod faults;
+mod group_commit;
 mod hostile;
 mod limits;
 mod membership;
