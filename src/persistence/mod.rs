@@ -9,7 +9,9 @@
 //!
 //! Each request is one struct named for its intent, implementing [`Query`]
 //! next to the SQL it runs. The actor runs requests concurrently on its own
-//! arbiter, so every pooled connection lives on one runtime.
+//! arbiter, so every pooled connection lives on one runtime. chat:send is
+//! the exception: it is the hot path, and concurrent sends are committed
+//! together by [`group_commit`].
 
 mod accounts;
 mod cursors;
@@ -155,14 +157,17 @@ impl Handler<SendMessage> for Persistence {
         // The batch gives up at the same deadline counted from its oldest
         // send; this one only covers a batcher that is gone.
         let deadline = self.request_timeout + self.batches.window;
+        metrics().persistence_in_flight.inc();
         Box::pin(async move {
-            let Some(answer) = answer else {
-                return Err(AppError::Unavailable);
+            let outcome = match answer {
+                Some(answer) => match tokio::time::timeout(deadline, answer).await {
+                    Ok(Ok(outcome)) => outcome,
+                    Ok(Err(_)) | Err(_) => Err(AppError::Unavailable),
+                },
+                None => Err(AppError::Unavailable),
             };
-            match tokio::time::timeout(deadline, answer).await {
-                Ok(Ok(outcome)) => outcome,
-                Ok(Err(_)) | Err(_) => Err(AppError::Unavailable),
-            }
+            metrics().persistence_in_flight.dec();
+            outcome
         })
     }
 }
