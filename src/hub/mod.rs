@@ -64,18 +64,23 @@ struct Outlet<'a> {
 }
 
 impl Outlet<'_> {
-    fn to_user(&mut self, user: &OnlineUser, out: &Outbound, except: Option<SessionId>) -> usize {
+    fn put_to_user(
+        &mut self,
+        user: &OnlineUser,
+        out: &Outbound,
+        except: Option<SessionId>,
+    ) -> usize {
         let mut n = 0;
         for &session_id in &user.sessions {
             if Some(session_id) != except {
-                self.to_session(session_id, out);
+                self.put_to_session(session_id, out);
                 n += 1;
             }
         }
         n
     }
 
-    fn to_session(&mut self, session_id: SessionId, out: &Outbound) {
+    fn put_to_session(&mut self, session_id: SessionId, out: &Outbound) {
         let Some(entry) = self.sessions.get(&session_id) else {
             return;
         };
@@ -132,7 +137,7 @@ impl ChatHub {
             evictions: &mut self.evictions,
             bound: self.settings.max_outbound_bytes,
         };
-        outlet.to_user(user, out, except)
+        outlet.put_to_user(user, out, except)
     }
 
     /// Every session of every member in the room, but `except_user`'s and
@@ -156,7 +161,7 @@ impl ChatHub {
             .iter()
             .filter(|u| Some(**u) != except_user)
             .filter_map(|u| self.users.get(u))
-            .map(|user| outlet.to_user(user, out, except_session))
+            .map(|user| outlet.put_to_user(user, out, except_session))
             .sum()
     }
 
