@@ -21,11 +21,11 @@
 //! Replies and events wait for the commit. If the transaction fails, every
 //! send of the batch answers `unavailable` and nothing is published.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use diesel::sql_types::{Array, BigInt, Jsonb, Nullable, Text, Uuid as SqlUuid};
+use diesel::sql_types::{Array, BigInt, Bool, Jsonb, Nullable, Text, Uuid as SqlUuid};
 use diesel::QueryableByName;
 use diesel_async::scoped_futures::ScopedFutureExt;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
@@ -330,10 +330,17 @@ struct Written {
     inserted: HashMap<(Uuid, Uuid), MessageRow>,
 }
 
+/// What the batch's look-up says about one candidate.
 #[derive(QueryableByName)]
-struct Position {
+struct Standing {
     #[diesel(sql_type = BigInt)]
     ord: i64,
+    /// Its (sender, client_msg_id) already has a message: a resend.
+    #[diesel(sql_type = Bool)]
+    sent: bool,
+    /// The thread is the sender's company's and the sender is a member.
+    #[diesel(sql_type = Bool)]
+    member: bool,
 }
 
 // Locks every thread the batch names, in id order: the same order every
@@ -349,13 +356,18 @@ const FIND_EXISTING: &str = "
     JOIN unnest($1::uuid[], $2::uuid[]) AS k(sender_id, client_msg_id)
       ON m.sender_id = k.sender_id AND m.client_msg_id = k.client_msg_id";
 
-const FIND_MEMBERS: &str = "
-    SELECT i.ord
-    FROM unnest($1::uuid[], $2::uuid[], $3::uuid[]) WITH ORDINALITY
-         AS i(thread_id, company_id, sender_id, ord)
-    WHERE EXISTS (SELECT 1 FROM threads t WHERE t.id = i.thread_id AND t.company_id = i.company_id)
-      AND EXISTS (SELECT 1 FROM memberships m
-                  WHERE m.thread_id = i.thread_id AND m.user_id = i.sender_id)";
+// One round trip for the common case: resends are rare, so their rows are
+// fetched (FIND_EXISTING) only when this finds any.
+const LOOK_UP: &str = "
+    SELECT i.ord,
+           EXISTS (SELECT 1 FROM messages m
+                   WHERE m.sender_id = i.sender_id AND m.client_msg_id = i.client_msg_id) AS sent,
+           (EXISTS (SELECT 1 FROM threads t
+                    WHERE t.id = i.thread_id AND t.company_id = i.company_id)
+            AND EXISTS (SELECT 1 FROM memberships m
+                        WHERE m.thread_id = i.thread_id AND m.user_id = i.sender_id)) AS member
+    FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[]) WITH ORDINALITY
+         AS i(thread_id, company_id, sender_id, client_msg_id, ord)";
 
 // Seqs are numbered in the database: each thread's last_seq moves by the
 // number of the batch's messages for it, and the messages take the seqs
@@ -400,36 +412,48 @@ async fn write_batch(
         .execute(conn)
         .await?;
 
-    let senders: Vec<Uuid> = candidates.iter().map(|c| c.sender_id).collect();
-    let client_ids: Vec<Uuid> = candidates.iter().map(|c| c.client_msg_id).collect();
-    let existing: Vec<MessageRow> = diesel::sql_query(FIND_EXISTING)
-        .bind::<Array<SqlUuid>, _>(&senders)
-        .bind::<Array<SqlUuid>, _>(&client_ids)
+    let mut standings: Vec<Standing> = diesel::sql_query(LOOK_UP)
+        .bind::<Array<SqlUuid>, _>(candidates.iter().map(|c| c.thread_id).collect::<Vec<_>>())
+        .bind::<Array<SqlUuid>, _>(candidates.iter().map(|c| c.company_id).collect::<Vec<_>>())
+        .bind::<Array<SqlUuid>, _>(candidates.iter().map(|c| c.sender_id).collect::<Vec<_>>())
+        .bind::<Array<SqlUuid>, _>(
+            candidates
+                .iter()
+                .map(|c| c.client_msg_id)
+                .collect::<Vec<_>>(),
+        )
         .load(conn)
         .await?;
-    let existing: HashMap<(Uuid, Uuid), MessageRow> = existing
-        .into_iter()
-        .map(|row| ((row.sender_id, row.client_msg_id), row))
-        .collect();
-
-    let fresh: Vec<&Candidate> = candidates
-        .iter()
-        .filter(|c| !existing.contains_key(&(c.sender_id, c.client_msg_id)))
-        .collect();
-    let members: Vec<Position> = diesel::sql_query(FIND_MEMBERS)
-        .bind::<Array<SqlUuid>, _>(fresh.iter().map(|c| c.thread_id).collect::<Vec<_>>())
-        .bind::<Array<SqlUuid>, _>(fresh.iter().map(|c| c.company_id).collect::<Vec<_>>())
-        .bind::<Array<SqlUuid>, _>(fresh.iter().map(|c| c.sender_id).collect::<Vec<_>>())
-        .load(conn)
-        .await?;
-    let allowed: HashSet<i64> = members.into_iter().map(|p| p.ord).collect();
+    // Seqs follow arrival order, which is the order of the arrays.
+    standings.sort_unstable_by_key(|s| s.ord);
     // WITH ORDINALITY counts from 1.
-    let to_insert: Vec<&Candidate> = fresh
-        .into_iter()
-        .enumerate()
-        .filter(|(i, _)| allowed.contains(&(*i as i64 + 1)))
-        .map(|(_, c)| c)
+    let candidate_at = |ord: i64| {
+        usize::try_from(ord - 1)
+            .ok()
+            .and_then(|i| candidates.get(i))
+    };
+    let resent: Vec<&Candidate> = standings
+        .iter()
+        .filter(|s| s.sent)
+        .filter_map(|s| candidate_at(s.ord))
         .collect();
+    let to_insert: Vec<&Candidate> = standings
+        .iter()
+        .filter(|s| !s.sent && s.member)
+        .filter_map(|s| candidate_at(s.ord))
+        .collect();
+    let existing: HashMap<(Uuid, Uuid), MessageRow> = if resent.is_empty() {
+        HashMap::new()
+    } else {
+        let rows: Vec<MessageRow> = diesel::sql_query(FIND_EXISTING)
+            .bind::<Array<SqlUuid>, _>(resent.iter().map(|c| c.sender_id).collect::<Vec<_>>())
+            .bind::<Array<SqlUuid>, _>(resent.iter().map(|c| c.client_msg_id).collect::<Vec<_>>())
+            .load(conn)
+            .await?;
+        rows.into_iter()
+            .map(|row| ((row.sender_id, row.client_msg_id), row))
+            .collect()
+    };
     if to_insert.is_empty() {
         return Ok(Written {
             existing,
