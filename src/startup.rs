@@ -98,7 +98,9 @@ impl Application {
         let batches = BatchSettings {
             max: settings.persistence.batch_max,
             window: settings.persistence.batch_window(),
-            in_flight: settings.db_pool_size,
+            // A quarter of the pool stays free for reads, cursors and
+            // membership changes while sends are at full tilt.
+            in_flight: (settings.db_pool_size * 3 / 4).max(1),
             request_timeout,
         };
         let persistence = Persistence::start_in_arbiter(&persistence_arbiter.handle(), move |_| {
