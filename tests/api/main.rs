@@ -23,4 +23,5 @@ mod security;
 mod tenancy;
 mod typing;
 mod user_api;
+mod web;
 mod websocket;
