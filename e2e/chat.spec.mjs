@@ -241,6 +241,34 @@ try {
     if (await message(pageA, queued).count() !== 1) throw new Error('the retried send arrived twice');
   });
 
+  await step('markup in a message is shown as text and never runs', async () => {
+    const hostile = '<img src="x" onerror="window.pwned = true"><b>not bold</b>';
+    await openThread(pageA, SIDE);
+    await openThread(pageB, SIDE);
+    await send(pageA, hostile);
+    const body = message(pageB, 'not bold').getByTestId('message-body');
+    await body.waitFor({ timeout: TIMEOUT_MS });
+    if (await body.textContent() !== hostile) throw new Error(`shown as: ${await body.innerHTML()}`);
+    if (await body.locator('img, b').count() !== 0) throw new Error('the markup became elements');
+    if (await pageB.evaluate(() => window.pwned)) throw new Error('the handler ran');
+    await openThread(pageA, TEAM);
+  });
+
+  await step('a pasted token signs in; a bad one is refused with a message', async () => {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    watch(page, 'A2');
+    await page.goto(BASE_URL);
+    await page.getByTestId('token-input').fill('not-a-token');
+    await page.getByTestId('login-submit').click();
+    await expectText(page.locator('#login-error'), 'refused');
+    await page.getByTestId('token-input').fill(A.token);
+    await page.getByTestId('login-submit').click();
+    await page.locator('[data-testid="conn-status"][data-state="online"]').waitFor({ timeout: TIMEOUT_MS });
+    await expectText(page.getByTestId('me'), A.name);
+    await context.close();
+  });
+
   await step('scrolling up pages back through the history to the first message', async () => {
     await openThread(pageB, HISTORY);
     await expectText(pageB.getByTestId('message-body'), `history ${HISTORY_SIZE}`);

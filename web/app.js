@@ -146,6 +146,10 @@ async function onReady({ threads }) {
     if (!live.has(id)) forgetThread(id);
   }
   renderThreadList();
+  // An untitled thread is named after its members, who come from the API.
+  for (const thread of state.threads.values()) {
+    if (!thread.title && !state.members.has(thread.id)) loadMembers(thread.id).catch(reportError);
+  }
   // Online status may have changed while we were away.
   if (state.openThreadId) loadMembers(state.openThreadId).catch(reportError);
   for (const view of threads) {
@@ -157,8 +161,8 @@ async function onReady({ threads }) {
   maybeMarkRead();
 }
 
-/// Fetches every message after `afterSeq`, page by page, so a reconnect
-/// misses nothing.
+// Fetches every message after `afterSeq`, page by page, so a reconnect
+// misses nothing.
 async function syncThread(threadId, afterSeq) {
   let after = afterSeq;
   for (;;) {
@@ -517,8 +521,8 @@ function renderPending({ client_msg_id, body, failed }) {
   else $('message-list').append(item);
 }
 
-/// Delivered when some other member's device has it, read when some other
-/// member has seen it; the tooltip names who.
+// Delivered when some other member's device has it, read when some other
+// member has seen it; the tooltip names who.
 function updateReceipt(item, message) {
   const receipt = item.querySelector('[data-testid="receipt"]');
   if (!receipt) return;

@@ -34,7 +34,7 @@ export class Connection extends EventTarget {
     this.socket?.close(1000, 'signed out');
   }
 
-  /// Closes the socket as a network failure would, to exercise recovery.
+  // Closes the socket as a network failure would, to exercise recovery.
   drop() {
     this.socket?.close(4000, 'dropped by the page');
   }
@@ -119,8 +119,8 @@ export class Connection extends EventTarget {
     }, PING_EVERY_MS);
   }
 
-  /// A request with a ref: resolves with the ack's data, rejects with the
-  /// chat:error (its `code` set) or when the connection drops.
+  // A request with a ref: resolves with the ack's data, rejects with the
+  // chat:error (its `code` set) or when the connection drops.
   request(event, data) {
     if (!this.ready) return Promise.reject(new Error('not connected'));
     const ref = `r${this.nextRef++}`;
@@ -130,14 +130,14 @@ export class Connection extends EventTarget {
     });
   }
 
-  /// Fire and forget (receipts, typing): lost if offline, which is harmless
-  /// because the next one carries the newer state.
+  // Fire and forget (receipts, typing): lost if offline, which is harmless
+  // because the next one carries the newer state.
   notify(event, data) {
     if (this.ready) this.socket.send(JSON.stringify({ event, data }));
   }
 
-  /// chat:send that keeps trying until the server acks it. Resolves with
-  /// the stored message; rejects only when the server refuses it for good.
+  // chat:send that keeps trying until the server acks it. Resolves with
+  // the stored message; rejects only when the server refuses it for good.
   send(data) {
     return new Promise((resolve, reject) => {
       const entry = { data, resolve, reject, ref: null };
