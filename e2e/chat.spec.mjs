@@ -275,10 +275,12 @@ try {
     const oldest = message(pageB, 'history 1').and(pageB.locator('[data-seq="1"]'));
     // Scroll to the top until the oldest message has been paged in.
     while (await oldest.count() === 0) {
+      // Counted before scrolling: the page may arrive before a count taken after.
+      const shown = await pageB.locator('[data-testid="message"][data-seq]').count();
       await pageB.getByTestId('messages').evaluate((box) => { box.scrollTop = 0; });
       await pageB.waitForFunction(
-        (shown) => document.querySelectorAll('[data-testid="message"][data-seq]').length > shown,
-        await pageB.locator('[data-testid="message"][data-seq]').count(),
+        (before) => document.querySelectorAll('[data-testid="message"][data-seq]').length > before,
+        shown,
         { timeout: TIMEOUT_MS },
       );
     }
