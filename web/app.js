@@ -101,18 +101,29 @@ async function start(token) {
   conn.start();
 }
 
+let countdown = null;
+
 function showStatus({ state: connState, delay }) {
-  const el = $('conn-status');
-  el.dataset.state = connState;
-  el.textContent = {
-    connecting: 'Connecting…',
-    online: 'Online',
-    reconnecting: `Reconnecting in ${Math.ceil((delay ?? 0) / 1000)} s…`,
-    closed: 'Disconnected',
-  }[connState];
+  const status = $('conn-status');
+  status.dataset.state = connState;
+  clearInterval(countdown);
+  if (connState === 'reconnecting') {
+    const at = Date.now() + (delay ?? 0);
+    const tick = () => {
+      status.textContent = `Reconnecting in ${Math.max(0, Math.ceil((at - Date.now()) / 1000))} s…`;
+    };
+    tick();
+    countdown = setInterval(tick, 1000);
+    return;
+  }
+  status.textContent = { connecting: 'Connecting…', online: 'Online', closed: 'Disconnected' }[connState];
 }
 
 async function onClosed({ wasReady }) {
+  // Offline, we cannot know who is online; chat:ready's member reload
+  // tells again.
+  state.online.clear();
+  renderMembers();
   if (wasReady) return;
   // A refused upgrade looks like any failed socket; the API says whether
   // the token is the reason.
