@@ -760,8 +760,19 @@ $('composer').addEventListener('submit', (e) => {
   send(threadId, body);
 });
 
+// crypto.randomUUID exists only in secure contexts (https, localhost); a
+// server opened over plain http on a LAN address still needs v4 UUIDs.
+function newClientMsgId() {
+  if (typeof crypto.randomUUID === 'function') return crypto.randomUUID();
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  bytes[6] = (bytes[6] & 0x0f) | 0x40;
+  bytes[8] = (bytes[8] & 0x3f) | 0x80;
+  const hex = [...bytes].map((b) => b.toString(16).padStart(2, '0')).join('');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
 function send(threadId, body) {
-  const pending = { client_msg_id: crypto.randomUUID(), thread_id: threadId, body };
+  const pending = { client_msg_id: newClientMsgId(), thread_id: threadId, body };
   state.pendingSends.set(pending.client_msg_id, pending);
   if (threadId === state.openThreadId) {
     renderPending(pending);
