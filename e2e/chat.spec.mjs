@@ -28,7 +28,7 @@ function env(name) {
 const BASE_URL = env('BASE_URL');
 const ADMIN_TOKEN = env('ADMIN_TOKEN');
 const A = { token: env('TOKEN_A'), name: env('NAME_A') };
-const B = { token: env('TOKEN_B'), name: env('NAME_B') };
+const B = { id: env('USER_B_ID'), token: env('TOKEN_B'), name: env('NAME_B') };
 const C = { id: env('USER_C_ID'), name: env('NAME_C') };
 const TEAM = env('TEAM_THREAD_ID');
 const SIDE = env('SIDE_THREAD_ID');
@@ -86,6 +86,14 @@ async function adminAddMember(threadId, userId) {
     body: JSON.stringify({ user_id: userId }),
   });
   if (res.status !== 201) throw new Error(`adding a member: ${res.status} ${await res.text()}`);
+}
+
+async function adminRemoveMember(threadId, userId) {
+  const res = await fetch(`${BASE_URL}/admin/threads/${threadId}/members/${userId}`, {
+    method: 'DELETE',
+    headers: { Authorization: `Bearer ${ADMIN_TOKEN}` },
+  });
+  if (res.status !== 204) throw new Error(`removing a member: ${res.status} ${await res.text()}`);
 }
 
 async function openThread(page, id) {
@@ -288,8 +296,19 @@ try {
     if (count !== HISTORY_SIZE) throw new Error(`expected ${HISTORY_SIZE} messages, saw ${count}`);
   });
 
-  await step('screenshots', async () => {
+  await step('the operator removes C and B; both see it live', async () => {
     await openThread(pageB, TEAM);
+    await adminRemoveMember(TEAM, C.id);
+    for (const page of [pageA, pageB]) {
+      await expectText(page.getByTestId('notice'), `${C.name} left`);
+      await page.getByTestId('member').filter({ hasText: C.name }).waitFor({ state: 'detached', timeout: TIMEOUT_MS });
+    }
+    await adminRemoveMember(SIDE, B.id);
+    await threadItem(pageB, SIDE).waitFor({ state: 'detached', timeout: TIMEOUT_MS });
+    await threadItem(pageA, SIDE).waitFor({ timeout: TIMEOUT_MS });
+  });
+
+  await step('screenshots', async () => {
     await pageA.screenshot({ path: join(SHOTS, 'a-final.png') });
     await pageB.screenshot({ path: join(SHOTS, 'b-final.png') });
   });

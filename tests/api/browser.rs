@@ -93,6 +93,7 @@ async fn two_people_chat_in_two_browser_sessions() {
         .env("NAME_A", "Alice")
         .env("TOKEN_B", &bob.token)
         .env("NAME_B", "Bob")
+        .env("USER_B_ID", bob.id.to_string())
         .env("USER_C_ID", carol.id.to_string())
         .env("NAME_C", "Carol")
         .env("TEAM_THREAD_ID", team.to_string())
@@ -158,9 +159,20 @@ async fn two_people_chat_in_two_browser_sessions() {
         bob_cursor["last_read_seq"].as_i64() >= Some(4),
         "Bob's client read everything it was shown: {bob_cursor}"
     );
-    assert!(members.body["members"]
+    assert!(
+        !members.body["members"]
+            .as_array()
+            .expect("members")
+            .iter()
+            .any(|m| m["user_id"] == json!(carol.id)),
+        "the operator removed Carol again"
+    );
+    let bobs = app.get("/api/threads", &bob.token).await;
+    let bob_threads: Vec<_> = bobs.body["threads"]
         .as_array()
-        .expect("members")
+        .expect("threads")
         .iter()
-        .any(|m| m["user_id"] == json!(carol.id)));
+        .map(|t| crate::support::uuid(&t["id"]))
+        .collect();
+    assert!(!bob_threads.contains(&side), "{bob_threads:?}");
 }
