@@ -7,6 +7,7 @@ mod admin_api;
 pub mod extract;
 mod ops;
 mod user_api;
+mod web_client;
 mod ws;
 
 use std::sync::Arc;
@@ -69,6 +70,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     )
     .configure(ops::routes)
     .configure(ws::routes)
+    .configure(web_client::routes)
     .service(web::scope("/api").configure(user_api::routes))
     .service(web::scope("/admin").configure(admin_api::routes))
     .default_service(web::to(|| async {

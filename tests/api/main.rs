@@ -5,6 +5,7 @@
 mod support;
 
 mod admin_api;
+mod browser;
 mod capacity;
 mod concurrency;
 mod connect;
@@ -24,4 +25,5 @@ mod security;
 mod tenancy;
 mod typing;
 mod user_api;
+mod web;
 mod websocket;
