@@ -41,6 +41,14 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
         "websocket.max_sessions_per_user",
     ),
     ("CONFAB_DRAIN_TIMEOUT_MS", "shutdown.drain_timeout_ms"),
+    ("CONFAB_NATS_URL", "cluster.nats_url"),
+    ("CONFAB_SUBJECT_PREFIX", "cluster.subject_prefix"),
+    ("CONFAB_NODE_ID", "cluster.node_id"),
+    (
+        "CONFAB_CLUSTER_HEARTBEAT_INTERVAL_MS",
+        "cluster.heartbeat_interval_ms",
+    ),
+    ("CONFAB_CLUSTER_NODE_TIMEOUT_MS", "cluster.node_timeout_ms"),
 ];
 
 /// The shortest HMAC secret accepted for HS256 (RFC 7518 §3.2: a key of at
@@ -62,6 +70,7 @@ pub struct Settings {
     pub workers: usize,
     pub websocket: WebSocketSettings,
     pub shutdown: ShutdownSettings,
+    pub cluster: crate::cluster::ClusterSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -215,6 +224,9 @@ impl Settings {
         }
         if ws.max_sessions_per_user == 0 {
             return fail("websocket.max_sessions_per_user", "must be at least 1");
+        }
+        if let Err((key, why)) = self.cluster.check() {
+            return fail(key, why);
         }
         Ok(())
     }

@@ -11,7 +11,9 @@
 //! - A session whose unsent bytes pass the bound is dropped from routing
 //!   and told to close with 4008, so one slow reader cannot grow memory.
 
+pub mod cluster;
 pub mod events;
+mod gap_fill;
 pub mod messages;
 mod room;
 
@@ -20,12 +22,14 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
+use self::cluster::HubCluster;
 use self::events::{ChatEvent, Committed, ReceiptRange};
 use self::messages::*;
 use self::room::{Arrival, Room};
 use crate::domain::{CompanyId, SessionId, ThreadId, UserId};
 use crate::error::AppError;
 use crate::metrics::metrics;
+use crate::persistence::LoadMessagesAfter;
 use crate::protocol::server::Receipt;
 use crate::protocol::{MessageView, ServerEvent, ThreadView};
 use crate::session::outbound::OutboundGauge;
@@ -63,6 +67,11 @@ pub struct ChatHub {
     /// Sessions over their outbound bound, dropped after the current
     /// handler finishes routing.
     evictions: Vec<SessionId>,
+    /// Where missed messages are read back from (see `gap_fill`); without
+    /// it a gap is skipped after the hold.
+    gap_fill: Option<Recipient<LoadMessagesAfter>>,
+    /// Cluster mode: the other nodes' users and the bus to tell them ours.
+    cluster: Option<HubCluster>,
 }
 
 impl ChatHub {
@@ -74,6 +83,8 @@ impl ChatHub {
             rooms: HashMap::new(),
             typing_generation: 0,
             evictions: Vec::new(),
+            gap_fill: None,
+            cluster: None,
         }
     }
 
@@ -223,7 +234,10 @@ impl ChatHub {
         for thread_id in &threads {
             self.end_typing(*thread_id, user_id);
         }
-        self.announce_presence(user_id, false);
+        if !self.online_elsewhere(user_id) {
+            self.announce_presence(user_id, false);
+        }
+        self.tell_peers_presence(user_id, false);
         for thread_id in threads {
             self.leave_room(user_id, thread_id);
         }
@@ -267,6 +281,34 @@ impl ChatHub {
             });
             self.deliver_to_room(thread_id, &out, Some(user_id), None);
         }
+    }
+
+    /// Shows `user_id` typing in the room (if it was not already) until the
+    /// typing timeout, unless a later start renews it. False if no room.
+    fn start_typing(
+        &mut self,
+        thread_id: ThreadId,
+        user_id: UserId,
+        ctx: &mut Context<Self>,
+    ) -> bool {
+        self.typing_generation += 1;
+        let generation = self.typing_generation;
+        let Some(room) = self.rooms.get_mut(&thread_id) else {
+            return false;
+        };
+        let already = room.typing.insert(user_id, generation).is_some();
+        ctx.run_later(self.settings.typing_timeout, move |hub, _| {
+            hub.typing_expired(thread_id, user_id, generation)
+        });
+        if !already {
+            let out = Self::frame(ServerEvent::Typing {
+                thread_id,
+                user_id,
+                typing: true,
+            });
+            self.deliver_to_room(thread_id, &out, Some(user_id), None);
+        }
+        true
     }
 
     fn typing_expired(&mut self, thread_id: ThreadId, user_id: UserId, generation: u64) {
@@ -323,6 +365,12 @@ impl ChatHub {
             return;
         };
         room.flush_scheduled = false;
+        if self.fill_gap(thread_id, ctx) {
+            return;
+        }
+        let Some(room) = self.rooms.get_mut(&thread_id) else {
+            return;
+        };
         let released = room.skip_gap();
         if !room.held.is_empty() {
             room.flush_scheduled = true;
@@ -469,6 +517,7 @@ impl Actor for ChatHub {
     fn started(&mut self, ctx: &mut Self::Context) {
         // Connects from many workers at once should queue, not fail.
         ctx.set_mailbox_capacity(16_384);
+        self.start_cluster_clock(ctx);
     }
 }
 
@@ -498,7 +547,10 @@ impl Handler<Connect> for ChatHub {
             self.join_room(msg.user_id, thread_id, last_seq);
         }
         if first {
-            self.announce_presence(msg.user_id, true);
+            if !self.online_elsewhere(msg.user_id) {
+                self.announce_presence(msg.user_id, true);
+            }
+            self.tell_peers_presence(msg.user_id, true);
         }
         self.process_evictions();
         self.update_gauges();
@@ -559,25 +611,17 @@ impl Handler<TypingChanged> for ChatHub {
         let thread_id = msg.thread_id;
         if !msg.typing {
             self.end_typing(thread_id, user_id);
+            self.tell_peers_typing(thread_id, user_id, false);
             self.process_evictions();
             return Ok(());
         }
-        self.typing_generation += 1;
-        let generation = self.typing_generation;
-        let room = self.rooms.get_mut(&thread_id).ok_or(AppError::NotMember)?;
-        let already = room.typing.insert(user_id, generation).is_some();
-        ctx.run_later(self.settings.typing_timeout, move |hub, _| {
-            hub.typing_expired(thread_id, user_id, generation)
-        });
-        if !already {
-            let out = Self::frame(ServerEvent::Typing {
-                thread_id,
-                user_id,
-                typing: true,
-            });
-            self.deliver_to_room(thread_id, &out, Some(user_id), None);
-            self.process_evictions();
+        if !self.start_typing(thread_id, user_id, ctx) {
+            return Err(AppError::NotMember);
         }
+        // Every start goes out, not only the first: it restarts the
+        // other nodes' expiry timers too.
+        self.tell_peers_typing(thread_id, user_id, true);
+        self.process_evictions();
         Ok(())
     }
 }
@@ -597,7 +641,7 @@ impl Handler<OnlineAmong> for ChatHub {
         MessageResult(
             users
                 .into_iter()
-                .filter(|u| self.users.contains_key(u))
+                .filter(|u| self.online_anywhere(*u))
                 .collect(),
         )
     }
