@@ -187,7 +187,7 @@ impl ChatHub {
     fn peer_mut(&mut self, node: &NodeId) -> Option<&mut Peer> {
         let cluster = self.cluster.as_mut()?;
         let peer = cluster.peers.entry(node.clone()).or_insert_with(|| {
-            log::info!("cluster: node {node} joined");
+            log::info!("cluster: peer {node} joined");
             Peer {
                 last_heard: Instant::now(),
                 users: HashMap::new(),
