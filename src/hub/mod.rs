@@ -36,7 +36,9 @@ use crate::session::outbound::OutboundGauge;
 
 /// How long an early chat:message waits for the seqs before it. Commits of
 /// one thread are serialized, so in one process a gap closes within
-/// microseconds; this bound only matters if an announcement is lost.
+/// microseconds, and across nodes within a bus round trip; this bound
+/// only matters if an announcement is lost, and then the missing seqs are
+/// read back from the database.
 pub const REORDER_HOLD: Duration = Duration::from_millis(500);
 
 #[derive(Debug, Clone)]

@@ -4,6 +4,7 @@
 
 mod delivery;
 mod faults;
+mod gaps;
 
 use std::net::SocketAddr;
 use std::time::Duration;
