@@ -125,3 +125,42 @@ impl Subjects {
         format!("{}.presence", self.prefix)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> ClusterSettings {
+        ClusterSettings {
+            nats_url: "nats://127.0.0.1:4222".into(),
+            subject_prefix: "confab".into(),
+            node_id: String::new(),
+            heartbeat_interval_ms: 1000,
+            node_timeout_ms: 3000,
+        }
+    }
+
+    #[test]
+    fn a_prefix_must_be_one_subject_token() {
+        let mut s = settings();
+        assert!(s.check().is_ok());
+        s.subject_prefix = "a.b".into();
+        assert_eq!(s.check().map_err(|e| e.0), Err("cluster.subject_prefix"));
+    }
+
+    #[test]
+    fn the_node_timeout_must_outlast_the_heartbeat() {
+        let mut s = settings();
+        s.node_timeout_ms = s.heartbeat_interval_ms;
+        assert_eq!(s.check().map_err(|e| e.0), Err("cluster.node_timeout_ms"));
+    }
+
+    #[test]
+    fn a_thread_always_maps_to_the_same_shard_subject() {
+        let subjects = Subjects::new("p");
+        let thread = ThreadId(uuid::Uuid::new_v4());
+        assert_eq!(subjects.events(thread), subjects.events(thread));
+        assert!(subjects.events(thread).starts_with("p.events."));
+        assert!(shard_of(thread) < SHARDS);
+    }
+}

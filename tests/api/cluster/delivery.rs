@@ -73,19 +73,63 @@ async fn events_reach_exactly_the_members_sessions_on_every_node() {
         other.assert_no_event("chat:message").await;
     }
 
+    // An edit and a delete made through node 3's HTTP API reach the room
+    // on every node.
+    let message_id = sent["id"].as_str().unwrap_or_default().to_string();
+    let edited = nodes[2]
+        .request(
+            Method::PATCH,
+            &format!("/api/messages/{message_id}"),
+            Some(&ann.token),
+            Some(json!({"body": "hello, edited"})),
+        )
+        .await;
+    assert_eq!(edited.status, 200, "{edited:?}");
+    for member in [&mut ann_1, &mut bob_2, &mut cat_3] {
+        let frame = member.next_event("chat:message-edited").await;
+        assert_eq!(frame["message"]["body"], "hello, edited", "{frame}");
+    }
+    let second = ann_1.send_message(thread, "to be deleted").await;
+    for member in [&mut bob_2, &mut cat_3, &mut ann_3] {
+        assert_eq!(member.next_event("chat:message").await["message"], second);
+    }
+    let deleted = nodes[1]
+        .request(
+            Method::DELETE,
+            &format!(
+                "/api/messages/{}",
+                second["id"].as_str().unwrap_or_default()
+            ),
+            Some(&ann.token),
+            None,
+        )
+        .await;
+    assert!(
+        deleted.status == 200 || deleted.status == 204,
+        "{deleted:?}"
+    );
+    for member in [&mut ann_1, &mut bob_2, &mut cat_3] {
+        let frame = member.next_event("chat:message-deleted").await;
+        assert_eq!(frame["seq"], 2, "{frame}");
+    }
+    for other in [&mut dan_2, &mut outsider_3] {
+        other.assert_no_event("chat:message-edited").await;
+        other.assert_no_event("chat:message-deleted").await;
+    }
+
     // A read receipt from node 2 reaches the sender's sessions on nodes
     // 1 and 3, and no one else.
     let ack = bob_2
         .request(
             "chat:mark-read",
-            json!({"thread_id": thread, "up_to_seq": 1}),
+            json!({"thread_id": thread, "up_to_seq": 2}),
         )
         .await;
     assert_eq!(ack["event"], "chat:ack", "{ack}");
     for sender in [&mut ann_1, &mut ann_3] {
         let read = sender.next_event("chat:read").await;
         assert_eq!(read["user_id"], bob.id.to_string(), "{read}");
-        assert_eq!(read["up_to_seq"], 1, "{read}");
+        assert_eq!(read["up_to_seq"], 2, "{read}");
     }
     for other in [&mut cat_3, &mut dan_2, &mut outsider_3] {
         other.assert_no_event("chat:read").await;

@@ -95,8 +95,22 @@ async fn a_killed_nodes_users_go_offline_and_its_clients_catch_up_elsewhere() {
     let first = ann_1.send_message(thread, "before the crash").await;
     assert_eq!(bob_2.next_event("chat:message").await["message"], first);
 
+    // Bob is typing when his node dies: the indicator must not stay.
+    let ack = bob_2
+        .request("chat:typing-start", json!({"thread_id": thread}))
+        .await;
+    assert_ne!(ack["event"], "chat:error", "{ack}");
+    assert_eq!(
+        ann_1.next_event("chat:typing").await,
+        json!({"thread_id": thread, "user_id": bob.id, "typing": true})
+    );
+
     let killed_at = Instant::now();
     nodes[1].process.kill().await;
+    assert_eq!(
+        ann_1.next_event("chat:typing").await,
+        json!({"thread_id": thread, "user_id": bob.id, "typing": false})
+    );
     assert_eq!(
         ann_1.next_event("chat:presence").await,
         json!({"user_id": bob.id, "online": false})
