@@ -114,6 +114,15 @@ async fn connect(
         // A node starts and serves with NATS down; it joins when it can.
         .retry_on_initial_connect()
         .max_reconnects(None)
+        // A silent partition (no FIN, no RST) is only noticed by missed
+        // pongs; async-nats gives up after two, so this bounds how long
+        // the node believes a dead connection is up.
+        .ping_interval(
+            settings
+                .heartbeat_interval()
+                .max(Duration::from_millis(500))
+                * 2,
+        )
         .reconnect_delay_callback(|attempts| {
             (Duration::from_millis(100) * attempts as u32).min(MAX_RECONNECT_DELAY)
         })

@@ -137,3 +137,24 @@ async fn a_killed_nodes_users_go_offline_and_its_clients_catch_up_elsewhere() {
     let live = ann_1.send_message(thread, "welcome back").await;
     assert_eq!(bob_3.next_event("chat:message").await["message"], live);
 }
+
+#[actix_web::test]
+async fn a_node_starts_and_serves_alone_while_nats_is_unreachable() {
+    let mut config = cluster_config();
+    let proxy = Proxy::start(nats_addr());
+    proxy.cut().await;
+    let node = start_node(&mut config, Some(format!("nats://{}", proxy.addr()))).await;
+    assert_eq!(
+        readyz(&node).await,
+        json!({"status": "degraded", "bus": "disconnected"})
+    );
+    let users = node.users(2).await;
+    let thread = node.group(&[&users[0], &users[1]]).await;
+    let mut ann = node.connect(&users[0]).await;
+    let mut bob = node.connect(&users[1]).await;
+    let sent = ann.send_message(thread, "no bus, still served").await;
+    assert_eq!(bob.next_event("chat:message").await["message"], sent);
+
+    proxy.restore();
+    await_ready_status(&node, "ready").await;
+}
