@@ -8,9 +8,9 @@
 //! are dropped (with a warning) and the catch-up on reconnect covers what
 //! matters, the messages.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::Addr;
 use async_nats::{Client, ConnectOptions, Event};
@@ -57,17 +57,48 @@ pub fn outbox() -> (BusLink, Outbox) {
     (BusLink(tx), Outbox(rx))
 }
 
-/// Whether this node's connection to NATS is up, for /readyz.
-#[derive(Clone, Default)]
-pub struct BusStatus(Arc<AtomicBool>);
+/// Whether this node's connection to NATS is up, for /readyz, and when
+/// this node last heard its own heartbeat come back through NATS.
+#[derive(Clone)]
+pub struct BusStatus(Arc<StatusInner>);
+
+struct StatusInner {
+    connected: AtomicBool,
+    epoch: Instant,
+    /// Milliseconds after `epoch`.
+    echo_heard_at: AtomicU64,
+}
+
+impl Default for BusStatus {
+    fn default() -> Self {
+        Self(Arc::new(StatusInner {
+            connected: AtomicBool::new(false),
+            epoch: Instant::now(),
+            echo_heard_at: AtomicU64::new(0),
+        }))
+    }
+}
 
 impl BusStatus {
     pub fn connected(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+        self.0.connected.load(Ordering::SeqCst)
     }
 
     fn set(&self, connected: bool) {
-        self.0.store(connected, Ordering::SeqCst);
+        self.0.connected.store(connected, Ordering::SeqCst);
+        if connected {
+            self.echo_heard();
+        }
+    }
+
+    fn echo_heard(&self) {
+        let now = self.0.epoch.elapsed().as_millis() as u64;
+        self.0.echo_heard_at.store(now, Ordering::SeqCst);
+    }
+
+    fn since_echo(&self) -> Duration {
+        let heard = Duration::from_millis(self.0.echo_heard_at.load(Ordering::SeqCst));
+        self.0.epoch.elapsed().saturating_sub(heard)
     }
 }
 
@@ -81,7 +112,7 @@ pub async fn run(
     status: BusStatus,
 ) {
     let subjects = Subjects::new(&settings.subject_prefix);
-    let client = match connect(&settings, &node, hub.clone(), status).await {
+    let client = match connect(&settings, &node, hub.clone(), status.clone()).await {
         Ok(client) => client,
         Err(e) => {
             log::error!(
@@ -91,10 +122,11 @@ pub async fn run(
             return;
         }
     };
-    if let Err(e) = subscribe_all(&client, &subjects, &node, &hub).await {
+    if let Err(e) = subscribe_all(&client, &subjects, &node, &hub, &status).await {
         log::error!("cluster: cannot subscribe: {e}; serving local sessions only");
         return;
     }
+    tokio::spawn(watch_echo(client.clone(), status, settings.node_timeout()));
     log::info!(
         "cluster: node {node} on {} with prefix {:?}",
         settings.nats_url,
@@ -114,15 +146,6 @@ async fn connect(
         // A node starts and serves with NATS down; it joins when it can.
         .retry_on_initial_connect()
         .max_reconnects(None)
-        // A silent partition (no FIN, no RST) is only noticed by missed
-        // pongs; async-nats gives up after two, so this bounds how long
-        // the node believes a dead connection is up.
-        .ping_interval(
-            settings
-                .heartbeat_interval()
-                .max(Duration::from_millis(500))
-                * 2,
-        )
         .reconnect_delay_callback(|attempts| {
             (Duration::from_millis(100) * attempts as u32).min(MAX_RECONNECT_DELAY)
         })
@@ -152,37 +175,70 @@ async fn subscribe_all(
     subjects: &Subjects,
     node: &NodeId,
     hub: &Addr<ChatHub>,
+    status: &BusStatus,
 ) -> Result<(), async_nats::SubscribeError> {
     let events = client.subscribe(subjects.all_events()).await?;
     let presence = client.subscribe(subjects.presence()).await?;
     let typing = client.subscribe(subjects.all_typing()).await?;
     let (n, h) = (node.clone(), hub.clone());
-    tokio::spawn(receive(events, n, move |_, event: ChatEvent| {
+    tokio::spawn(receive(events, n, None, move |_, event: ChatEvent| {
         h.do_send(Committed(event))
     }));
     let (n, h) = (node.clone(), hub.clone());
-    tokio::spawn(receive(presence, n, move |from, news: PresenceNews| {
-        h.do_send(PeerPresence { from, news })
-    }));
+    // The hub's own heartbeats come back here: proof the bus works.
+    let echo = Some(status.clone());
+    tokio::spawn(receive(
+        presence,
+        n,
+        echo,
+        move |from, news: PresenceNews| h.do_send(PeerPresence { from, news }),
+    ));
     let (n, h) = (node.clone(), hub.clone());
-    tokio::spawn(receive(typing, n, move |from, news: TypingNews| {
+    tokio::spawn(receive(typing, n, None, move |from, news: TypingNews| {
         h.do_send(PeerTyping { from, news })
     }));
     Ok(())
 }
 
 /// Decodes each message of one subscription and hands it on, skipping this
-/// node's own: those were applied locally when they happened.
+/// node's own: those were applied locally when they happened. An own
+/// message still counts as an `echo`, if one is kept.
 async fn receive<T: DeserializeOwned>(
     mut subscriber: async_nats::Subscriber,
     me: NodeId,
+    echo: Option<BusStatus>,
     deliver: impl Fn(NodeId, T),
 ) {
     while let Some(message) = subscriber.next().await {
         match serde_json::from_slice::<Envelope<T>>(&message.payload) {
-            Ok(envelope) if envelope.node == me => {}
+            Ok(envelope) if envelope.node == me => {
+                if let Some(status) = &echo {
+                    status.echo_heard();
+                }
+            }
             Ok(envelope) => deliver(envelope.node, envelope.body),
             Err(e) => log::warn!("cluster: undecodable message on {}: {e}", message.subject),
+        }
+    }
+}
+
+/// async-nats notices a dead connection by unanswered pings, but every
+/// publish postpones its next ping, and the hub publishes a heartbeat each
+/// interval: a silent partition would go unnoticed for ever. So the node
+/// checks end to end instead: its own heartbeats must come back through
+/// NATS within `timeout`, or the connection is taken for dead and renewed.
+async fn watch_echo(client: Client, status: BusStatus, timeout: Duration) {
+    let mut tick = tokio::time::interval(timeout / 4);
+    loop {
+        tick.tick().await;
+        if status.connected() && status.since_echo() > timeout {
+            log::warn!(
+                "cluster: own heartbeats not heard back for {timeout:?}; reconnecting to NATS"
+            );
+            status.set(false);
+            if let Err(e) = client.force_reconnect().await {
+                log::warn!("cluster: cannot force a reconnect: {e}");
+            }
         }
     }
 }

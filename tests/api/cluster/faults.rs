@@ -23,6 +23,23 @@ async fn exactly_messages(client: &mut WsClient, n: usize) -> Vec<Value> {
 
 #[actix_web::test]
 async fn a_node_cut_from_the_bus_serves_its_own_sessions_and_everyone_catches_up_once() {
+    bus_outage(Outage::Cut).await;
+}
+
+#[actix_web::test]
+async fn a_node_silently_partitioned_from_the_bus_catches_up_once_when_it_heals() {
+    bus_outage(Outage::Partition).await;
+}
+
+/// How node 3 loses NATS: its connection closed and new ones refused, or
+/// every byte held with nothing closed (noticed only by missed pongs).
+#[derive(Debug, Clone, Copy)]
+enum Outage {
+    Cut,
+    Partition,
+}
+
+async fn bus_outage(outage: Outage) {
     let mut config = cluster_config();
     let mut nodes = start_cluster(&mut config, 2).await;
     // Node 3 reaches NATS through a proxy the test can cut.
@@ -44,13 +61,16 @@ async fn a_node_cut_from_the_bus_serves_its_own_sessions_and_everyone_catches_up
     let mut cat_3 = node_3.connect(cat).await;
     let mut dan_3 = node_3.connect(dan).await;
 
-    proxy.cut().await;
+    match outage {
+        Outage::Cut => proxy.cut().await,
+        Outage::Partition => proxy.blackhole(),
+    }
     let took = await_ready_status(&node_3, "degraded").await;
     assert_eq!(
         readyz(&node_3).await,
         json!({"status": "degraded", "bus": "disconnected"})
     );
-    eprintln!("node 3 reported degraded after {took:?}");
+    eprintln!("{outage:?}: node 3 reported degraded after {took:?}");
 
     // Cut off, node 3 still commits, acks and delivers locally.
     let c1 = cat_3.send_message(thread, "c1 during the outage").await;
