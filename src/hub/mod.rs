@@ -5,7 +5,11 @@
 //! - A room holds only online members of its thread (see [`room::Room`]),
 //!   so no event reaches a non-member, let alone another company.
 //! - chat:message frames of one thread leave in seq order: an early seq
-//!   waits in the room's reorder buffer for the ones before it.
+//!   waits in the room's reorder buffer for the ones before it, which are
+//!   read back from the database if they do not come (`gap_fill`).
+//! - In cluster mode, other nodes' committed events come in through the
+//!   same [`Committed`] input; who is online on them, and their typing,
+//!   through `cluster`.
 //! - Nothing in here waits on the database or does I/O: handlers only
 //!   look up maps and hand shared frames to session mailboxes.
 //! - A session whose unsent bytes pass the bound is dropped from routing
