@@ -126,13 +126,17 @@ pub async fn run(
         log::error!("cluster: cannot subscribe: {e}; serving local sessions only");
         return;
     }
-    tokio::spawn(watch_echo(client.clone(), status, settings.node_timeout()));
+    tokio::spawn(watch_echo(
+        client.clone(),
+        status.clone(),
+        settings.node_timeout(),
+    ));
     log::info!(
         "cluster: node {node} on {} with prefix {:?}",
         settings.nats_url,
         settings.subject_prefix
     );
-    publish_loop(client, subjects, node, outbox).await;
+    publish_loop(client, subjects, node, outbox, status).await;
 }
 
 async fn connect(
@@ -243,8 +247,20 @@ async fn watch_echo(client: Client, status: BusStatus, timeout: Duration) {
     }
 }
 
-async fn publish_loop(client: Client, subjects: Subjects, node: NodeId, mut outbox: Outbox) {
+async fn publish_loop(
+    client: Client,
+    subjects: Subjects,
+    node: NodeId,
+    mut outbox: Outbox,
+    status: BusStatus,
+) {
     while let Some(outgoing) = outbox.0.recv().await {
+        // Presence and typing only matter now: held through an outage they
+        // would replay stale states. The hello heartbeat after reconnecting
+        // tells the others the present. Committed events are kept.
+        if !status.connected() && !matches!(outgoing, Outgoing::Event(_)) {
+            continue;
+        }
         let (subject, payload) = match &outgoing {
             Outgoing::Event(event) => (subjects.events(event.thread_id()), encode(&node, event)),
             Outgoing::Presence(news) => (subjects.presence(), encode(&node, news)),
