@@ -1,7 +1,7 @@
 # confab's image: built in a Rust image, run from a slim Debian one.
 # Untested here (no Docker engine on the development machine); see
 # docs/DEPLOY.md for the set-up that was run.
-FROM rust:1.85-bookworm AS build
+FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY . .
 RUN cargo build --release --locked --bin confab
