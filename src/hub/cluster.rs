@@ -308,3 +308,135 @@ impl Handler<PeerTyping> for ChatHub {
         self.process_evictions();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::cluster::bus::outbox;
+    use crate::domain::{CompanyId, SessionId};
+    use crate::hub::messages::{Connect, GetStats};
+    use crate::hub::tests::{Flush, Recorder};
+    use crate::hub::HubSettings;
+    use crate::session::outbound::OutboundGauge;
+
+    const TIMEOUT: Duration = Duration::from_millis(150);
+
+    struct Node {
+        hub: Addr<ChatHub>,
+        recorder: Addr<Recorder>,
+        frames: Arc<Mutex<Vec<Value>>>,
+    }
+
+    impl Node {
+        /// A cluster hub with one local user online in `thread_id`.
+        async fn start(thread_id: ThreadId) -> Self {
+            let (link, _outbox) = outbox();
+            let settings = HubSettings {
+                typing_timeout: Duration::from_secs(5),
+                max_outbound_bytes: 1 << 20,
+            };
+            let cluster = HubCluster::new(
+                NodeId("here".into()),
+                link,
+                Duration::from_millis(20),
+                TIMEOUT,
+            );
+            let hub = ChatHub::new(settings).in_cluster(cluster).start();
+            let frames = Arc::new(Mutex::new(Vec::new()));
+            let recorder = Recorder(frames.clone()).start();
+            hub.send(Connect {
+                session_id: SessionId::new_v4(),
+                user_id: UserId(uuid::Uuid::new_v4()),
+                company_id: CompanyId(uuid::Uuid::new_v4()),
+                threads: vec![(thread_id, 0)],
+                addr: recorder.clone().recipient(),
+                outbound: OutboundGauge::default(),
+            })
+            .await
+            .ok();
+            Node {
+                hub,
+                recorder,
+                frames,
+            }
+        }
+
+        async fn peer_says(&self, news: PresenceNews) {
+            let from = NodeId("there".into());
+            self.hub.send(PeerPresence { from, news }).await.ok();
+        }
+
+        /// The chat:presence frames routed so far.
+        async fn presence(&self) -> Vec<Value> {
+            self.hub.send(GetStats).await.ok();
+            self.recorder.send(Flush).await.ok();
+            let frames = self.frames.lock().map(|f| f.clone()).unwrap_or_default();
+            frames
+                .into_iter()
+                .filter(|f| f["event"] == "chat:presence")
+                .map(|f| f["data"].clone())
+                .collect()
+        }
+    }
+
+    #[actix_rt::test]
+    async fn a_heartbeat_without_a_user_is_their_offline() {
+        let thread_id = ThreadId(uuid::Uuid::new_v4());
+        let node = Node::start(thread_id).await;
+        let bob = UserId(uuid::Uuid::new_v4());
+        node.peer_says(PresenceNews::Online {
+            user_id: bob,
+            threads: vec![thread_id],
+        })
+        .await;
+        // A heartbeat that still lists bob is no news.
+        let listed = vec![OnlineOnNode {
+            user_id: bob,
+            threads: vec![thread_id],
+        }];
+        node.peer_says(PresenceNews::Heartbeat {
+            users: listed,
+            hello: false,
+        })
+        .await;
+        // The offline delta was lost; the next heartbeat corrects it.
+        node.peer_says(PresenceNews::Heartbeat {
+            users: vec![],
+            hello: false,
+        })
+        .await;
+        assert_eq!(
+            node.presence().await,
+            vec![
+                json!({"user_id": bob, "online": true}),
+                json!({"user_id": bob, "online": false})
+            ]
+        );
+    }
+
+    #[actix_rt::test]
+    async fn a_silent_nodes_users_go_offline_after_the_timeout() {
+        let thread_id = ThreadId(uuid::Uuid::new_v4());
+        let node = Node::start(thread_id).await;
+        let bob = UserId(uuid::Uuid::new_v4());
+        node.peer_says(PresenceNews::Online {
+            user_id: bob,
+            threads: vec![thread_id],
+        })
+        .await;
+        assert_eq!(node.presence().await.len(), 1);
+        // The expiry is the behaviour under test, so the test waits it out.
+        actix_rt::time::sleep(TIMEOUT * 3).await;
+        assert_eq!(
+            node.presence().await,
+            vec![
+                json!({"user_id": bob, "online": true}),
+                json!({"user_id": bob, "online": false})
+            ]
+        );
+    }
+}

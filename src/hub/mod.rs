@@ -687,7 +687,7 @@ mod tests {
     use crate::domain::{ClientMsgId, MessageId, MessageKind};
 
     /// Stands in for a session: records the frames the hub routes to it.
-    struct Recorder(Arc<Mutex<Vec<serde_json::Value>>>);
+    pub(super) struct Recorder(pub(super) Arc<Mutex<Vec<serde_json::Value>>>);
 
     impl Actor for Recorder {
         type Context = Context<Self>;
@@ -696,7 +696,7 @@ mod tests {
     /// Answered after every frame queued before it: a barrier.
     #[derive(Message)]
     #[rtype(result = "()")]
-    struct Flush;
+    pub(super) struct Flush;
 
     impl Handler<Flush> for Recorder {
         type Result = ();
