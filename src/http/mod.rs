@@ -36,6 +36,8 @@ pub struct AppState {
     pub hub: Addr<ChatHub>,
     pub persistence: Addr<Persistence>,
     pub sessions: SessionDeps,
+    /// Cluster mode only: whether this node's bus connection is up.
+    pub bus: Option<crate::cluster::bus::BusStatus>,
 }
 
 impl AppState {

@@ -7,6 +7,7 @@ mod support;
 mod admin_api;
 mod browser;
 mod capacity;
+mod cluster;
 mod concurrency;
 mod connect;
 mod errors;
