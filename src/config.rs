@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Environment variables that override a key, and the key they override.
 /// Kept as a table so the README and the code cannot drift apart.
@@ -47,7 +47,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
 /// least the hash output size).
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct Settings {
     pub bind: String,
     pub database_url: String,
@@ -64,7 +64,7 @@ pub struct Settings {
     pub shutdown: ShutdownSettings,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct WebSocketSettings {
     pub max_frame_bytes: usize,
     pub heartbeat_interval_ms: u64,
@@ -77,7 +77,7 @@ pub struct WebSocketSettings {
     pub max_sessions_per_user: usize,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct ShutdownSettings {
     pub drain_timeout_ms: u64,
 }

@@ -6,6 +6,7 @@ mod support;
 
 mod admin_api;
 mod capacity;
+mod cli;
 mod concurrency;
 mod connect;
 mod errors;
