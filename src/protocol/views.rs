@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Serialize, Serializer};
+use utoipa::ToSchema;
 
 use crate::domain::{ClientMsgId, CompanyId, MessageId, MessageKind, Metadata, ThreadId, UserId};
 
@@ -20,7 +21,7 @@ pub fn rfc3339_millis_opt<S: Serializer>(
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct MessageView {
     pub id: MessageId,
     pub thread_id: ThreadId,
@@ -39,7 +40,7 @@ pub struct MessageView {
     pub deleted_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ThreadKind {
     Direct,
@@ -58,7 +59,7 @@ impl ThreadKind {
 /// A thread as one member sees it: the record plus that member's cursors.
 /// This is the shape of `chat:ready` threads, `chat:thread-joined` and the
 /// HTTP thread endpoints.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct ThreadView {
     pub id: ThreadId,
     pub company_id: CompanyId,
@@ -76,7 +77,7 @@ pub struct ThreadView {
     pub unread: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct UserView {
     pub id: UserId,
     pub company_id: CompanyId,
@@ -85,7 +86,7 @@ pub struct UserView {
     pub created_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct CompanyView {
     pub id: CompanyId,
     pub name: String,
@@ -94,7 +95,7 @@ pub struct CompanyView {
 }
 
 /// One page of messages, ascending by seq.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct MessagePage {
     pub messages: Vec<MessageView>,
     pub has_more: bool,
