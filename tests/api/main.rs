@@ -15,6 +15,7 @@ mod hostile;
 mod limits;
 mod membership;
 mod messaging;
+mod openapi;
 mod ops;
 mod presence;
 mod process;
