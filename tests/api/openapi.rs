@@ -8,8 +8,8 @@ use std::process::Command;
 use awc::http::Method;
 use serde_json::Value;
 
-use crate::support::child::ChildConfig;
-use crate::support::spawn_app;
+use crate::support::child::{ChildConfig, ChildServer};
+use crate::support::{spawn_app, uuid};
 
 /// Every route the server has, and its methods. A route added to the code
 /// but not here (or to the document) fails the first test.
@@ -142,6 +142,7 @@ async fn schemathesis_finds_no_problem() {
         })
         .expect("a demo link");
     let server = config.start().await;
+    let ids = DemoIds::of(&server, &user_token).await;
 
     let settings = format!(
         "{}/tests/schemathesis/schemathesis.toml",
@@ -156,6 +157,11 @@ async fn schemathesis_finds_no_problem() {
             .current_dir(&work_dir)
             .env("CONFAB_USER_TOKEN", &user_token)
             .env("CONFAB_ADMIN_TOKEN", &admin_token)
+            .env("CONFAB_USER_ID", ids.user.to_string())
+            .env("CONFAB_THREAD_ID", ids.general.to_string())
+            .env("CONFAB_LEAVE_THREAD_ID", ids.launch_plan.to_string())
+            .env("CONFAB_EDIT_MESSAGE_ID", ids.edited.to_string())
+            .env("CONFAB_DELETE_MESSAGE_ID", ids.deleted.to_string())
             .args(["--no-color", "--config-file", &settings, "run"])
             .arg(format!("{base}/api/openapi.json"))
             .args(["--max-examples", "25", "--max-time", "45", "--seed", &seed])
@@ -177,4 +183,58 @@ async fn schemathesis_finds_no_problem() {
         "every operation is tested:\n{report}"
     );
     drop(server);
+}
+
+/// Ann's ids in the demo data, for schemathesis's path parameters.
+struct DemoIds {
+    user: uuid::Uuid,
+    general: uuid::Uuid,
+    launch_plan: uuid::Uuid,
+    /// Ann's message in General.
+    edited: uuid::Uuid,
+    /// Ann's message in Launch plan.
+    deleted: uuid::Uuid,
+}
+
+impl DemoIds {
+    async fn of(server: &ChildServer, ann_token: &str) -> Self {
+        let token = Some(ann_token);
+        let me = server.request(Method::GET, "/api/me", token, None).await;
+        let user = uuid(&me.body["id"]);
+        let threads = server
+            .request(Method::GET, "/api/threads", token, None)
+            .await;
+        let thread = |title: &str| {
+            threads.body["threads"]
+                .as_array()
+                .and_then(|ts| ts.iter().find(|t| t["title"] == title))
+                .map(|t| uuid(&t["id"]))
+                .unwrap_or_else(|| panic!("no {title} thread in {threads:?}"))
+        };
+        let (general, launch_plan) = (thread("General"), thread("Launch plan"));
+        let mut own_message = Vec::new();
+        for thread_id in [general, launch_plan] {
+            let page = server
+                .request(
+                    Method::GET,
+                    &format!("/api/threads/{thread_id}/messages"),
+                    token,
+                    None,
+                )
+                .await;
+            let mine = page.body["messages"]
+                .as_array()
+                .and_then(|ms| ms.iter().find(|m| m["sender_id"] == user.to_string()))
+                .map(|m| uuid(&m["id"]))
+                .unwrap_or_else(|| panic!("no message of Ann's in {page:?}"));
+            own_message.push(mine);
+        }
+        DemoIds {
+            user,
+            general,
+            launch_plan,
+            edited: own_message[0],
+            deleted: own_message[1],
+        }
+    }
 }
