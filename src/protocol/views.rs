@@ -30,13 +30,18 @@ pub struct MessageView {
     pub client_msg_id: ClientMsgId,
     #[serde(rename = "type")]
     pub kind: MessageKind,
+    // Always present, null when absent: `required` says so.
+    #[schema(required = true)]
     pub body: Option<String>,
+    #[schema(required = true)]
     pub metadata: Option<Metadata>,
     #[serde(serialize_with = "rfc3339_millis")]
     pub created_at: DateTime<Utc>,
     #[serde(serialize_with = "rfc3339_millis_opt")]
+    #[schema(required = true)]
     pub edited_at: Option<DateTime<Utc>>,
     #[serde(serialize_with = "rfc3339_millis_opt")]
+    #[schema(required = true)]
     pub deleted_at: Option<DateTime<Utc>>,
 }
 
@@ -64,8 +69,10 @@ pub struct ThreadView {
     pub id: ThreadId,
     pub company_id: CompanyId,
     pub kind: ThreadKind,
+    #[schema(required = true)]
     pub title: Option<String>,
     /// None for threads an operator created through the admin API.
+    #[schema(required = true)]
     pub created_by: Option<UserId>,
     #[serde(serialize_with = "rfc3339_millis")]
     pub created_at: DateTime<Utc>,

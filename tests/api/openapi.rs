@@ -84,6 +84,24 @@ async fn the_document_is_public_and_lists_every_route_with_exactly_its_methods()
     assert_eq!(schemes["user_token"]["scheme"], "bearer");
     assert_eq!(schemes["admin_token"]["scheme"], "bearer");
     assert!(doc["components"]["schemas"]["HttpErrorBody"].is_object());
+
+    // Fields the server always sends, null or not, are required.
+    let required = |schema: &str| -> Vec<String> {
+        serde_json::from_value(doc["components"]["schemas"][schema]["required"].clone())
+            .unwrap_or_else(|e| panic!("{schema}.required: {e}"))
+    };
+    for field in ["body", "metadata", "edited_at", "deleted_at", "created_at"] {
+        assert!(
+            required("MessageView").contains(&field.to_string()),
+            "{field}"
+        );
+    }
+    for field in ["title", "created_by", "unread", "last_read_seq"] {
+        assert!(
+            required("ThreadView").contains(&field.to_string()),
+            "{field}"
+        );
+    }
 }
 
 /// The server agrees with the list: a documented method reaches a handler
