@@ -2,8 +2,6 @@
 //! handlers' `#[utoipa::path]` attributes and the views' `ToSchema`
 //! derives, so it changes with the code. Served at GET /api/openapi.json.
 
-use std::sync::OnceLock;
-
 use actix_web::{web, HttpResponse};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{IntoResponses, Modify, OpenApi};
@@ -93,20 +91,16 @@ impl Modify for BearerSchemes {
     }
 }
 
-/// The document for a server with these settings. Built once: nothing in
-/// it can change while the process runs.
-pub fn document(settings: &Settings) -> &'static str {
-    static JSON: OnceLock<String> = OnceLock::new();
-    JSON.get_or_init(|| {
-        let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or(Value::Null);
-        // A configured limit, so not known when the attributes are compiled.
-        if let Some(ttl) =
-            doc.pointer_mut("/components/schemas/TokenRequest/properties/ttl_seconds")
-        {
-            ttl["maximum"] = settings.max_token_ttl_seconds.into();
-        }
-        serde_json::to_string_pretty(&doc).unwrap_or_default()
-    })
+/// The document for a server with these settings. Built per request: it
+/// is fetched rarely, and a process (the test suite) may run servers with
+/// different settings.
+pub fn document(settings: &Settings) -> String {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or(Value::Null);
+    // A configured limit, so not known when the attributes are compiled.
+    if let Some(ttl) = doc.pointer_mut("/components/schemas/TokenRequest/properties/ttl_seconds") {
+        ttl["maximum"] = settings.max_token_ttl_seconds.into();
+    }
+    serde_json::to_string_pretty(&doc).unwrap_or_default()
 }
 
 /// This document.

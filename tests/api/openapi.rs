@@ -9,7 +9,7 @@ use awc::http::Method;
 use serde_json::Value;
 
 use crate::support::child::{ChildConfig, ChildServer};
-use crate::support::{spawn_app, uuid};
+use crate::support::{spawn_app, spawn_app_with, uuid};
 
 /// Every route the server has, and its methods. A route added to the code
 /// but not here (or to the document) fails the first test.
@@ -102,6 +102,21 @@ async fn the_document_is_public_and_lists_every_route_with_exactly_its_methods()
             "{field}"
         );
     }
+}
+
+#[actix_web::test]
+async fn the_token_lifetime_limit_in_the_document_is_the_configured_one() {
+    let app = spawn_app_with(|s| {
+        s.token_ttl_seconds = 600;
+        s.max_token_ttl_seconds = 3600;
+    })
+    .await;
+    let doc = app
+        .request(Method::GET, "/api/openapi.json", None, None)
+        .await
+        .body;
+    let ttl = &doc["components"]["schemas"]["TokenRequest"]["properties"]["ttl_seconds"];
+    assert_eq!(ttl["maximum"], 3600, "{ttl}");
 }
 
 /// The server agrees with the list: a documented method reaches a handler
