@@ -9,7 +9,7 @@ use awc::http::Method;
 use serde_json::Value;
 
 use crate::support::child::{ChildConfig, ChildServer};
-use crate::support::{spawn_app, spawn_app_with, uuid};
+use crate::support::{spawn_app, spawn_app_with, tools, uuid};
 
 /// Every route the server has, and its methods. A route added to the code
 /// but not here (or to the document) fails the first test.
@@ -189,7 +189,8 @@ async fn schemathesis_finds_no_problem() {
     std::fs::create_dir_all(&work_dir).expect("a working directory");
     let (base, admin_token) = (server.base.clone(), config.admin_token.clone());
     let run = tokio::task::spawn_blocking(move || {
-        Command::new("schemathesis")
+        let schemathesis = tools::schemathesis();
+        Command::new(schemathesis)
             .current_dir(&work_dir)
             .env("CONFAB_USER_TOKEN", &user_token)
             .env("CONFAB_ADMIN_TOKEN", &admin_token)
