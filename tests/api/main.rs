@@ -5,6 +5,7 @@
 mod support;
 
 mod admin_api;
+mod bench;
 mod capacity;
 mod concurrency;
 mod connect;

@@ -16,6 +16,8 @@ use crate::BenchResult;
 
 /// How often the pacer wakes to send what is due.
 const PACER_TICK: Duration = Duration::from_millis(1);
+/// Server RSS is sampled this often during a load, to show it flat (or not).
+const RSS_SAMPLE_EVERY: Duration = Duration::from_secs(1);
 /// After sending stops, how long to wait for the last acks and deliveries.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -45,10 +47,18 @@ pub async fn run_load(
     let bar = progress(load.duration, scenario, world.shared.clone());
     let started = Instant::now();
     let mut issued: u64 = 0;
+    let mut rss_samples: Vec<(f64, u64)> = Vec::new();
+    let mut next_rss_sample = Duration::ZERO;
     let mut ticker = tokio::time::interval(PACER_TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     while started.elapsed() < load.duration {
         ticker.tick().await;
+        if started.elapsed() >= next_rss_sample {
+            if let Some(rss) = watch.server.rss() {
+                rss_samples.push((started.elapsed().as_secs_f64(), rss));
+            }
+            next_rss_sample += RSS_SAMPLE_EVERY;
+        }
         let due = if load.rate > 0.0 {
             (started.elapsed().as_secs_f64() * load.rate) as u64
         } else {
@@ -109,6 +119,7 @@ pub async fn run_load(
     report.extra = json!({
         "sending_s": sending.as_secs_f64(),
         "drain_s": elapsed.as_secs_f64() - sending.as_secs_f64(),
+        "rss_samples": rss_samples,
     });
     Ok(report)
 }

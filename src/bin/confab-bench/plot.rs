@@ -135,5 +135,35 @@ pub fn run(input: &Path, out_dir: &Path) -> BenchResult<Vec<String>> {
         )?;
         written.push(out.display().to_string());
     }
+    // Long fan-out runs: is RSS flat over time?
+    let soak: Vec<(String, Vec<(f64, f64)>)> = runs
+        .iter()
+        .filter(|r| r["scenario"] == "fanout" && r["duration_s"].as_f64().unwrap_or(0.0) >= 60.0)
+        .map(|r| {
+            let points = r["extra"]["rss_samples"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|p| Some((p.get(0)?.as_f64()?, p.get(1)?.as_f64()? / 1048576.0)))
+                .collect();
+            let label = format!(
+                "{}x{} at {} msg/s",
+                r["params"]["threads"], r["params"]["members"], r["params"]["rate"]
+            );
+            (label, points)
+        })
+        .collect();
+    if !soak.is_empty() {
+        let out = out_dir.join("rss-over-time.svg");
+        chart(
+            &out,
+            "Server RSS during a long fan-out run",
+            "seconds",
+            "RSS (MiB)",
+            &soak,
+        )?;
+        written.push(out.display().to_string());
+    }
     Ok(written)
 }
