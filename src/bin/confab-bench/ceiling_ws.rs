@@ -19,12 +19,15 @@ use uuid::Uuid;
 use crate::client::{self, Behaviour, Counters, Shared};
 use crate::counting::{reconcile, Acked};
 use crate::latency::{now_us, Summary};
+use crate::procstat::{CpuMeter, CpuUse, Watched};
 use crate::report::progress;
 use crate::world::collect;
 use crate::BenchResult;
 
 /// Frames a slow client may fall behind before the broadcaster drops it.
 const CHANNEL_FRAMES: usize = 65536;
+/// Most frames one connection writes before a flush.
+const WRITE_BATCH_FRAMES: usize = 64;
 const PACER_TICK: Duration = Duration::from_millis(1);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -37,6 +40,8 @@ pub struct CeilingWs {
     pub deliveries_per_s: f64,
     pub missing: u64,
     pub delivery: Summary,
+    /// The bench process's CPU while it ran (broadcaster and clients).
+    pub bench_cpu: Option<CpuUse>,
 }
 
 /// The bare server: each connection names its thread in the path
@@ -67,12 +72,27 @@ async fn serve(listener: TcpListener, rooms: Arc<Vec<broadcast::Sender<Arc<Strin
             if ws.send(Message::Text(ready)).await.is_err() {
                 return;
             }
+            // Frames queued together go out in one write, as any decent
+            // server would do; the ceiling must not be held down by a
+            // syscall per frame.
             while let Ok(frame) = frames.recv().await {
-                if ws
-                    .send(Message::Text(frame.as_ref().clone()))
-                    .await
-                    .is_err()
-                {
+                let mut batch = vec![frame];
+                while batch.len() < WRITE_BATCH_FRAMES {
+                    match frames.try_recv() {
+                        Ok(frame) => batch.push(frame),
+                        Err(_) => break,
+                    }
+                }
+                for frame in batch {
+                    if ws
+                        .feed(Message::Text(frame.as_ref().clone()))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                if ws.flush().await.is_err() {
                     return;
                 }
             }
@@ -133,6 +153,7 @@ pub async fn run(
     let sender = Uuid::new_v4();
     let counters = &shared.counters;
     let bar = progress(duration, "ceiling-ws", shared.clone());
+    let cpu = CpuMeter::start(Watched::Myself);
     let started = Instant::now();
     let mut seqs = vec![0i64; threads];
     let mut issued: u64 = 0;
@@ -163,6 +184,7 @@ pub async fn run(
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let bench_cpu = cpu.finish();
     bar.finish_and_clear();
     let merged = collect(&sessions).await?;
     let layout: Vec<Vec<usize>> = (0..threads)
@@ -181,5 +203,6 @@ pub async fn run(
         deliveries_per_s: counts.delivered as f64 / elapsed,
         missing: counts.missing,
         delivery: Summary::of(&merged.delivery),
+        bench_cpu,
     })
 }

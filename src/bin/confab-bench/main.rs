@@ -495,6 +495,7 @@ async fn run(cli: Cli) -> BenchResult<Vec<RunReport>> {
             report.counts.missing = ws.missing;
             report.throughput.delivered_per_s = ws.deliveries_per_s;
             report.latency.insert("delivery".into(), ws.delivery);
+            report.resources.bench_cpu = ws.bench_cpu;
             report.extra = json!(ws);
             emit(&report, json_out)?;
             reports.push(report);
