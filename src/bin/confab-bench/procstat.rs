@@ -117,3 +117,15 @@ impl CpuMeter {
         })
     }
 }
+
+/// The share of the last 10 s in which some runnable task waited for a
+/// CPU (Linux PSI, /proc/pressure/cpu "some avg10", in percent). High
+/// values mean other work on the machine competed with the run.
+pub fn cpu_pressure_avg10() -> Option<f64> {
+    let text = fs::read_to_string("/proc/pressure/cpu").ok()?;
+    let some = text.lines().find(|l| l.starts_with("some"))?;
+    some.split_whitespace()
+        .find_map(|f| f.strip_prefix("avg10="))?
+        .parse()
+        .ok()
+}

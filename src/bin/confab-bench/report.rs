@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::client::{Counters, Shared};
 use crate::counting::Counts;
 use crate::latency::Summary;
-use crate::procstat::{CpuMeter, CpuUse, Watched};
+use crate::procstat::{cpu_pressure_avg10, CpuMeter, CpuUse, Watched};
 use crate::BenchResult;
 
 /// Where the processes to watch are.
@@ -42,6 +42,8 @@ pub struct Resources {
     pub bench_cpu: Option<CpuUse>,
     pub server_cpu_ms_per_1000_deliveries: Option<f64>,
     pub postgres_cpu_ms_per_1000_deliveries: Option<f64>,
+    /// Percent of the last 10 s some task waited for a CPU, machine-wide.
+    pub cpu_pressure_avg10: Option<f64>,
 }
 
 impl Meters {
@@ -69,6 +71,7 @@ impl Meters {
             bench_cpu: self.bench.finish(),
             server_cpu_ms_per_1000_deliveries: per_1000(server_cpu),
             postgres_cpu_ms_per_1000_deliveries: per_1000(postgres_cpu),
+            cpu_pressure_avg10: cpu_pressure_avg10(),
         }
     }
 }
@@ -150,13 +153,14 @@ impl RunReport {
         let r = &self.resources;
         let cpu = |c: Option<CpuUse>| c.map_or("-".into(), |c| format!("{:.2} cores", c.share));
         lines.push(format!(
-            "resources  server {} rss {}  postgres {}  bench {}  server ms/1000 deliveries {}  pg ms/1000 {}",
+            "resources  server {} rss {}  postgres {}  bench {}  server ms/1000 deliveries {}  pg ms/1000 {}  cpu pressure {}%",
             cpu(r.server_cpu),
             r.server_rss_bytes.map_or("-".into(), |b| format!("{:.1} MiB", b as f64 / 1048576.0)),
             cpu(r.postgres_cpu),
             cpu(r.bench_cpu),
             r.server_cpu_ms_per_1000_deliveries.map_or("-".into(), |v| format!("{v:.1}")),
             r.postgres_cpu_ms_per_1000_deliveries.map_or("-".into(), |v| format!("{v:.1}")),
+            r.cpu_pressure_avg10.map_or("-".into(), |v| format!("{v:.0}")),
         ));
         if !self.errors.is_empty() {
             lines.push(format!("errors     {:?}", self.errors));
