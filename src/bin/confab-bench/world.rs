@@ -227,6 +227,8 @@ impl Merged {
 }
 
 /// Opens one session per user, at most `concurrency` connecting at once.
+/// Each session's task starts as soon as its chat:ready is in, so early
+/// sessions answer the server's pings while later ones still connect.
 /// Returns the command senders in user order and each one's chat:ready.
 pub async fn connect_all(
     target: &Target,
@@ -236,28 +238,23 @@ pub async fn connect_all(
     concurrency: usize,
     on_ready: impl Fn(),
 ) -> BenchResult<(Vec<mpsc::UnboundedSender<Command>>, Vec<Ready>)> {
-    let opened: Vec<(usize, client::Ws, Ready)> = stream::iter(users.iter().enumerate())
-        .map(|(i, user)| {
-            let url = target.ws_url(i);
-            let on_ready = &on_ready;
-            async move {
-                let (ws, ready) = client::open(&url, &user.token).await?;
-                on_ready();
-                Ok::<_, crate::BenchError>((i, ws, ready))
-            }
-        })
-        .buffer_unordered(concurrency.max(1))
-        .try_collect()
-        .await?;
-    let mut opened = opened;
+    let mut opened: Vec<(usize, mpsc::UnboundedSender<Command>, Ready)> =
+        stream::iter(users.iter().enumerate())
+            .map(|(i, user)| {
+                let url = target.ws_url(i);
+                let (on_ready, behaviour) = (&on_ready, &behaviour);
+                async move {
+                    let (ws, ready) = client::open(&url, &user.token).await?;
+                    on_ready();
+                    let session = client::spawn(i, ws, shared.clone(), behaviour(i))?;
+                    Ok::<_, crate::BenchError>((i, session, ready))
+                }
+            })
+            .buffer_unordered(concurrency.max(1))
+            .try_collect()
+            .await?;
     opened.sort_by_key(|(i, _, _)| *i);
-    let mut senders = Vec::with_capacity(opened.len());
-    let mut readies = Vec::with_capacity(opened.len());
-    for (i, ws, ready) in opened {
-        senders.push(client::spawn(i, ws, shared.clone(), behaviour(i))?);
-        readies.push(ready);
-    }
-    Ok((senders, readies))
+    Ok(opened.into_iter().map(|(_, s, r)| (s, r)).unzip())
 }
 
 impl World {
