@@ -41,11 +41,17 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
         "websocket.max_sessions_per_user",
     ),
     ("CONFAB_DRAIN_TIMEOUT_MS", "shutdown.drain_timeout_ms"),
+    ("CONFAB_BATCH_MAX", "persistence.batch_max"),
+    ("CONFAB_BATCH_WINDOW_US", "persistence.batch_window_us"),
 ];
 
 /// The shortest HMAC secret accepted for HS256 (RFC 7518 §3.2: a key of at
 /// least the hash output size).
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
+
+/// The most sends one group commit may take: bind arrays stay far below
+/// Postgres's limits and one batch's transaction stays short.
+pub const MAX_BATCH: usize = 10_000;
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
@@ -62,6 +68,7 @@ pub struct Settings {
     pub workers: usize,
     pub websocket: WebSocketSettings,
     pub shutdown: ShutdownSettings,
+    pub persistence: PersistenceSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -80,6 +87,20 @@ pub struct WebSocketSettings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct ShutdownSettings {
     pub drain_timeout_ms: u64,
+}
+
+/// Group commit of chat:send: how many sends one transaction may take, and
+/// how long the first of them waits for company.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PersistenceSettings {
+    pub batch_max: usize,
+    pub batch_window_us: u64,
+}
+
+impl PersistenceSettings {
+    pub fn batch_window(&self) -> Duration {
+        Duration::from_micros(self.batch_window_us)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -216,6 +237,15 @@ impl Settings {
         if ws.max_sessions_per_user == 0 {
             return fail("websocket.max_sessions_per_user", "must be at least 1");
         }
+        let persistence = &self.persistence;
+        if !(1..=MAX_BATCH).contains(&persistence.batch_max) {
+            return fail("persistence.batch_max", "must be between 1 and 10000");
+        }
+        // The window adds to every send's latency and counts against the
+        // request deadline; a second would already be absurd.
+        if persistence.batch_window_us > 1_000_000 {
+            return fail("persistence.batch_window_us", "must be at most 1000000");
+        }
         Ok(())
     }
 
@@ -292,6 +322,18 @@ mod tests {
         let mut s = defaults();
         s.bind = "nowhere".into();
         assert!(s.validate().unwrap_err().to_string().contains("bind"));
+    }
+
+    #[test]
+    fn batch_bounds_name_their_keys() {
+        let mut s = defaults();
+        s.persistence.batch_max = 0;
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("persistence.batch_max"), "{err}");
+        let mut s = defaults();
+        s.persistence.batch_window_us = 5_000_000;
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("persistence.batch_window_us"), "{err}");
     }
 
     #[test]

@@ -22,6 +22,11 @@ pub struct Metrics {
     pub slow_consumers_closed: IntCounter,
     pub ack_latency_seconds: Histogram,
     pub fanout_size: Histogram,
+    pub commit_batch_size: Histogram,
+    pub commit_batch_seconds: Histogram,
+    pub hub_routing_seconds: Histogram,
+    pub outbound_queue_bytes: IntGauge,
+    pub persistence_queue_depth: IntGauge,
 }
 
 fn build() -> Result<Metrics, prometheus::Error> {
@@ -61,6 +66,38 @@ fn build() -> Result<Metrics, prometheus::Error> {
                 vec![0.0, 1.0, 2.0, 5.0, 10.0, 50.0, 100.0, 500.0, 1000.0, 5000.0],
             ),
         )?,
+        commit_batch_size: Histogram::with_opts(
+            HistogramOpts::new("commit_batch_size", "chat:send requests per group commit").buckets(
+                vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0],
+            ),
+        )?,
+        commit_batch_seconds: Histogram::with_opts(
+            HistogramOpts::new(
+                "commit_batch_seconds",
+                "One group commit, from taking a connection to the commit's answer",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ]),
+        )?,
+        hub_routing_seconds: Histogram::with_opts(
+            HistogramOpts::new(
+                "hub_routing_seconds",
+                "Time the hub spends handling one committed event",
+            )
+            .buckets(vec![
+                0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+                0.05,
+            ]),
+        )?,
+        outbound_queue_bytes: IntGauge::new(
+            "outbound_queue_bytes",
+            "Bytes queued for all sessions and not yet taken by their sockets",
+        )?,
+        persistence_queue_depth: IntGauge::new(
+            "persistence_queue_depth",
+            "chat:send requests waiting for a group commit or inside one",
+        )?,
         registry,
     };
     m.registry.register(Box::new(m.sessions.clone()))?;
@@ -77,6 +114,15 @@ fn build() -> Result<Metrics, prometheus::Error> {
     m.registry
         .register(Box::new(m.ack_latency_seconds.clone()))?;
     m.registry.register(Box::new(m.fanout_size.clone()))?;
+    m.registry.register(Box::new(m.commit_batch_size.clone()))?;
+    m.registry
+        .register(Box::new(m.commit_batch_seconds.clone()))?;
+    m.registry
+        .register(Box::new(m.hub_routing_seconds.clone()))?;
+    m.registry
+        .register(Box::new(m.outbound_queue_bytes.clone()))?;
+    m.registry
+        .register(Box::new(m.persistence_queue_depth.clone()))?;
     for code in ErrorCode::ALL {
         m.errors.with_label_values(&[code.as_str()]);
     }

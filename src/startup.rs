@@ -14,7 +14,7 @@ use crate::config::Settings;
 use crate::hub::messages::Shutdown;
 use crate::hub::{ChatHub, HubSettings};
 use crate::persistence::migrate::{prepare_database, PrepareError};
-use crate::persistence::{build_pool, EventSink, Persistence};
+use crate::persistence::{build_pool, BatchSettings, EventSink, Persistence};
 use crate::session::capacity::SessionCapacity;
 use crate::session::{SessionDeps, SessionSettings};
 
@@ -95,8 +95,14 @@ impl Application {
         let request_timeout = settings.db_request_timeout();
         let persistence_arbiter = Arbiter::new();
         let sink = EventSink::new(hub.clone().recipient());
+        let batches = BatchSettings {
+            max: settings.persistence.batch_max,
+            window: settings.persistence.batch_window(),
+            in_flight: settings.db_pool_size,
+            request_timeout,
+        };
         let persistence = Persistence::start_in_arbiter(&persistence_arbiter.handle(), move |_| {
-            Persistence::new(pool, sink, request_timeout)
+            Persistence::new(pool, sink, request_timeout, batches)
         });
 
         let sessions = SessionDeps {

@@ -54,6 +54,48 @@ struct OnlineUser {
     threads: HashSet<ThreadId>,
 }
 
+/// The hub's sessions seen as places to put frames: borrowed apart from
+/// the rooms and users being walked, so fan-out allocates nothing per
+/// recipient.
+struct Outlet<'a> {
+    sessions: &'a HashMap<SessionId, SessionEntry>,
+    evictions: &'a mut Vec<SessionId>,
+    bound: usize,
+}
+
+impl Outlet<'_> {
+    fn put_to_user(
+        &mut self,
+        user: &OnlineUser,
+        out: &Outbound,
+        except: Option<SessionId>,
+    ) -> usize {
+        let mut n = 0;
+        for &session_id in &user.sessions {
+            if Some(session_id) != except {
+                self.put_to_session(session_id, out);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    fn put_to_session(&mut self, session_id: SessionId, out: &Outbound) {
+        let Some(entry) = self.sessions.get(&session_id) else {
+            return;
+        };
+        if entry.outbound.would_exceed(out.frame.len(), self.bound) {
+            if !self.evictions.contains(&session_id) {
+                self.evictions.push(session_id);
+            }
+            return;
+        }
+        entry.outbound.add_text(out.frame.len());
+        entry.addr.do_send(ToSession::Frame(out.clone()));
+        metrics().deliveries.inc();
+    }
+}
+
 pub struct ChatHub {
     settings: HubSettings,
     sessions: HashMap<SessionId, SessionEntry>,
@@ -79,42 +121,23 @@ impl ChatHub {
 
     // ---- delivery -------------------------------------------------------
 
-    fn deliver(&mut self, session_id: SessionId, out: &Outbound) {
-        let Some(entry) = self.sessions.get(&session_id) else {
-            return;
-        };
-        if entry
-            .outbound
-            .would_exceed(out.frame.len(), self.settings.max_outbound_bytes)
-        {
-            if !self.evictions.contains(&session_id) {
-                self.evictions.push(session_id);
-            }
-            return;
-        }
-        entry.outbound.add_text(out.frame.len());
-        entry.addr.do_send(ToSession::Frame(out.clone()));
-        metrics().deliveries.inc();
-    }
-
+    /// Every session of `user_id` but `except`. The frame's bytes are
+    /// shared, never copied or encoded again per recipient.
     fn deliver_to_user(
         &mut self,
         user_id: UserId,
         out: &Outbound,
         except: Option<SessionId>,
     ) -> usize {
-        let sessions = match self.users.get(&user_id) {
-            Some(u) => u.sessions.clone(),
-            None => return 0,
+        let Some(user) = self.users.get(&user_id) else {
+            return 0;
         };
-        let mut n = 0;
-        for sid in sessions {
-            if Some(sid) != except {
-                self.deliver(sid, out);
-                n += 1;
-            }
-        }
-        n
+        let mut outlet = Outlet {
+            sessions: &self.sessions,
+            evictions: &mut self.evictions,
+            bound: self.settings.max_outbound_bytes,
+        };
+        outlet.put_to_user(user, out, except)
     }
 
     /// Every session of every member in the room, but `except_user`'s and
@@ -126,18 +149,19 @@ impl ChatHub {
         except_user: Option<UserId>,
         except_session: Option<SessionId>,
     ) -> usize {
-        let members: Vec<UserId> = match self.rooms.get(&thread_id) {
-            Some(room) => room
-                .members
-                .iter()
-                .copied()
-                .filter(|u| Some(*u) != except_user)
-                .collect(),
-            None => return 0,
+        let Some(room) = self.rooms.get(&thread_id) else {
+            return 0;
         };
-        members
-            .into_iter()
-            .map(|u| self.deliver_to_user(u, out, except_session))
+        let mut outlet = Outlet {
+            sessions: &self.sessions,
+            evictions: &mut self.evictions,
+            bound: self.settings.max_outbound_bytes,
+        };
+        room.members
+            .iter()
+            .filter(|u| Some(**u) != except_user)
+            .filter_map(|u| self.users.get(u))
+            .map(|user| outlet.put_to_user(user, out, except_session))
             .sum()
     }
 
@@ -586,6 +610,7 @@ impl Handler<Committed> for ChatHub {
     type Result = ();
 
     fn handle(&mut self, Committed(event): Committed, ctx: &mut Self::Context) {
+        let _timer = metrics().hub_routing_seconds.start_timer();
         self.apply(event, ctx);
     }
 }

@@ -1,30 +1,30 @@
-//! Messages: send (seq assignment), pages, edit, delete.
+//! Messages: send, pages, edit, delete.
 //!
 //! Seq invariant: a message's seq is taken by incrementing
-//! `threads.last_seq` in the same statement and transaction that inserts
-//! it. The row lock on the thread serializes senders of one thread, so
-//! seqs are gapless and follow commit order, however many processes write.
+//! `threads.last_seq` in the same transaction that inserts it, under the
+//! thread's row lock, so seqs are gapless and follow commit order however
+//! many processes write. Sends are committed in groups; see
+//! [`super::group_commit`].
 
 use actix::Message;
 use diesel::prelude::*;
-use diesel::sql_types::{Jsonb, Nullable, Text, Uuid as SqlUuid};
-use diesel_async::scoped_futures::ScopedFutureExt;
-use diesel_async::{AsyncConnection, RunQueryDsl};
+use diesel::sql_types::{Text, Uuid as SqlUuid};
+use diesel_async::RunQueryDsl;
 
 use super::rows::{message_views, MessageRow};
 use super::schema::messages;
 use super::threads::require_member;
-use super::{Caller, Db, DbConn, Query};
+use super::{Caller, Db, Query};
 use crate::auth::Claimed;
 use crate::domain::{ClientMsgId, MessageContent, MessageId, MessageText, SessionId, ThreadId};
 use crate::error::AppError;
 use crate::hub::events::ChatEvent;
-use crate::metrics::metrics;
 use crate::protocol::views::MessagePage;
 use crate::protocol::MessageView;
 
 /// chat:send. Answers after commit with the message, or with the original
-/// one if this (sender, client_msg_id) was seen before.
+/// one if this (sender, client_msg_id) was seen before. Not a [`Query`]:
+/// Persistence hands it to the group commit.
 #[derive(Message)]
 #[rtype(result = "Result<SendOutcome, AppError>")]
 pub struct SendMessage {
@@ -40,104 +40,6 @@ pub struct SendOutcome {
     pub message: MessageView,
     /// False when this was a resend: nothing changed, nothing broadcast.
     pub created: bool,
-}
-
-const INSERT_MESSAGE: &str = "
-    WITH bumped AS (
-        UPDATE threads SET last_seq = last_seq + 1
-        WHERE id = $1 AND company_id = $2
-          AND EXISTS (SELECT 1 FROM memberships m WHERE m.thread_id = $1 AND m.user_id = $3)
-        RETURNING id, company_id, last_seq
-    )
-    INSERT INTO messages (id, thread_id, company_id, seq, sender_id, client_msg_id, kind, body, metadata)
-    SELECT $4, bumped.id, bumped.company_id, bumped.last_seq, $3, $5, $6, $7, $8 FROM bumped
-    ON CONFLICT (sender_id, client_msg_id) DO NOTHING
-    RETURNING id, thread_id, company_id, seq, sender_id, client_msg_id, kind, body, metadata,
-              created_at, edited_at, deleted_at";
-
-impl Query for SendMessage {
-    type Output = SendOutcome;
-    async fn run(self, db: Db) -> Result<SendOutcome, AppError> {
-        let mut conn = db.conn().await?;
-        let metadata = self
-            .content
-            .metadata()
-            .map(serde_json::to_value)
-            .transpose()
-            .map_err(|e| AppError::Internal(format!("encoding metadata: {e}")))?;
-        let (thread_id, sender, cmid) = (self.thread_id, self.sender, self.client_msg_id);
-        let content = self.content;
-        let inserted = conn
-            .transaction::<_, AppError, _>(|conn| {
-                async move {
-                    let row: Option<MessageRow> = diesel::sql_query(INSERT_MESSAGE)
-                        .bind::<SqlUuid, _>(thread_id.0)
-                        .bind::<SqlUuid, _>(sender.company_id.0)
-                        .bind::<SqlUuid, _>(sender.user_id.0)
-                        .bind::<SqlUuid, _>(MessageId::new_v7().0)
-                        .bind::<SqlUuid, _>(cmid.0)
-                        .bind::<Text, _>(content.kind().as_str())
-                        .bind::<Nullable<Text>, _>(content.body())
-                        .bind::<Nullable<Jsonb>, _>(metadata)
-                        .get_result(conn)
-                        .await
-                        .optional()?;
-                    // No row: not a member, or a resend. Either way the seq
-                    // bump must not survive, so roll back before looking.
-                    row.ok_or(AppError::NotMember)
-                }
-                .scope_boxed()
-            })
-            .await;
-        match inserted {
-            Ok(row) => {
-                let message = MessageView::try_from(row)?;
-                metrics().messages_persisted.inc();
-                db.publish(ChatEvent::MessageCreated {
-                    message: message.clone(),
-                    origin: self.origin,
-                });
-                Ok(SendOutcome {
-                    message,
-                    created: true,
-                })
-            }
-            Err(AppError::NotMember) => match find_by_client_id(&mut conn, sender, cmid).await? {
-                Some(message) => {
-                    // If the first attempt committed but its outcome was
-                    // lost (a timeout, a dropped connection), its message
-                    // was never announced. The hub routes it now if it is
-                    // the room's next seq and drops it as stale otherwise,
-                    // so this never delivers a message twice.
-                    db.publish(ChatEvent::MessageCreated {
-                        message: message.clone(),
-                        origin: self.origin,
-                    });
-                    Ok(SendOutcome {
-                        message,
-                        created: false,
-                    })
-                }
-                None => Err(AppError::NotMember),
-            },
-            Err(other) => Err(other),
-        }
-    }
-}
-
-async fn find_by_client_id(
-    conn: &mut DbConn,
-    sender: Claimed,
-    cmid: ClientMsgId,
-) -> Result<Option<MessageView>, AppError> {
-    let row: Option<MessageRow> = messages::table
-        .filter(messages::sender_id.eq(sender.user_id.0))
-        .filter(messages::client_msg_id.eq(cmid.0))
-        .select(MessageRow::as_select())
-        .first(conn)
-        .await
-        .optional()?;
-    row.map(MessageView::try_from).transpose()
 }
 
 /// Which slice of a thread a page covers.

@@ -9,10 +9,13 @@
 //!
 //! Each request is one struct named for its intent, implementing [`Query`]
 //! next to the SQL it runs. The actor runs requests concurrently on its own
-//! arbiter, so every pooled connection lives on one runtime.
+//! arbiter, so every pooled connection lives on one runtime. chat:send is
+//! the exception: it is the hot path, and concurrent sends are committed
+//! together by [`group_commit`].
 
 mod accounts;
 mod cursors;
+mod group_commit;
 mod messages;
 pub mod migrate;
 pub mod rows;
@@ -38,11 +41,14 @@ pub use threads::{
     AddMember, CreateThread, ListMembers, LoadThreads, MemberView, RemoveMember, ThreadListItem,
 };
 
+pub use group_commit::BatchSettings;
+
 use crate::auth::Claimed;
 use crate::domain::CompanyId;
 use crate::error::AppError;
 use crate::hub::events::{ChatEvent, Committed};
 use crate::metrics::metrics;
+use group_commit::GroupCommit;
 
 pub type DbPool = Pool<AsyncPgConnection>;
 pub type DbConn = Object<AsyncPgConnection>;
@@ -104,6 +110,9 @@ pub trait Query: Send + 'static {
 
 pub struct Persistence {
     db: Db,
+    batches: BatchSettings,
+    /// Started with the actor, on its arbiter.
+    group_commit: Option<GroupCommit>,
     /// The longest one request may take, waiting for a connection included.
     /// A database that stops answering without closing its sockets must
     /// still give `unavailable`, not a reply that never comes.
@@ -111,9 +120,16 @@ pub struct Persistence {
 }
 
 impl Persistence {
-    pub fn new(pool: DbPool, events: EventSink, request_timeout: Duration) -> Self {
+    pub fn new(
+        pool: DbPool,
+        events: EventSink,
+        request_timeout: Duration,
+        batches: BatchSettings,
+    ) -> Self {
         Self {
             db: Db { pool, events },
+            batches,
+            group_commit: None,
             request_timeout,
         }
     }
@@ -126,6 +142,33 @@ impl Actor for Persistence {
         // Requests are answered concurrently; the mailbox only needs to
         // absorb bursts between polls.
         ctx.set_mailbox_capacity(4096);
+        self.group_commit = Some(GroupCommit::start(self.db.clone(), self.batches));
+    }
+}
+
+impl Handler<SendMessage> for Persistence {
+    type Result = ResponseFuture<Result<SendOutcome, AppError>>;
+
+    fn handle(&mut self, request: SendMessage, _: &mut Self::Context) -> Self::Result {
+        let answer = self
+            .group_commit
+            .as_ref()
+            .map(|batcher| batcher.submit(request));
+        // The batch gives up at the same deadline counted from its oldest
+        // send; this one only covers a batcher that is gone.
+        let deadline = self.request_timeout + self.batches.window;
+        metrics().persistence_in_flight.inc();
+        Box::pin(async move {
+            let outcome = match answer {
+                Some(answer) => match tokio::time::timeout(deadline, answer).await {
+                    Ok(Ok(outcome)) => outcome,
+                    Ok(Err(_)) | Err(_) => Err(AppError::Unavailable),
+                },
+                None => Err(AppError::Unavailable),
+            };
+            metrics().persistence_in_flight.dec();
+            outcome
+        })
     }
 }
 
@@ -153,12 +196,14 @@ where
 
 /// Sends a query to Persistence and waits for its answer. A mailbox
 /// failure means Persistence is gone or swamped: to a client, "unavailable".
-pub fn ask<Q>(
+pub fn ask<Q, T>(
     persistence: &Addr<Persistence>,
     query: Q,
-) -> impl Future<Output = Result<Q::Output, AppError>> + 'static
+) -> impl Future<Output = Result<T, AppError>> + 'static
 where
-    Q: Query + Message<Result = Result<<Q as Query>::Output, AppError>>,
+    Q: Message<Result = Result<T, AppError>> + Send + 'static,
+    T: Send + 'static,
+    Persistence: Handler<Q>,
 {
     let request = persistence.send(query);
     async move { request.await.map_err(|_| AppError::Unavailable)? }

@@ -15,8 +15,27 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use futures_util::Stream;
 
+use crate::metrics::metrics;
+
+/// One session's queued bytes. Every change is mirrored into the
+/// process-wide `outbound_queue_bytes` gauge, and whatever is still queued
+/// when the session's last handle goes is taken back out of it.
 #[derive(Debug, Clone, Default)]
-pub struct OutboundGauge(Arc<AtomicUsize>);
+pub struct OutboundGauge(Arc<QueuedBytes>);
+
+#[derive(Debug, Default)]
+struct QueuedBytes(AtomicUsize);
+
+impl Drop for QueuedBytes {
+    fn drop(&mut self) {
+        let left = *self.0.get_mut();
+        metrics().outbound_queue_bytes.sub(gauge_value(left));
+    }
+}
+
+fn gauge_value(bytes: usize) -> i64 {
+    i64::try_from(bytes).unwrap_or(i64::MAX)
+}
 
 /// Bytes of an unmasked server frame carrying `payload_len` bytes.
 pub fn encoded_len(payload_len: usize) -> usize {
@@ -30,7 +49,7 @@ pub fn encoded_len(payload_len: usize) -> usize {
 
 impl OutboundGauge {
     pub fn queued(&self) -> usize {
-        self.0.load(Ordering::Relaxed)
+        self.0 .0.load(Ordering::Relaxed)
     }
 
     pub fn would_exceed(&self, payload_len: usize, bound: usize) -> bool {
@@ -39,8 +58,9 @@ impl OutboundGauge {
 
     /// A text or control frame of `payload_len` bytes was queued.
     pub fn add_text(&self, payload_len: usize) {
-        self.0
-            .fetch_add(encoded_len(payload_len), Ordering::Relaxed);
+        let bytes = encoded_len(payload_len);
+        self.0 .0.fetch_add(bytes, Ordering::Relaxed);
+        metrics().outbound_queue_bytes.add(gauge_value(bytes));
     }
 
     /// A queued frame of `payload_len` bytes was dropped before writing.
@@ -49,11 +69,16 @@ impl OutboundGauge {
     }
 
     fn taken(&self, n: usize) {
-        let _ = self
+        let before = self
             .0
+             .0
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| {
                 Some(q.saturating_sub(n))
-            });
+            })
+            .unwrap_or_else(|q| q);
+        metrics()
+            .outbound_queue_bytes
+            .sub(gauge_value(before.min(n)));
     }
 }
 

@@ -11,6 +11,7 @@ mod concurrency;
 mod connect;
 mod errors;
 mod faults;
+mod group_commit;
 mod hostile;
 mod limits;
 mod membership;

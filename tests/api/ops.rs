@@ -225,3 +225,42 @@ async fn the_errors_counter_grows_by_code_with_each_error_answered() {
         "{unknown_event} went from {before_unknown} to {after_unknown} after 2 unknown events"
     );
 }
+
+#[actix_web::test]
+async fn a_send_shows_in_the_group_commit_and_hub_series() {
+    let app = spawn_app().await;
+    let users = app.users(2).await;
+    let thread = app.group(&[&users[0], &users[1]]).await;
+    let mut ann = app.connect(&users[0]).await;
+    let mut bob = app.connect(&users[1]).await;
+
+    ann.send_message(thread, "counted").await;
+    // Routed: the hub has handled the committed event.
+    bob.next_event("chat:message").await;
+
+    let text = scrape(&app).await.text;
+    for histogram in [
+        "confab_commit_batch_size",
+        "confab_commit_batch_seconds",
+        "confab_hub_routing_seconds",
+    ] {
+        assert!(
+            text.contains(&format!("# TYPE {histogram} histogram")),
+            "{histogram} is exposed:\n{text}"
+        );
+        let count = sample(&text, &format!("{histogram}_count"));
+        assert!(count >= 1.0, "{histogram}_count is {count} after a send");
+    }
+    assert!(sample(&text, "confab_commit_batch_size_sum") >= 1.0);
+    for gauge in [
+        "confab_outbound_queue_bytes",
+        "confab_persistence_queue_depth",
+    ] {
+        assert!(
+            text.contains(&format!("# TYPE {gauge} gauge")),
+            "{gauge} is exposed:\n{text}"
+        );
+        // Gauges are shared by every server in this process: only sane.
+        assert!(sample(&text, gauge) >= 0.0, "{gauge} went negative");
+    }
+}
