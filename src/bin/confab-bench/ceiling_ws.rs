@@ -60,14 +60,16 @@ async fn serve(listener: TcpListener, rooms: Arc<Vec<broadcast::Sender<Arc<Strin
             let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(stream, callback).await else {
                 return;
             };
-            let room = path
+            let frames = path
                 .strip_prefix("/t/")
                 .and_then(|n| n.parse::<usize>().ok())
-                .and_then(|n| rooms.get(n));
-            let Some(room) = room else {
+                .and_then(|n| rooms.get(n))
+                .map(broadcast::Sender::subscribe);
+            // Only the pacer keeps the senders, so its end ends this task.
+            drop(rooms);
+            let Some(mut frames) = frames else {
                 return;
             };
-            let mut frames = room.subscribe();
             let ready = r#"{"event":"chat:ready","data":{"threads":[]}}"#.to_string();
             if ws.send(Message::Text(ready)).await.is_err() {
                 return;
