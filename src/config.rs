@@ -43,6 +43,14 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("CONFAB_DRAIN_TIMEOUT_MS", "shutdown.drain_timeout_ms"),
     ("CONFAB_BATCH_MAX", "persistence.batch_max"),
     ("CONFAB_BATCH_WINDOW_US", "persistence.batch_window_us"),
+    ("CONFAB_NATS_URL", "cluster.nats_url"),
+    ("CONFAB_SUBJECT_PREFIX", "cluster.subject_prefix"),
+    ("CONFAB_NODE_ID", "cluster.node_id"),
+    (
+        "CONFAB_CLUSTER_HEARTBEAT_INTERVAL_MS",
+        "cluster.heartbeat_interval_ms",
+    ),
+    ("CONFAB_CLUSTER_NODE_TIMEOUT_MS", "cluster.node_timeout_ms"),
 ];
 
 /// The shortest HMAC secret accepted for HS256 (RFC 7518 §3.2: a key of at
@@ -69,6 +77,7 @@ pub struct Settings {
     pub websocket: WebSocketSettings,
     pub shutdown: ShutdownSettings,
     pub persistence: PersistenceSettings,
+    pub cluster: crate::cluster::ClusterSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -245,6 +254,9 @@ impl Settings {
         // request deadline; a second would already be absurd.
         if persistence.batch_window_us > 1_000_000 {
             return fail("persistence.batch_window_us", "must be at most 1000000");
+        }
+        if let Err((key, why)) = self.cluster.check() {
+            return fail(key, why);
         }
         Ok(())
     }

@@ -10,8 +10,10 @@ use actix_web::middleware::{ErrorHandlers, Logger};
 use actix_web::{web, App, HttpServer};
 
 use crate::auth::{random_secret, Auth};
+use crate::cluster::bus::BusStatus;
 use crate::config::Settings;
-use crate::hub::messages::Shutdown;
+use crate::hub::cluster::HubCluster;
+use crate::hub::messages::{Shutdown, UseGapFill};
 use crate::hub::{ChatHub, HubSettings};
 use crate::persistence::migrate::{prepare_database, PrepareError};
 use crate::persistence::{build_pool, BatchSettings, EventSink, Persistence};
@@ -37,8 +39,9 @@ pub struct Application {
     shutdown: ShutdownHandle,
     admin_token: String,
     jwt_secret: String,
-    /// The hub's and Persistence's threads, stopped with the server.
-    arbiters: [Arbiter; 2],
+    /// The hub's and Persistence's threads (and the bus's in cluster
+    /// mode), stopped with the server.
+    arbiters: Vec<Arbiter>,
 }
 
 /// Starts a graceful shutdown: stop accepting, let sessions finish what is
@@ -83,8 +86,24 @@ impl Application {
             typing_timeout: settings.websocket.typing_timeout(),
             max_outbound_bytes: ws.max_outbound_bytes,
         };
-        let hub =
-            ChatHub::start_in_arbiter(&hub_arbiter.handle(), move |_| ChatHub::new(hub_settings));
+        let cluster = settings.cluster.clone();
+        let node_id = cluster.resolve_node_id();
+        let (bus_link, outbox) = crate::cluster::bus::outbox();
+        let hub_cluster = cluster.enabled().then(|| {
+            HubCluster::new(
+                node_id.clone(),
+                bus_link.clone(),
+                cluster.heartbeat_interval(),
+                cluster.node_timeout(),
+            )
+        });
+        let hub = ChatHub::start_in_arbiter(&hub_arbiter.handle(), move |_| {
+            let hub = ChatHub::new(hub_settings);
+            match hub_cluster {
+                Some(c) => hub.in_cluster(c),
+                None => hub,
+            }
+        });
 
         let pool = build_pool(
             &settings.database_url,
@@ -94,16 +113,38 @@ impl Application {
         .map_err(|e| StartError::Pool(e.to_string()))?;
         let request_timeout = settings.db_request_timeout();
         let persistence_arbiter = Arbiter::new();
-        let sink = EventSink::new(hub.clone().recipient());
+        let sink = if cluster.enabled() {
+            EventSink::with_bus(hub.clone().recipient(), bus_link)
+        } else {
+            EventSink::new(hub.clone().recipient())
+        };
         let batches = BatchSettings {
             max: settings.persistence.batch_max,
             window: settings.persistence.batch_window(),
-            in_flight: settings.db_pool_size,
+            // A quarter of the pool stays free for reads, cursors and
+            // membership changes while sends are at full tilt.
+            in_flight: (settings.db_pool_size * 3 / 4).max(1),
             request_timeout,
         };
         let persistence = Persistence::start_in_arbiter(&persistence_arbiter.handle(), move |_| {
             Persistence::new(pool, sink, request_timeout, batches)
         });
+        hub.do_send(UseGapFill(persistence.clone().recipient()));
+        let mut arbiters = vec![hub_arbiter, persistence_arbiter];
+        let bus_status = cluster.enabled().then(BusStatus::default);
+        if let Some(status) = bus_status.clone() {
+            // Its own thread: decoding the other nodes' traffic does not
+            // delay routing or queries.
+            let bus_arbiter = Arbiter::new();
+            bus_arbiter.spawn(crate::cluster::bus::run(
+                cluster,
+                node_id,
+                hub.clone(),
+                outbox,
+                status,
+            ));
+            arbiters.push(bus_arbiter);
+        }
 
         let sessions = SessionDeps {
             hub: hub.clone(),
@@ -124,6 +165,7 @@ impl Application {
             hub: hub.clone(),
             persistence,
             sessions,
+            bus: bus_status,
         });
 
         let addr = settings.bind_addr();
@@ -164,7 +206,7 @@ impl Application {
             local_addr,
             admin_token: settings.admin_token.clone(),
             jwt_secret: settings.jwt_secret.clone(),
-            arbiters: [hub_arbiter, persistence_arbiter],
+            arbiters,
         })
     }
 

@@ -7,6 +7,7 @@ mod admin_api;
 pub mod extract;
 mod ops;
 mod user_api;
+mod web_client;
 mod ws;
 
 use std::sync::Arc;
@@ -35,6 +36,8 @@ pub struct AppState {
     pub hub: Addr<ChatHub>,
     pub persistence: Addr<Persistence>,
     pub sessions: SessionDeps,
+    /// Cluster mode only: whether this node's bus connection is up.
+    pub bus: Option<crate::cluster::bus::BusStatus>,
 }
 
 impl AppState {
@@ -69,6 +72,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     )
     .configure(ops::routes)
     .configure(ws::routes)
+    .configure(web_client::routes)
     .service(web::scope("/api").configure(user_api::routes))
     .service(web::scope("/admin").configure(admin_api::routes))
     .default_service(web::to(|| async {

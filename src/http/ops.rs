@@ -18,10 +18,17 @@ async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
-/// The database answers: this node can take traffic.
+/// The database answers: this node can take traffic. In cluster mode a
+/// node cut off from the bus still serves its own sessions correctly, so it
+/// stays ready (200, for the load balancer) but says it is degraded.
 async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
     state.ask(CheckDatabase).await?;
-    Ok(HttpResponse::Ok().json(json!({"status": "ready"})))
+    let body = match &state.bus {
+        None => json!({"status": "ready"}),
+        Some(bus) if bus.connected() => json!({"status": "ready", "bus": "connected"}),
+        Some(_) => json!({"status": "degraded", "bus": "disconnected"}),
+    };
+    Ok(HttpResponse::Ok().json(body))
 }
 
 async fn metrics() -> HttpResponse {

@@ -2,9 +2,14 @@
 //! variant describes a change that is already durable in Postgres.
 //! Persistence sends them after commit; a cross-node bus can feed the same
 //! message later without the hub knowing the difference.
+//!
+//! In cluster mode the same events cross NATS as JSON. `origin` is not
+//! sent: the session it names lives on the publishing node only, so on
+//! every other node the event has no origin.
 
 use actix::Message;
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
 use crate::domain::{MessageId, SessionId, ThreadId, UserId};
 use crate::protocol::{MessageView, ThreadView};
@@ -13,12 +18,14 @@ use crate::protocol::{MessageView, ThreadView};
 #[rtype(result = "()")]
 pub struct Committed(pub ChatEvent);
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ChatEvent {
     /// A new message. `origin` is the session that sent it: it gets the ack
     /// and no copy of the message.
     MessageCreated {
         message: MessageView,
+        #[serde(skip)]
         origin: Option<SessionId>,
     },
     MessageEdited {
@@ -36,6 +43,7 @@ pub enum ChatEvent {
     CursorAdvanced {
         thread_id: ThreadId,
         user_id: UserId,
+        #[serde(skip)]
         origin: Option<SessionId>,
         delivered: Option<ReceiptRange>,
         read: Option<ReceiptRange>,
@@ -58,7 +66,24 @@ pub enum ChatEvent {
     },
 }
 
-#[derive(Debug, Clone, PartialEq)]
+impl ChatEvent {
+    /// The thread the event is about.
+    pub fn thread_id(&self) -> ThreadId {
+        match self {
+            ChatEvent::MessageCreated { message, .. } | ChatEvent::MessageEdited { message } => {
+                message.thread_id
+            }
+            ChatEvent::MessageDeleted { thread_id, .. }
+            | ChatEvent::CursorAdvanced { thread_id, .. }
+            | ChatEvent::MemberRemoved { thread_id, .. } => *thread_id,
+            ChatEvent::ThreadCreated { thread, .. } | ChatEvent::MemberAdded { thread, .. } => {
+                thread.id
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReceiptRange {
     pub up_to_seq: i64,
     pub senders: Vec<UserId>,

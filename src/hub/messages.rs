@@ -103,3 +103,9 @@ pub struct Outbound {
     /// what its chat:ready already covers.
     pub message_seq: Option<(ThreadId, i64)>,
 }
+
+/// From now on, gaps that outlive the reorder hold are read back from the
+/// database through this (Persistence) instead of being skipped.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct UseGapFill(pub Recipient<crate::persistence::LoadMessagesAfter>);

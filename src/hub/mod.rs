@@ -5,13 +5,19 @@
 //! - A room holds only online members of its thread (see [`room::Room`]),
 //!   so no event reaches a non-member, let alone another company.
 //! - chat:message frames of one thread leave in seq order: an early seq
-//!   waits in the room's reorder buffer for the ones before it.
+//!   waits in the room's reorder buffer for the ones before it, which are
+//!   read back from the database if they do not come (`gap_fill`).
+//! - In cluster mode, other nodes' committed events come in through the
+//!   same [`Committed`] input; who is online on them, and their typing,
+//!   through `cluster`.
 //! - Nothing in here waits on the database or does I/O: handlers only
 //!   look up maps and hand shared frames to session mailboxes.
 //! - A session whose unsent bytes pass the bound is dropped from routing
 //!   and told to close with 4008, so one slow reader cannot grow memory.
 
+pub mod cluster;
 pub mod events;
+mod gap_fill;
 pub mod messages;
 mod room;
 
@@ -20,19 +26,23 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
+use self::cluster::HubCluster;
 use self::events::{ChatEvent, Committed, ReceiptRange};
 use self::messages::*;
 use self::room::{Arrival, Room};
 use crate::domain::{CompanyId, SessionId, ThreadId, UserId};
 use crate::error::AppError;
 use crate::metrics::metrics;
+use crate::persistence::LoadMessagesAfter;
 use crate::protocol::server::Receipt;
 use crate::protocol::{MessageView, ServerEvent, ThreadView};
 use crate::session::outbound::OutboundGauge;
 
 /// How long an early chat:message waits for the seqs before it. Commits of
 /// one thread are serialized, so in one process a gap closes within
-/// microseconds; this bound only matters if an announcement is lost.
+/// microseconds, and across nodes within a bus round trip; this bound
+/// only matters if an announcement is lost, and then the missing seqs are
+/// read back from the database.
 pub const REORDER_HOLD: Duration = Duration::from_millis(500);
 
 #[derive(Debug, Clone)]
@@ -105,6 +115,11 @@ pub struct ChatHub {
     /// Sessions over their outbound bound, dropped after the current
     /// handler finishes routing.
     evictions: Vec<SessionId>,
+    /// Where missed messages are read back from (see `gap_fill`); without
+    /// it a gap is skipped after the hold.
+    gap_fill: Option<Recipient<LoadMessagesAfter>>,
+    /// Cluster mode: the other nodes' users and the bus to tell them ours.
+    cluster: Option<HubCluster>,
 }
 
 impl ChatHub {
@@ -116,6 +131,8 @@ impl ChatHub {
             rooms: HashMap::new(),
             typing_generation: 0,
             evictions: Vec::new(),
+            gap_fill: None,
+            cluster: None,
         }
     }
 
@@ -247,7 +264,10 @@ impl ChatHub {
         for thread_id in &threads {
             self.end_typing(*thread_id, user_id);
         }
-        self.announce_presence(user_id, false);
+        if !self.online_elsewhere(user_id) {
+            self.announce_presence(user_id, false);
+        }
+        self.tell_peers_presence(user_id, false);
         for thread_id in threads {
             self.leave_room(user_id, thread_id);
         }
@@ -291,6 +311,34 @@ impl ChatHub {
             });
             self.deliver_to_room(thread_id, &out, Some(user_id), None);
         }
+    }
+
+    /// Shows `user_id` typing in the room (if it was not already) until the
+    /// typing timeout, unless a later start renews it. False if no room.
+    fn start_typing(
+        &mut self,
+        thread_id: ThreadId,
+        user_id: UserId,
+        ctx: &mut Context<Self>,
+    ) -> bool {
+        self.typing_generation += 1;
+        let generation = self.typing_generation;
+        let Some(room) = self.rooms.get_mut(&thread_id) else {
+            return false;
+        };
+        let already = room.typing.insert(user_id, generation).is_some();
+        ctx.run_later(self.settings.typing_timeout, move |hub, _| {
+            hub.typing_expired(thread_id, user_id, generation)
+        });
+        if !already {
+            let out = Self::frame(ServerEvent::Typing {
+                thread_id,
+                user_id,
+                typing: true,
+            });
+            self.deliver_to_room(thread_id, &out, Some(user_id), None);
+        }
+        true
     }
 
     fn typing_expired(&mut self, thread_id: ThreadId, user_id: UserId, generation: u64) {
@@ -347,6 +395,12 @@ impl ChatHub {
             return;
         };
         room.flush_scheduled = false;
+        if self.fill_gap(thread_id, ctx) {
+            return;
+        }
+        let Some(room) = self.rooms.get_mut(&thread_id) else {
+            return;
+        };
         let released = room.skip_gap();
         if !room.held.is_empty() {
             room.flush_scheduled = true;
@@ -493,6 +547,7 @@ impl Actor for ChatHub {
     fn started(&mut self, ctx: &mut Self::Context) {
         // Connects from many workers at once should queue, not fail.
         ctx.set_mailbox_capacity(16_384);
+        self.start_cluster_clock(ctx);
     }
 }
 
@@ -522,7 +577,10 @@ impl Handler<Connect> for ChatHub {
             self.join_room(msg.user_id, thread_id, last_seq);
         }
         if first {
-            self.announce_presence(msg.user_id, true);
+            if !self.online_elsewhere(msg.user_id) {
+                self.announce_presence(msg.user_id, true);
+            }
+            self.tell_peers_presence(msg.user_id, true);
         }
         self.process_evictions();
         self.update_gauges();
@@ -583,25 +641,17 @@ impl Handler<TypingChanged> for ChatHub {
         let thread_id = msg.thread_id;
         if !msg.typing {
             self.end_typing(thread_id, user_id);
+            self.tell_peers_typing(thread_id, user_id, false);
             self.process_evictions();
             return Ok(());
         }
-        self.typing_generation += 1;
-        let generation = self.typing_generation;
-        let room = self.rooms.get_mut(&thread_id).ok_or(AppError::NotMember)?;
-        let already = room.typing.insert(user_id, generation).is_some();
-        ctx.run_later(self.settings.typing_timeout, move |hub, _| {
-            hub.typing_expired(thread_id, user_id, generation)
-        });
-        if !already {
-            let out = Self::frame(ServerEvent::Typing {
-                thread_id,
-                user_id,
-                typing: true,
-            });
-            self.deliver_to_room(thread_id, &out, Some(user_id), None);
-            self.process_evictions();
+        if !self.start_typing(thread_id, user_id, ctx) {
+            return Err(AppError::NotMember);
         }
+        // Every start goes out, not only the first: it restarts the
+        // other nodes' expiry timers too.
+        self.tell_peers_typing(thread_id, user_id, true);
+        self.process_evictions();
         Ok(())
     }
 }
@@ -622,7 +672,7 @@ impl Handler<OnlineAmong> for ChatHub {
         MessageResult(
             users
                 .into_iter()
-                .filter(|u| self.users.contains_key(u))
+                .filter(|u| self.online_anywhere(*u))
                 .collect(),
         )
     }
@@ -662,7 +712,7 @@ mod tests {
     use crate::domain::{ClientMsgId, MessageId, MessageKind};
 
     /// Stands in for a session: records the frames the hub routes to it.
-    struct Recorder(Arc<Mutex<Vec<serde_json::Value>>>);
+    pub(super) struct Recorder(pub(super) Arc<Mutex<Vec<serde_json::Value>>>);
 
     impl Actor for Recorder {
         type Context = Context<Self>;
@@ -671,7 +721,7 @@ mod tests {
     /// Answered after every frame queued before it: a barrier.
     #[derive(Message)]
     #[rtype(result = "()")]
-    struct Flush;
+    pub(super) struct Flush;
 
     impl Handler<Flush> for Recorder {
         type Result = ();

@@ -63,8 +63,8 @@ impl Room {
     }
 
     /// Gives up waiting for a missing seq: skips to the first held one.
-    /// Only a message committed elsewhere and never announced here can
-    /// leave a gap; its members recover it with chat:sync.
+    /// Reached only when the gap could not be read back from the database;
+    /// its members recover it with chat:sync.
     pub fn skip_gap(&mut self) -> Vec<(MessageView, Option<SessionId>)> {
         if let Some((&first, _)) = self.held.iter().next() {
             log::warn!(

@@ -268,25 +268,29 @@ async fn commit_batch(db: &Db, requests: &[SendMessage]) -> Result<Committed, Ap
     for candidate in &candidates {
         let request = &requests[candidate.index];
         let key = (candidate.sender_id, candidate.client_msg_id);
+        // A row the schema should not allow fails its own send only: the
+        // batch is committed, and its other sends must hear so.
         let outcome = if let Some(row) = written.existing.get(&key) {
             // If the first attempt committed but its outcome was lost (a
             // timeout, a dropped connection), its message was never
             // announced. The hub routes it now if it is the room's next seq
             // and drops it as stale otherwise, so this never delivers a
             // message twice.
-            let message = MessageView::try_from(row.clone())?;
-            announcements.push((message.clone(), request.origin));
-            Ok(SendOutcome {
-                message,
-                created: false,
+            MessageView::try_from(row.clone()).map(|message| {
+                announcements.push((message.clone(), request.origin));
+                SendOutcome {
+                    message,
+                    created: false,
+                }
             })
         } else if let Some(row) = written.inserted.get(&key) {
-            let message = MessageView::try_from(row.clone())?;
             metrics().messages_persisted.inc();
-            announcements.push((message.clone(), request.origin));
-            Ok(SendOutcome {
-                message,
-                created: true,
+            MessageView::try_from(row.clone()).map(|message| {
+                announcements.push((message.clone(), request.origin));
+                SendOutcome {
+                    message,
+                    created: true,
+                }
             })
         } else {
             Err(AppError::NotMember)
@@ -300,7 +304,9 @@ async fn commit_batch(db: &Db, requests: &[SendMessage]) -> Result<Committed, Ap
                 created: false,
             }),
             Some(Err(AppError::NotMember)) | None => Err(AppError::NotMember),
-            Some(Err(_)) => Err(AppError::Internal("encoding metadata".into())),
+            Some(Err(_)) => Err(AppError::Internal(
+                "the first copy of this send failed".into(),
+            )),
         };
         outcomes[copy] = Some(outcome);
     }

@@ -18,6 +18,7 @@ mod cursors;
 mod group_commit;
 mod messages;
 pub mod migrate;
+mod replay;
 pub mod rows;
 pub mod schema;
 mod threads;
@@ -37,6 +38,7 @@ pub use cursors::{AdvanceCursor, CursorKind, CursorOutcome};
 pub use messages::{
     DeleteMessage, EditMessage, FetchMessages, PageBounds, SendMessage, SendOutcome,
 };
+pub use replay::{LoadMessagesAfter, SeqRange};
 pub use threads::{
     AddMember, CreateThread, ListMembers, LoadThreads, MemberView, RemoveMember, ThreadListItem,
 };
@@ -44,6 +46,8 @@ pub use threads::{
 pub use group_commit::BatchSettings;
 
 use crate::auth::Claimed;
+use crate::cluster::bus::BusLink;
+use crate::cluster::wire::Outgoing;
 use crate::domain::CompanyId;
 use crate::error::AppError;
 use crate::hub::events::{ChatEvent, Committed};
@@ -70,17 +74,35 @@ impl Caller {
     }
 }
 
-/// Where committed events go: the hub's seam.
+/// Where committed events go: the hub's seam, and in cluster mode also
+/// the bus, so the other nodes' hubs get them too. The local hub is fed
+/// directly, so local sessions are served whether or not the bus is up.
 #[derive(Clone)]
-pub struct EventSink(Recipient<Committed>);
+pub struct EventSink {
+    hub: Recipient<Committed>,
+    bus: Option<BusLink>,
+}
 
 impl EventSink {
     pub fn new(recipient: Recipient<Committed>) -> Self {
-        Self(recipient)
+        Self {
+            hub: recipient,
+            bus: None,
+        }
+    }
+
+    pub fn with_bus(recipient: Recipient<Committed>, bus: BusLink) -> Self {
+        Self {
+            hub: recipient,
+            bus: Some(bus),
+        }
     }
 
     pub fn publish(&self, event: ChatEvent) {
-        self.0.do_send(Committed(event));
+        if let Some(bus) = &self.bus {
+            bus.publish(Outgoing::Event(event.clone()));
+        }
+        self.hub.do_send(Committed(event));
     }
 }
 

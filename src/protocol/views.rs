@@ -20,7 +20,8 @@ pub fn rfc3339_millis_opt<S: Serializer>(
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// Deserialize: in cluster mode messages cross between nodes in this shape.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct MessageView {
     pub id: MessageId,
     pub thread_id: ThreadId,
@@ -58,7 +59,7 @@ impl ThreadKind {
 /// A thread as one member sees it: the record plus that member's cursors.
 /// This is the shape of `chat:ready` threads, `chat:thread-joined` and the
 /// HTTP thread endpoints.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct ThreadView {
     pub id: ThreadId,
     pub company_id: CompanyId,

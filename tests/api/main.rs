@@ -6,7 +6,9 @@ mod support;
 
 mod admin_api;
 mod bench;
+mod browser;
 mod capacity;
+mod cluster;
 mod concurrency;
 mod connect;
 mod errors;
@@ -25,4 +27,5 @@ mod security;
 mod tenancy;
 mod typing;
 mod user_api;
+mod web;
 mod websocket;

@@ -1,0 +1,330 @@
+// Two people chatting in two real browser sessions (headless Debian
+// chromium driven by playwright-core), against a running confab.
+//
+// Run by `cargo test` (tests/api/browser.rs), which starts the server with
+// the Origin allowlist on, creates the company, users and threads, and
+// passes them in the environment. Every wait is on something a person
+// would see on screen; there are no fixed sleeps.
+//
+// Going offline: context.setOffline(true) makes new connections fail but
+// does not close a WebSocket that is already open, so the page's socket is
+// also closed through its debug hook (window.confabDebug.drop) while the
+// browser is offline. Redialling then fails until setOffline(false), which
+// is what a dropped network looks like to the client.
+
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+function env(name) {
+  const value = process.env[name];
+  if (!value) {
+    console.error(`chat.spec: ${name} is not set`);
+    process.exit(2);
+  }
+  return value;
+}
+
+const BASE_URL = env('BASE_URL');
+const ADMIN_TOKEN = env('ADMIN_TOKEN');
+const A = { token: env('TOKEN_A'), name: env('NAME_A') };
+const B = { id: env('USER_B_ID'), token: env('TOKEN_B'), name: env('NAME_B') };
+const C = { id: env('USER_C_ID'), name: env('NAME_C') };
+const TEAM = env('TEAM_THREAD_ID');
+const SIDE = env('SIDE_THREAD_ID');
+const HISTORY = env('HISTORY_THREAD_ID');
+const HISTORY_SIZE = Number(env('HISTORY_SIZE'));
+const SHOTS = process.env.SCREENSHOT_DIR ?? 'target/e2e-screenshots';
+const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
+const TIMEOUT_MS = 20000;
+
+mkdirSync(SHOTS, { recursive: true });
+
+let failures = 0;
+let passed = 0;
+const problems = [];
+
+async function step(name, body) {
+  const started = Date.now();
+  try {
+    await body();
+    passed += 1;
+    console.log(`ok - ${name} (${Date.now() - started} ms)`);
+  } catch (err) {
+    failures += 1;
+    console.log(`not ok - ${name}\n  ${String(err.stack ?? err).split('\n').join('\n  ')}`);
+    throw err;
+  }
+}
+
+function watch(page, who) {
+  page.on('pageerror', (err) => problems.push(`${who}: page error: ${err.message}`));
+  page.on('console', (msg) => {
+    const text = msg.text();
+    // A CSP violation means the page tried something the policy forbids.
+    if (/Content Security Policy|Refused to/i.test(text)) problems.push(`${who}: ${text}`);
+    if (msg.type() === 'error') console.log(`  [${who} console] ${text}`);
+  });
+}
+
+const message = (page, text) =>
+  page.locator('[data-testid="message"]', { has: page.locator('[data-testid="message-body"]', { hasText: text }) });
+const threadItem = (page, id) => page.locator(`[data-testid="thread-item"][data-thread-id="${id}"]`);
+
+async function expectText(locator, text) {
+  await locator.filter({ hasText: text }).first().waitFor({ timeout: TIMEOUT_MS });
+}
+
+async function waitForAttr(locator, attr, value) {
+  await locator.and(locator.page().locator(`[${attr}="${value}"]`)).waitFor({ timeout: TIMEOUT_MS });
+}
+
+async function adminAddMember(threadId, userId) {
+  const res = await fetch(`${BASE_URL}/admin/threads/${threadId}/members`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${ADMIN_TOKEN}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify({ user_id: userId }),
+  });
+  if (res.status !== 201) throw new Error(`adding a member: ${res.status} ${await res.text()}`);
+}
+
+async function adminRemoveMember(threadId, userId) {
+  const res = await fetch(`${BASE_URL}/admin/threads/${threadId}/members/${userId}`, {
+    method: 'DELETE',
+    headers: { Authorization: `Bearer ${ADMIN_TOKEN}` },
+  });
+  if (res.status !== 204) throw new Error(`removing a member: ${res.status} ${await res.text()}`);
+}
+
+async function openThread(page, id) {
+  await threadItem(page, id).locator('button').click();
+  await page.locator(`[data-testid="thread-item"].open[data-thread-id="${id}"]`).waitFor({ timeout: TIMEOUT_MS });
+}
+
+async function send(page, text) {
+  await page.getByTestId('composer-input').fill(text);
+  await page.getByTestId('composer-input').press('Enter');
+  // Acked: the pending bubble became a stored message with a seq.
+  await message(page, text).and(page.locator('[data-seq]')).waitFor({ timeout: TIMEOUT_MS });
+}
+
+const receipt = (page, text) => message(page, text).getByTestId('receipt');
+
+const browser = await chromium.launch({
+  executablePath: CHROMIUM,
+  args: [
+    '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  ],
+});
+
+try {
+  const contextA = await browser.newContext({ viewport: { width: 1100, height: 720 } });
+  const contextB = await browser.newContext({ viewport: { width: 1100, height: 720 } });
+  const pageA = await contextA.newPage();
+  const pageB = await contextB.newPage();
+  watch(pageA, 'A');
+  watch(pageB, 'B');
+
+  await step('both sign in from a login link, and the token leaves the address bar', async () => {
+    for (const [page, user] of [[pageA, A], [pageB, B]]) {
+      await page.goto(`${BASE_URL}/#token=${user.token}`);
+      await page.locator('[data-testid="conn-status"][data-state="online"]').waitFor({ timeout: TIMEOUT_MS });
+      await expectText(page.getByTestId('me'), user.name);
+      const url = page.url();
+      if (url.includes('token')) throw new Error(`the token is still in the URL: ${url}`);
+      const kept = await page.evaluate(() => sessionStorage.getItem('confab.token'));
+      if (kept !== user.token) throw new Error('the token was not kept in sessionStorage');
+    }
+  });
+
+  await step('each sees the thread list; A opens the team thread, B another one', async () => {
+    await openThread(pageA, TEAM);
+    await openThread(pageB, SIDE);
+    await expectText(pageA.getByTestId('thread-title'), 'team');
+    await waitForAttr(pageA.locator(`[data-testid="member"]`).filter({ hasText: B.name }), 'data-online', 'true');
+  });
+
+  const first = 'Hello B, this is A';
+  await step('A sends; B sees it arrive live in the thread list with an unread count', async () => {
+    await send(pageA, first);
+    const item = threadItem(pageB, TEAM);
+    await expectText(item.getByTestId('last-message'), first);
+    await expectText(item.getByTestId('unread'), '1');
+  });
+
+  await step('B\'s client reports delivery; A sees the delivered mark', async () => {
+    await waitForAttr(receipt(pageA, first), 'data-status', 'delivered');
+  });
+
+  await step('B opens the thread and reads; A sees the read mark and B\'s unread count clears', async () => {
+    await openThread(pageB, TEAM);
+    await message(pageB, first).waitFor({ timeout: TIMEOUT_MS });
+    await waitForAttr(receipt(pageA, first), 'data-status', 'read');
+    await threadItem(pageB, TEAM).getByTestId('unread').waitFor({ state: 'hidden', timeout: TIMEOUT_MS });
+  });
+
+  const second = 'Are you there?';
+  await step('with the thread open, B sees A\'s next message live and reads it at once', async () => {
+    await send(pageA, second);
+    await message(pageB, second).waitFor({ timeout: TIMEOUT_MS });
+    await waitForAttr(receipt(pageA, second), 'data-status', 'read');
+  });
+
+  const reply = 'Yes, typing a reply right now';
+  await step('B types; A sees the typing indicator, and it ends when B sends', async () => {
+    await pageB.getByTestId('composer-input').pressSequentially('Yes, typing', { delay: 20 });
+    await expectText(pageA.getByTestId('typing-indicator'), `${B.name} is typing`);
+    await pageA.screenshot({ path: join(SHOTS, 'a-sees-b-typing.png') });
+    await pageB.getByTestId('composer-input').fill(reply);
+    await pageB.getByTestId('composer-input').press('Enter');
+    await message(pageA, reply).waitFor({ timeout: TIMEOUT_MS });
+    await waitForAttr(pageA.getByTestId('typing-indicator'), 'data-active', 'false');
+  });
+
+  const edited = 'Hello B, this is A (edited)';
+  await step('A edits a message; B sees the new text marked edited', async () => {
+    await message(pageA, first).getByTestId('edit').click();
+    await pageA.getByTestId('edit-input').fill(edited);
+    await pageA.getByTestId('edit-save').click();
+    await message(pageB, edited).getByTestId('edited').waitFor({ timeout: TIMEOUT_MS });
+    await message(pageA, edited).getByTestId('edited').waitFor({ timeout: TIMEOUT_MS });
+  });
+
+  await step('A deletes a message; B sees it become a tombstone', async () => {
+    const seq = await message(pageA, second).getAttribute('data-seq');
+    pageA.once('dialog', (dialog) => dialog.accept());
+    await message(pageA, second).getByTestId('delete').click();
+    const onB = pageB.locator(`[data-testid="message"][data-seq="${seq}"].deleted`);
+    await expectText(onB.getByTestId('message-body'), 'message deleted');
+    if (await message(pageB, second).count() !== 0) throw new Error('the deleted text is still shown to B');
+  });
+
+  await step('the operator adds C; both see the member appear live, offline', async () => {
+    await adminAddMember(TEAM, C.id);
+    for (const page of [pageA, pageB]) {
+      await expectText(page.getByTestId('notice'), `${C.name} joined`);
+      await waitForAttr(page.getByTestId('member').filter({ hasText: C.name }), 'data-online', 'false');
+    }
+  });
+
+  const missed = 'Sent while B was offline';
+  await step('B goes offline; A sees B\'s dot go grey; B shows it is reconnecting', async () => {
+    await contextB.setOffline(true);
+    await pageB.evaluate(() => window.confabDebug.drop());
+    await pageB.locator('[data-testid="conn-status"][data-state="reconnecting"]').waitFor({ timeout: TIMEOUT_MS });
+    await waitForAttr(pageA.getByTestId('member').filter({ hasText: B.name }), 'data-online', 'false');
+  });
+
+  await step('A sends while B is offline; it stays undelivered', async () => {
+    await send(pageA, missed);
+    await waitForAttr(receipt(pageA, missed), 'data-status', 'sent');
+    await pageB.screenshot({ path: join(SHOTS, 'b-offline-reconnecting.png') });
+    if (await message(pageB, missed).count() !== 0) throw new Error('B got a message while offline');
+  });
+
+  await step('B comes back, syncs and catches up; A sees it delivered and read', async () => {
+    await contextB.setOffline(false);
+    await pageB.locator('[data-testid="conn-status"][data-state="online"]').waitFor({ timeout: TIMEOUT_MS });
+    await message(pageB, missed).waitFor({ timeout: TIMEOUT_MS });
+    await waitForAttr(receipt(pageA, missed), 'data-status', 'read');
+    await waitForAttr(pageA.getByTestId('member').filter({ hasText: B.name }), 'data-online', 'true');
+    // Nothing twice: each seq appears once.
+    const seqs = await pageB.locator('[data-testid="message"][data-seq]').evaluateAll(
+      (items) => items.map((item) => item.dataset.seq));
+    if (new Set(seqs).size !== seqs.length) throw new Error(`duplicate messages after sync: ${seqs}`);
+  });
+
+  await step('a send made while offline is retried and delivered once after reconnecting', async () => {
+    const queued = 'Queued while offline';
+    await contextB.setOffline(true);
+    await pageB.evaluate(() => window.confabDebug.drop());
+    await pageB.locator('[data-testid="conn-status"][data-state="reconnecting"]').waitFor({ timeout: TIMEOUT_MS });
+    await pageB.getByTestId('composer-input').fill(queued);
+    await pageB.getByTestId('composer-input').press('Enter');
+    await waitForAttr(receipt(pageB, queued), 'data-status', 'pending');
+    await contextB.setOffline(false);
+    await message(pageA, queued).waitFor({ timeout: TIMEOUT_MS });
+    await message(pageB, queued).and(pageB.locator('[data-seq]')).waitFor({ timeout: TIMEOUT_MS });
+    if (await message(pageA, queued).count() !== 1) throw new Error('the retried send arrived twice');
+  });
+
+  await step('markup in a message is shown as text and never runs', async () => {
+    const hostile = '<img src="x" onerror="window.pwned = true"><b>not bold</b>';
+    await openThread(pageA, SIDE);
+    await openThread(pageB, SIDE);
+    await send(pageA, hostile);
+    const body = message(pageB, 'not bold').getByTestId('message-body');
+    await body.waitFor({ timeout: TIMEOUT_MS });
+    if (await body.textContent() !== hostile) throw new Error(`shown as: ${await body.innerHTML()}`);
+    if (await body.locator('img, b').count() !== 0) throw new Error('the markup became elements');
+    if (await pageB.evaluate(() => window.pwned)) throw new Error('the handler ran');
+    await openThread(pageA, TEAM);
+  });
+
+  await step('a pasted token signs in; a bad one is refused with a message', async () => {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    watch(page, 'A2');
+    await page.goto(BASE_URL);
+    await page.getByTestId('token-input').fill('not-a-token');
+    await page.getByTestId('login-submit').click();
+    await expectText(page.locator('#login-error'), 'refused');
+    await page.getByTestId('token-input').fill(A.token);
+    await page.getByTestId('login-submit').click();
+    await page.locator('[data-testid="conn-status"][data-state="online"]').waitFor({ timeout: TIMEOUT_MS });
+    await expectText(page.getByTestId('me'), A.name);
+    await context.close();
+  });
+
+  await step('scrolling up pages back through the history to the first message', async () => {
+    await openThread(pageB, HISTORY);
+    await expectText(pageB.getByTestId('message-body'), `history ${HISTORY_SIZE}`);
+    const oldest = message(pageB, 'history 1').and(pageB.locator('[data-seq="1"]'));
+    // Scroll to the top until the oldest message has been paged in.
+    while (await oldest.count() === 0) {
+      // Counted before scrolling: the page may arrive before a count taken after.
+      const shown = await pageB.locator('[data-testid="message"][data-seq]').count();
+      await pageB.getByTestId('messages').evaluate((box) => { box.scrollTop = 0; });
+      await pageB.waitForFunction(
+        (before) => document.querySelectorAll('[data-testid="message"][data-seq]').length > before,
+        shown,
+        { timeout: TIMEOUT_MS },
+      );
+    }
+    const count = await pageB.locator('[data-testid="message"][data-seq]').count();
+    if (count !== HISTORY_SIZE) throw new Error(`expected ${HISTORY_SIZE} messages, saw ${count}`);
+  });
+
+  await step('the operator removes C and B; both see it live', async () => {
+    await openThread(pageB, TEAM);
+    await adminRemoveMember(TEAM, C.id);
+    for (const page of [pageA, pageB]) {
+      await expectText(page.getByTestId('notice'), `${C.name} left`);
+      await page.getByTestId('member').filter({ hasText: C.name }).waitFor({ state: 'detached', timeout: TIMEOUT_MS });
+    }
+    await adminRemoveMember(SIDE, B.id);
+    await threadItem(pageB, SIDE).waitFor({ state: 'detached', timeout: TIMEOUT_MS });
+    await threadItem(pageA, SIDE).waitFor({ timeout: TIMEOUT_MS });
+  });
+
+  await step('screenshots', async () => {
+    await pageA.screenshot({ path: join(SHOTS, 'a-final.png') });
+    await pageB.screenshot({ path: join(SHOTS, 'b-final.png') });
+  });
+
+  if (problems.length > 0) {
+    failures += 1;
+    console.log(`not ok - the pages stayed clean\n  ${problems.join('\n  ')}`);
+  } else {
+    passed += 1;
+    console.log('ok - the pages stayed clean (no page errors, no CSP violations)');
+  }
+} catch {
+  // The failing step has printed why.
+} finally {
+  await browser.close();
+}
+
+console.log(`${passed} passed, ${failures} failed`);
+process.exit(failures === 0 ? 0 : 1);

@@ -1,0 +1,116 @@
+//! What nodes tell each other, as JSON on NATS. Every body travels in an
+//! [`Envelope`] naming the node that published it.
+
+use serde::{Deserialize, Serialize};
+
+use super::NodeId;
+use crate::domain::{ThreadId, UserId};
+use crate::hub::events::ChatEvent;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Envelope<T> {
+    pub node: NodeId,
+    pub body: T,
+}
+
+/// Who is online on the publishing node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PresenceNews {
+    /// The user's first session on that node opened.
+    Online {
+        user_id: UserId,
+        threads: Vec<ThreadId>,
+    },
+    /// The user's last session on that node closed.
+    Offline {
+        user_id: UserId,
+        threads: Vec<ThreadId>,
+    },
+    /// Everyone online on that node, replacing what the receiver knew.
+    /// `hello` is set on the first heartbeat after (re)connecting: the
+    /// others may have missed this node's events and catch up.
+    Heartbeat {
+        users: Vec<OnlineOnNode>,
+        hello: bool,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OnlineOnNode {
+    pub user_id: UserId,
+    pub threads: Vec<ThreadId>,
+}
+
+/// A local user started or stopped typing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TypingNews {
+    pub thread_id: ThreadId,
+    pub user_id: UserId,
+    pub typing: bool,
+}
+
+/// What a node hands its bus task to publish.
+#[derive(Debug, Clone)]
+pub enum Outgoing {
+    Event(ChatEvent),
+    Presence(PresenceNews),
+    Typing(TypingNews),
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+
+    use super::*;
+    use crate::domain::{ClientMsgId, MessageId, MessageKind, SessionId};
+    use crate::protocol::MessageView;
+
+    #[test]
+    fn a_message_crosses_without_its_origin_session() {
+        let message = MessageView {
+            id: MessageId::new_v7(),
+            thread_id: ThreadId(uuid::Uuid::new_v4()),
+            seq: 7,
+            sender_id: UserId(uuid::Uuid::new_v4()),
+            client_msg_id: ClientMsgId(uuid::Uuid::new_v4()),
+            kind: MessageKind::Text,
+            body: Some("hi".into()),
+            metadata: None,
+            // Whole milliseconds: the wire keeps what clients are shown.
+            created_at: chrono::DateTime::from_timestamp_millis(Utc::now().timestamp_millis())
+                .unwrap_or_default(),
+            edited_at: None,
+            deleted_at: None,
+        };
+        let event = ChatEvent::MessageCreated {
+            message: message.clone(),
+            origin: Some(SessionId::new_v4()),
+        };
+        let json = serde_json::to_string(&event).unwrap_or_default();
+        assert!(!json.contains("origin"), "{json}");
+        match serde_json::from_str::<ChatEvent>(&json) {
+            Ok(ChatEvent::MessageCreated {
+                message: received,
+                origin,
+            }) => {
+                assert_eq!(received, message);
+                assert_eq!(origin, None);
+            }
+            other => panic!("{other:?} from {json}"),
+        }
+    }
+
+    #[test]
+    fn presence_news_round_trips() {
+        let news = PresenceNews::Heartbeat {
+            users: vec![OnlineOnNode {
+                user_id: UserId(uuid::Uuid::new_v4()),
+                threads: vec![ThreadId(uuid::Uuid::new_v4())],
+            }],
+            hello: true,
+        };
+        let json = serde_json::to_string(&news).unwrap_or_default();
+        assert_eq!(serde_json::from_str::<PresenceNews>(&json).ok(), Some(news));
+    }
+}

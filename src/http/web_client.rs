@@ -1,0 +1,147 @@
+//! The browser client: `web/` compiled into the binary and served at `/`
+//! and `/static/…`, so a fresh `confab` needs no files beside it.
+//!
+//! Every answer carries a strict Content-Security-Policy: the page may load
+//! only its own scripts and styles and open sockets only to the host that
+//! served it, so an injected message body can never run as code.
+
+use std::sync::OnceLock;
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use crate::error::AppError;
+
+struct Asset {
+    path: &'static str,
+    content_type: &'static str,
+    body: &'static [u8],
+}
+
+/// Every file the client is made of. The names are the ones index.html and
+/// the modules import, under `/static/`.
+const ASSETS: [Asset; 6] = [
+    Asset {
+        path: "index.html",
+        content_type: "text/html; charset=utf-8",
+        body: include_bytes!("../../web/index.html"),
+    },
+    Asset {
+        path: "app.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../web/app.js"),
+    },
+    Asset {
+        path: "connection.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../web/connection.js"),
+    },
+    Asset {
+        path: "api.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../web/api.js"),
+    },
+    Asset {
+        path: "style.css",
+        content_type: "text/css; charset=utf-8",
+        body: include_bytes!("../../web/style.css"),
+    },
+    Asset {
+        path: "icon.svg",
+        content_type: "image/svg+xml",
+        body: include_bytes!("../../web/icon.svg"),
+    },
+];
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/", web::get().to(index))
+        .route("/static/{name}", web::get().to(asset));
+}
+
+async fn index(req: HttpRequest) -> Result<HttpResponse, AppError> {
+    serve(&req, "index.html")
+}
+
+async fn asset(req: HttpRequest, name: web::Path<String>) -> Result<HttpResponse, AppError> {
+    serve(&req, &name)
+}
+
+fn serve(req: &HttpRequest, name: &str) -> Result<HttpResponse, AppError> {
+    let (index, asset) = ASSETS
+        .iter()
+        .enumerate()
+        .find(|(_, a)| a.path == name)
+        .ok_or(AppError::NotFound("route"))?;
+    let etag = &etags()[index];
+    // The files are not fingerprinted, so the browser revalidates every
+    // time; an unchanged binary answers 304 without the body.
+    let fresh = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|tag| tag.trim() == etag));
+    let mut response = if fresh {
+        HttpResponse::NotModified()
+    } else {
+        HttpResponse::Ok()
+    };
+    response
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header((header::ETAG, etag.as_str()))
+        .insert_header((
+            header::CONTENT_SECURITY_POLICY,
+            content_security_policy(req),
+        ))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .insert_header((header::REFERRER_POLICY, "no-referrer"))
+        .insert_header((header::X_FRAME_OPTIONS, "DENY"));
+    if fresh {
+        return Ok(response.finish());
+    }
+    Ok(response
+        .insert_header((header::CONTENT_TYPE, asset.content_type))
+        .body(asset.body))
+}
+
+/// One strong validator per asset, from its bytes (FNV-1a: no crate needed
+/// for a tag that only has to change when the file does).
+fn etags() -> &'static [String] {
+    static ETAGS: OnceLock<Vec<String>> = OnceLock::new();
+    ETAGS.get_or_init(|| {
+        ASSETS
+            .iter()
+            .map(|asset| {
+                let hash = asset.body.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                    (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+                });
+                format!("\"{hash:016x}\"")
+            })
+            .collect()
+    })
+}
+
+/// `'self'` covers `ws:`/`wss:` to the same host only in newer browsers, so
+/// the socket's origin is named outright, built from the Host the browser
+/// used. A Host that is not a plain `host[:port]` is left out rather than
+/// copied into a header.
+fn content_security_policy(req: &HttpRequest) -> HeaderValue {
+    let host = req.connection_info().host().to_owned();
+    let plain_host = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b));
+    let sockets = if plain_host {
+        format!(" ws://{host} wss://{host}")
+    } else {
+        String::new()
+    };
+    let policy = format!(
+        "default-src 'none'; script-src 'self'; style-src 'self'; \
+         connect-src 'self'{sockets}; img-src 'self' data:; base-uri 'none'; \
+         form-action 'none'; frame-ancestors 'none'"
+    );
+    HeaderValue::from_str(&policy).unwrap_or(HeaderValue::from_static(
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
+         img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    ))
+}

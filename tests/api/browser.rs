@@ -1,0 +1,178 @@
+//! The web client in a real browser: two headless chromium sessions chat
+//! through confab's own page (`e2e/chat.spec.mjs`, playwright-core), with
+//! the Origin allowlist on. This test sets the scene over the admin API and
+//! the WebSocket, runs the spec, and then checks from the server's side
+//! that what the browsers did really happened.
+//!
+//! Needs node, `npm ci --prefix e2e` and /usr/bin/chromium; `.ci/run`
+//! installs them. Screenshots land in target/e2e-screenshots/.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::process::Command;
+
+use crate::support::{spawn_app_with, TestApp, TestUser};
+
+const HISTORY_SIZE: usize = 75;
+const SPEC_TIMEOUT: Duration = Duration::from_secs(240);
+
+/// The allowlist must name the page's own origin, which includes the port,
+/// so the port is chosen before the server starts. Another process could
+/// take it in between; the OS hands out ephemeral ports round-robin, so
+/// that is unlikely enough for a test.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+fn require(path: &Path, how: &str) {
+    assert!(
+        path.exists(),
+        "{} is missing: {how} (.ci/run does this)",
+        path.display()
+    );
+}
+
+async fn titled_group(app: &TestApp, title: &str, members: &[&TestUser]) -> uuid::Uuid {
+    let ids: Vec<_> = members.iter().map(|u| u.id).collect();
+    let reply = app
+        .admin_post(
+            "/admin/threads",
+            json!({"company_id": members[0].company_id, "title": title, "member_ids": ids}),
+        )
+        .await;
+    assert_eq!(reply.status, 201, "{reply:?}");
+    crate::support::uuid(&reply.body["id"])
+}
+
+#[actix_rt::test]
+async fn two_people_chat_in_two_browser_sessions() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    require(Path::new(&chromium), "apt-get install -y chromium");
+    require(
+        &root.join("e2e/node_modules/playwright-core"),
+        "run `npm ci --prefix e2e`",
+    );
+
+    let port = free_port();
+    let app = spawn_app_with(|settings| {
+        settings.bind = format!("127.0.0.1:{port}");
+        settings.allowed_origins = vec![format!("http://127.0.0.1:{port}")];
+        // Seeding the history sends faster than a person types.
+        settings.websocket.rate_limit_burst = 1000;
+    })
+    .await;
+
+    let company = app.company().await;
+    let alice = app.named_user(company, "Alice").await;
+    let bob = app.named_user(company, "Bob").await;
+    let carol = app.named_user(company, "Carol").await;
+    let history = titled_group(&app, "archive", &[&alice, &bob]).await;
+    let side = titled_group(&app, "random", &[&alice, &bob]).await;
+    let team = titled_group(&app, "team", &[&alice, &bob]).await;
+
+    let mut seeder = app.connect(&alice).await;
+    for n in 1..=HISTORY_SIZE {
+        seeder.send_message(history, &format!("history {n}")).await;
+    }
+    seeder.close().await;
+
+    let screenshots = root.join("target/e2e-screenshots");
+    let spec = Command::new("node")
+        .arg("e2e/chat.spec.mjs")
+        .current_dir(root)
+        .env("BASE_URL", &app.base)
+        .env("ADMIN_TOKEN", &app.admin_token)
+        .env("TOKEN_A", &alice.token)
+        .env("NAME_A", "Alice")
+        .env("TOKEN_B", &bob.token)
+        .env("NAME_B", "Bob")
+        .env("USER_B_ID", bob.id.to_string())
+        .env("USER_C_ID", carol.id.to_string())
+        .env("NAME_C", "Carol")
+        .env("TEAM_THREAD_ID", team.to_string())
+        .env("SIDE_THREAD_ID", side.to_string())
+        .env("HISTORY_THREAD_ID", history.to_string())
+        .env("HISTORY_SIZE", HISTORY_SIZE.to_string())
+        .env("SCREENSHOT_DIR", &screenshots)
+        .env("CHROMIUM", &chromium)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(SPEC_TIMEOUT, spec)
+        .await
+        .expect("the browser spec finishes in time")
+        .expect("node runs (is it installed?)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    // Shown on success too: each step and how long it took.
+    println!("{stdout}");
+    eprintln!("{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "the browser spec failed ({})",
+        output.status
+    );
+    assert!(
+        stdout.contains(" passed, 0 failed"),
+        "no summary line:\n{stdout}"
+    );
+
+    // What the browsers did is what the server stored.
+    let page = app
+        .get(&format!("/api/threads/{team}/messages"), &alice.token)
+        .await;
+    assert_eq!(page.status, 200, "{page:?}");
+    let messages = page.body["messages"].as_array().expect("messages");
+    let bodies: Vec<&Value> = messages.iter().map(|m| &m["body"]).collect();
+    assert_eq!(
+        bodies,
+        [
+            &json!("Hello B, this is A (edited)"),
+            &Value::Null,
+            &json!("Yes, typing a reply right now"),
+            &json!("Sent while B was offline"),
+            &json!("Queued while offline"),
+        ],
+        "{messages:#?}"
+    );
+    assert!(messages[0]["edited_at"].is_string());
+    assert!(messages[1]["deleted_at"].is_string());
+
+    let members = app
+        .get(&format!("/api/threads/{team}/members"), &alice.token)
+        .await;
+    let bob_cursor = members.body["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .find(|m| m["user_id"] == json!(bob.id))
+        .expect("Bob is a member")
+        .clone();
+    // Seq 4 is Alice's last message; Bob's own (5) needs no reading.
+    assert!(
+        bob_cursor["last_read_seq"].as_i64() >= Some(4),
+        "Bob's client read everything it was shown: {bob_cursor}"
+    );
+    assert!(
+        !members.body["members"]
+            .as_array()
+            .expect("members")
+            .iter()
+            .any(|m| m["user_id"] == json!(carol.id)),
+        "the operator removed Carol again"
+    );
+    let bobs = app.get("/api/threads", &bob.token).await;
+    let bob_threads: Vec<_> = bobs.body["threads"]
+        .as_array()
+        .expect("threads")
+        .iter()
+        .map(|t| crate::support::uuid(&t["id"]))
+        .collect();
+    assert!(!bob_threads.contains(&side), "{bob_threads:?}");
+}

@@ -1,0 +1,46 @@
+// The user API over fetch: every call carries the bearer token, and every
+// failure becomes an ApiError holding the contract's error code.
+
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+export function userApi(token) {
+  async function call(method, path, body) {
+    const headers = { Authorization: `Bearer ${token}` };
+    if (body !== undefined) headers['Content-Type'] = 'application/json';
+    let res;
+    try {
+      res = await fetch(path, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    } catch (err) {
+      throw new ApiError(0, 'unavailable', `network error: ${err.message}`);
+    }
+    if (res.status === 204) return null;
+    const json = await res.json().catch(() => null);
+    if (!res.ok) {
+      const error = json?.error ?? {};
+      throw new ApiError(res.status, error.code ?? 'internal', error.message ?? res.statusText);
+    }
+    return json;
+  }
+
+  return {
+    me: () => call('GET', '/api/me'),
+    threads: () => call('GET', '/api/threads'),
+    members: (threadId) => call('GET', `/api/threads/${threadId}/members`),
+    newestMessages: (threadId, limit) =>
+      call('GET', `/api/threads/${threadId}/messages?limit=${limit}`),
+    messagesBefore: (threadId, beforeSeq, limit) =>
+      call('GET', `/api/threads/${threadId}/messages?before_seq=${beforeSeq}&limit=${limit}`),
+    editMessage: (messageId, body) => call('PATCH', `/api/messages/${messageId}`, { body }),
+    deleteMessage: (messageId) => call('DELETE', `/api/messages/${messageId}`),
+  };
+}

@@ -1,0 +1,840 @@
+// confab's browser client. State lives in plain maps; the DOM is updated
+// per message element (never rebuilt wholesale) so scroll position and the
+// read-tracking observer survive live traffic. Message text only ever goes
+// through textContent.
+
+import { userApi, ApiError } from './api.js';
+import { Connection } from './connection.js';
+
+const PAGE_SIZE = 50;
+const TOKEN_KEY = 'confab.token';
+// The server ends typing after 5 s without news; renewing every 3 s keeps
+// it on while keys are being pressed, and 2 s of quiet ends it.
+const TYPING_RENEW_MS = 3000;
+const TYPING_IDLE_MS = 2000;
+// If a typing:false never arrives (the typer's socket died), the indicator
+// still goes away.
+const TYPING_SHOWN_MAX_MS = 7000;
+
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  api: null,
+  conn: null,
+  me: null,
+  threads: new Map(), // id -> thread view (+ last_message)
+  stores: new Map(), // id -> {bySeq: Map, oldestSeq, newestSeq, hasOlder, loadingOlder}
+  members: new Map(), // thread id -> Map user id -> member
+  names: new Map(), // user id -> display name
+  online: new Set(),
+  typing: new Map(), // thread id -> Map user id -> timeout
+  openThreadId: null,
+  visibleSeqs: new Set(),
+  pendingSends: new Map(), // client_msg_id -> {thread_id, body}
+};
+
+const typingOut = { threadId: null, lastStart: 0, idleTimer: null };
+
+// ---- login --------------------------------------------------------------
+
+function takeToken() {
+  const hash = new URLSearchParams(location.hash.slice(1));
+  const fromLink = hash.get('token');
+  if (fromLink) {
+    sessionStorage.setItem(TOKEN_KEY, fromLink);
+    // The token must not linger in the address bar, history or a copied link.
+    history.replaceState(null, '', location.pathname + location.search);
+  }
+  return sessionStorage.getItem(TOKEN_KEY);
+}
+
+function showLogin(message = '') {
+  $('app').hidden = true;
+  $('login').hidden = false;
+  $('login-error').textContent = message;
+}
+
+$('login-form').addEventListener('submit', (e) => {
+  e.preventDefault();
+  const token = $('token-input').value.trim();
+  if (!token) return;
+  sessionStorage.setItem(TOKEN_KEY, token);
+  start(token);
+});
+
+$('logout').addEventListener('click', () => {
+  sessionStorage.removeItem(TOKEN_KEY);
+  state.conn?.stop();
+  location.reload();
+});
+
+async function start(token) {
+  state.api = userApi(token);
+  try {
+    state.me = await state.api.me();
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 401) {
+      sessionStorage.removeItem(TOKEN_KEY);
+      showLogin('That token was refused (expired or unknown). Paste a new one.');
+    } else {
+      showLogin(`Cannot reach confab: ${err.message}`);
+    }
+    return;
+  }
+  state.names.set(state.me.id, state.me.display_name);
+  $('login').hidden = true;
+  $('app').hidden = false;
+  $('me').textContent = state.me.display_name;
+
+  const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
+  const conn = new Connection(`${scheme}://${location.host}/ws?token=${encodeURIComponent(token)}`);
+  state.conn = conn;
+  // For the end-to-end test and for debugging: drop the socket as a
+  // network failure would.
+  window.confabDebug = { drop: () => conn.drop() };
+  conn.addEventListener('status', (e) => showStatus(e.detail));
+  conn.addEventListener('closed', (e) => onClosed(e.detail));
+  conn.addEventListener('ready', (e) => onReady(e.detail).catch(reportError));
+  for (const [event, handler] of Object.entries(handlers)) {
+    conn.addEventListener(event, (e) => handler(e.detail));
+  }
+  conn.start();
+}
+
+let countdown = null;
+
+function showStatus({ state: connState, delay }) {
+  const status = $('conn-status');
+  status.dataset.state = connState;
+  clearInterval(countdown);
+  if (connState === 'reconnecting') {
+    const at = Date.now() + (delay ?? 0);
+    const tick = () => {
+      status.textContent = `Reconnecting in ${Math.max(0, Math.ceil((at - Date.now()) / 1000))} s…`;
+    };
+    tick();
+    countdown = setInterval(tick, 1000);
+    return;
+  }
+  status.textContent = { connecting: 'Connecting…', online: 'Online', closed: 'Disconnected' }[connState];
+}
+
+async function onClosed({ wasReady }) {
+  // Offline, we cannot know who is online; chat:ready's member reload
+  // tells again.
+  state.online.clear();
+  renderMembers();
+  if (wasReady) return;
+  // A refused upgrade looks like any failed socket; the API says whether
+  // the token is the reason.
+  try {
+    await state.api.me();
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 401) {
+      state.conn.stop();
+      sessionStorage.removeItem(TOKEN_KEY);
+      showLogin('Your session has expired. Open a new login link or paste a token.');
+    }
+  }
+}
+
+function reportError(err) {
+  console.error(err);
+}
+
+// ---- (re)connected: catch up ------------------------------------------
+
+async function onReady({ threads }) {
+  const listed = await state.api.threads();
+  const byId = new Map(listed.threads.map((t) => [t.id, t]));
+  const live = new Set();
+  for (const view of threads) {
+    live.add(view.id);
+    const known = byId.get(view.id);
+    upsertThread({ ...view, last_message: known?.last_message ?? state.threads.get(view.id)?.last_message ?? null });
+  }
+  for (const id of [...state.threads.keys()]) {
+    if (!live.has(id)) forgetThread(id);
+  }
+  renderThreadList();
+  // An untitled thread is named after its members, who come from the API.
+  for (const thread of state.threads.values()) {
+    if (!thread.title && !state.members.has(thread.id)) loadMembers(thread.id).catch(reportError);
+  }
+  // Online status may have changed while we were away.
+  if (state.openThreadId) loadMembers(state.openThreadId).catch(reportError);
+  for (const view of threads) {
+    const store = state.stores.get(view.id);
+    if (store && view.last_seq > store.newestSeq) await syncThread(view.id, store.newestSeq);
+    markDelivered(view.id, view.last_seq);
+  }
+  if (!state.openThreadId && threads.length > 0) openThread(threads[0].id);
+  maybeMarkRead();
+}
+
+// Fetches every message after `afterSeq`, page by page, so a reconnect
+// misses nothing.
+async function syncThread(threadId, afterSeq) {
+  let after = afterSeq;
+  for (;;) {
+    const { messages, has_more } = await state.conn.request('chat:sync', {
+      thread_id: threadId,
+      after_seq: after,
+      limit: 200,
+    });
+    for (const message of messages) storeMessage(message);
+    if (messages.length > 0) after = messages[messages.length - 1].seq;
+    if (!has_more || messages.length === 0) break;
+  }
+}
+
+// ---- server events -------------------------------------------------------
+
+const handlers = {
+  'chat:message': ({ message }) => {
+    storeMessage(message);
+    const thread = state.threads.get(message.thread_id);
+    if (!thread) return;
+    if (message.sender_id !== state.me.id && message.seq > thread.last_read_seq && !message.deleted_at) {
+      thread.unread += 1;
+    }
+    renderThreadList();
+    markDelivered(message.thread_id, message.seq);
+    stopShowingTyping(message.thread_id, message.sender_id);
+  },
+  'chat:message-edited': ({ message }) => storeMessage(message),
+  'chat:message-deleted': ({ thread_id, message_id, seq, deleted_at }) => {
+    const store = state.stores.get(thread_id);
+    const old = store?.bySeq.get(seq);
+    const thread = state.threads.get(thread_id);
+    if (thread && seq > thread.last_read_seq && old && old.sender_id !== state.me.id && !old.deleted_at) {
+      thread.unread = Math.max(0, thread.unread - 1);
+    }
+    const tombstone = { ...(old ?? {}), id: message_id, thread_id, seq, body: null, metadata: null, deleted_at };
+    if (old) storeMessage(tombstone);
+    if (thread?.last_message?.id === message_id) thread.last_message = tombstone;
+    renderThreadList();
+  },
+  'chat:delivered': ({ thread_id, user_id, up_to_seq }) => {
+    moveCursor(thread_id, user_id, 'last_delivered_seq', up_to_seq);
+  },
+  'chat:read': ({ thread_id, user_id, up_to_seq }) => {
+    if (user_id === state.me.id) {
+      // Read in another of my sessions.
+      const thread = state.threads.get(thread_id);
+      if (thread && up_to_seq > thread.last_read_seq) {
+        thread.last_read_seq = up_to_seq;
+        recountUnread(thread_id);
+        renderThreadList();
+      }
+      return;
+    }
+    moveCursor(thread_id, user_id, 'last_read_seq', up_to_seq);
+    moveCursor(thread_id, user_id, 'last_delivered_seq', up_to_seq);
+  },
+  'chat:typing': ({ thread_id, user_id, typing }) => {
+    if (typing) showTyping(thread_id, user_id);
+    else stopShowingTyping(thread_id, user_id);
+  },
+  'chat:presence': ({ user_id, online }) => {
+    if (online) state.online.add(user_id);
+    else state.online.delete(user_id);
+    renderMembers();
+    renderThreadList();
+  },
+  'chat:thread-joined': ({ thread }) => {
+    upsertThread({ ...thread, last_message: state.threads.get(thread.id)?.last_message ?? null });
+    renderThreadList();
+    if (!state.openThreadId) openThread(thread.id);
+    // The thread may already hold messages this session never saw.
+    const store = state.stores.get(thread.id);
+    if (store && thread.last_seq > store.newestSeq) syncThread(thread.id, store.newestSeq).catch(reportError);
+  },
+  'chat:thread-left': ({ thread_id }) => {
+    forgetThread(thread_id);
+    renderThreadList();
+  },
+  'chat:member-joined': ({ thread_id, user_id }) => {
+    if (thread_id === state.openThreadId) {
+      loadMembers(thread_id).then(() => notice(thread_id, `${nameOf(user_id)} joined`), reportError);
+    } else {
+      state.members.delete(thread_id);
+    }
+  },
+  'chat:member-left': ({ thread_id, user_id }) => {
+    const name = nameOf(user_id);
+    state.members.get(thread_id)?.delete(user_id);
+    stopShowingTyping(thread_id, user_id);
+    if (thread_id === state.openThreadId) {
+      renderMembers();
+      notice(thread_id, `${name} left`);
+    }
+  },
+  'chat:error': ({ code, message }) => {
+    console.warn(`confab: ${code}: ${message}`);
+  },
+};
+
+// ---- threads -------------------------------------------------------------
+
+function upsertThread(view) {
+  const current = state.threads.get(view.id);
+  if (current) {
+    // Cursors never move back, whatever order the news comes in.
+    view.last_seq = Math.max(view.last_seq, current.last_seq);
+    view.last_read_seq = Math.max(view.last_read_seq, current.last_read_seq);
+  }
+  state.threads.set(view.id, view);
+}
+
+function forgetThread(id) {
+  state.threads.delete(id);
+  state.stores.delete(id);
+  state.members.delete(id);
+  state.typing.delete(id);
+  if (state.openThreadId === id) closeThread();
+}
+
+function threadName(thread) {
+  if (thread.title) return thread.title;
+  const members = state.members.get(thread.id);
+  if (members) {
+    const others = [...members.values()].filter((m) => m.user_id !== state.me.id);
+    if (others.length > 0) return others.map((m) => m.display_name).join(', ');
+  }
+  return thread.kind === 'direct' ? 'Direct message' : 'Untitled group';
+}
+
+function lastActivity(thread) {
+  return thread.last_message?.created_at ?? thread.created_at;
+}
+
+function renderThreadList() {
+  const list = $('thread-list');
+  const threads = [...state.threads.values()].sort((a, b) =>
+    lastActivity(b).localeCompare(lastActivity(a)) || a.id.localeCompare(b.id));
+  list.replaceChildren(...threads.map((thread) => {
+    const item = el('li', { class: 'thread-item', 'data-testid': 'thread-item', 'data-thread-id': thread.id });
+    if (thread.id === state.openThreadId) item.classList.add('open');
+    const button = el('button', { type: 'button' });
+    button.addEventListener('click', () => openThread(thread.id));
+    const title = el('span', { class: 'thread-name', 'data-testid': 'thread-name' }, threadName(thread));
+    const badge = el('span', { class: 'unread', 'data-testid': 'unread' }, String(thread.unread));
+    badge.hidden = thread.unread === 0;
+    const preview = el('span', { class: 'preview', 'data-testid': 'last-message' }, previewOf(thread.last_message));
+    button.append(title, badge, preview);
+    item.append(button);
+    return item;
+  }));
+}
+
+function previewOf(message) {
+  if (!message) return 'No messages yet';
+  const who = message.sender_id === state.me.id ? 'You' : nameOf(message.sender_id);
+  if (message.deleted_at) return `${who}: message deleted`;
+  return `${who}: ${message.body ?? message.metadata?.name ?? ''}`;
+}
+
+async function openThread(threadId) {
+  if (!state.threads.has(threadId)) return;
+  stopTyping();
+  state.openThreadId = threadId;
+  state.visibleSeqs.clear();
+  $('no-thread').hidden = true;
+  $('thread-header').hidden = false;
+  $('messages').hidden = false;
+  $('composer').hidden = false;
+  $('message-list').replaceChildren();
+  renderThreadList();
+  renderTyping();
+  const thread = state.threads.get(threadId);
+  $('thread-title').textContent = threadName(thread);
+  await loadMembers(threadId);
+  if (state.openThreadId !== threadId) return;
+  let store = state.stores.get(threadId);
+  if (!store) {
+    const page = await state.api.newestMessages(threadId, PAGE_SIZE);
+    if (state.openThreadId !== threadId) return;
+    store = newStore(threadId, page);
+    state.stores.set(threadId, store);
+    for (const message of page.messages) store.bySeq.set(message.seq, message);
+    // Messages may have arrived between the page and now.
+    if (state.threads.get(threadId).last_seq > store.newestSeq && state.conn.ready) {
+      await syncThread(threadId, store.newestSeq);
+    }
+  }
+  for (const message of [...store.bySeq.values()].sort((a, b) => a.seq - b.seq)) renderMessage(message);
+  for (const pending of state.pendingSends.values()) {
+    if (pending.thread_id === threadId) renderPending(pending);
+  }
+  scrollToBottom();
+  markDelivered(threadId, store.newestSeq);
+  historyObserver.observe($('history-sentinel'));
+  maybeMarkRead();
+  $('composer-input').focus();
+}
+
+function closeThread() {
+  state.openThreadId = null;
+  $('no-thread').hidden = false;
+  $('thread-header').hidden = true;
+  $('messages').hidden = true;
+  $('composer').hidden = true;
+  $('typing').textContent = '';
+}
+
+function newStore(threadId, page) {
+  const seqs = page.messages.map((m) => m.seq);
+  const thread = state.threads.get(threadId);
+  return {
+    bySeq: new Map(),
+    oldestSeq: seqs.length ? Math.min(...seqs) : (thread?.last_seq ?? 0) + 1,
+    newestSeq: seqs.length ? Math.max(...seqs) : 0,
+    hasOlder: page.has_more,
+    loadingOlder: false,
+  };
+}
+
+async function loadMembers(threadId) {
+  const { members } = await state.api.members(threadId);
+  const map = new Map();
+  for (const member of members) {
+    map.set(member.user_id, member);
+    state.names.set(member.user_id, member.display_name);
+    if (member.online) state.online.add(member.user_id);
+    else state.online.delete(member.user_id);
+  }
+  state.members.set(threadId, map);
+  if (threadId === state.openThreadId) {
+    $('thread-title').textContent = threadName(state.threads.get(threadId));
+    renderMembers();
+    refreshReceipts(threadId);
+  }
+  renderThreadList();
+}
+
+function renderMembers() {
+  const members = state.members.get(state.openThreadId);
+  if (!members) return;
+  $('member-list').replaceChildren(...[...members.values()].map((m) => {
+    const online = m.user_id === state.me.id || state.online.has(m.user_id);
+    const item = el('li', {
+      class: 'member', 'data-testid': 'member', 'data-user-id': m.user_id, 'data-online': String(online),
+    });
+    item.append(
+      el('span', { class: online ? 'dot online' : 'dot', title: online ? 'online' : 'offline' }),
+      el('span', {}, m.user_id === state.me.id ? `${m.display_name} (you)` : m.display_name),
+    );
+    return item;
+  }));
+}
+
+function nameOf(userId) {
+  return state.names.get(userId) ?? `user ${userId.slice(-6)}`;
+}
+
+// ---- messages ------------------------------------------------------------
+
+function storeMessage(message) {
+  const thread = state.threads.get(message.thread_id);
+  if (thread) {
+    if (message.seq > thread.last_seq) thread.last_seq = message.seq;
+    if (!thread.last_message || message.seq >= thread.last_message.seq) thread.last_message = message;
+  }
+  const store = state.stores.get(message.thread_id);
+  if (!store) return;
+  store.bySeq.set(message.seq, message);
+  store.newestSeq = Math.max(store.newestSeq, message.seq);
+  if (message.thread_id === state.openThreadId) {
+    const stick = isAtBottom();
+    renderMessage(message);
+    if (stick) scrollToBottom();
+  }
+}
+
+function messageElement(message) {
+  return $('message-list').querySelector(`[data-seq="${message.seq}"]`);
+}
+
+function renderMessage(message) {
+  const mine = message.sender_id === state.me.id;
+  const item = el('li', {
+    class: `message${mine ? ' mine' : ''}${message.deleted_at ? ' deleted' : ''}${message.type === 'system' ? ' system' : ''}`,
+    'data-testid': 'message',
+    'data-seq': String(message.seq),
+    'data-message-id': message.id,
+    'data-client-msg-id': message.client_msg_id ?? '',
+  });
+  const meta = el('div', { class: 'meta' });
+  meta.append(
+    el('span', { class: 'sender' }, mine ? 'You' : nameOf(message.sender_id)),
+    el('time', { datetime: message.created_at }, formatTime(message.created_at)),
+  );
+  if (message.edited_at && !message.deleted_at) meta.append(el('span', { class: 'edited', 'data-testid': 'edited' }, 'edited'));
+  const body = el('div', { class: 'body', 'data-testid': 'message-body' });
+  if (message.deleted_at) {
+    body.textContent = 'message deleted';
+  } else {
+    if (message.metadata) body.append(attachment(message.metadata), ' ');
+    body.append(message.body ?? '');
+  }
+  item.append(meta, body);
+  if (mine && !message.deleted_at) {
+    const receipt = el('span', { class: 'receipt', 'data-testid': 'receipt' });
+    meta.append(receipt);
+    const actions = el('div', { class: 'actions' });
+    const edit = el('button', { type: 'button', 'data-testid': 'edit' }, 'Edit');
+    edit.addEventListener('click', () => startEdit(item, message));
+    const remove = el('button', { type: 'button', 'data-testid': 'delete' }, 'Delete');
+    remove.addEventListener('click', () => deleteMessage(message));
+    actions.append(edit, remove);
+    item.append(actions);
+  }
+  const old = messageElement(message);
+  if (old) {
+    readObserver.unobserve(old);
+    old.replaceWith(item);
+  } else {
+    const pending = message.client_msg_id &&
+      $('message-list').querySelector(`[data-pending="true"][data-client-msg-id="${message.client_msg_id}"]`);
+    if (pending) pending.remove();
+    const after = [...$('message-list').children].find((child) =>
+      child.dataset.pending === 'true' || Number(child.dataset.seq) > message.seq);
+    $('message-list').insertBefore(item, after ?? null);
+  }
+  if (mine) updateReceipt(item, message);
+  else if (!message.deleted_at) readObserver.observe(item);
+}
+
+function attachment(metadata) {
+  const safe = /^https?:\/\//i.test(metadata.url);
+  const link = el('a', { class: 'attachment', rel: 'noopener noreferrer', target: '_blank' }, `📎 ${metadata.name}`);
+  if (safe) link.href = metadata.url;
+  return link;
+}
+
+function renderPending({ client_msg_id, body, failed }) {
+  const item = el('li', {
+    class: `message mine pending${failed ? ' failed' : ''}`,
+    'data-testid': 'message',
+    'data-pending': 'true',
+    'data-client-msg-id': client_msg_id,
+  });
+  const meta = el('div', { class: 'meta' });
+  meta.append(
+    el('span', { class: 'sender' }, 'You'),
+    el('span', { class: 'receipt', 'data-testid': 'receipt', 'data-status': failed ? 'failed' : 'pending' },
+      failed ? `not sent: ${failed}` : 'sending…'),
+  );
+  item.append(meta, el('div', { class: 'body', 'data-testid': 'message-body' }, body));
+  const old = $('message-list').querySelector(`[data-pending="true"][data-client-msg-id="${client_msg_id}"]`);
+  if (old) old.replaceWith(item);
+  else $('message-list').append(item);
+}
+
+// Delivered when some other member's device has it, read when some other
+// member has seen it; the tooltip names who.
+function updateReceipt(item, message) {
+  const receipt = item.querySelector('[data-testid="receipt"]');
+  if (!receipt) return;
+  const others = [...(state.members.get(message.thread_id)?.values() ?? [])]
+    .filter((m) => m.user_id !== state.me.id);
+  const readBy = others.filter((m) => m.last_read_seq >= message.seq);
+  const deliveredTo = others.filter((m) => m.last_delivered_seq >= message.seq);
+  let status = 'sent';
+  let mark = '✓';
+  let title = 'sent';
+  if (readBy.length > 0) {
+    status = 'read';
+    mark = '✓✓';
+    title = `read by ${readBy.map((m) => m.display_name).join(', ')}`;
+  } else if (deliveredTo.length > 0) {
+    status = 'delivered';
+    mark = '✓✓';
+    title = `delivered to ${deliveredTo.map((m) => m.display_name).join(', ')}`;
+  }
+  receipt.dataset.status = status;
+  receipt.textContent = mark;
+  receipt.title = title;
+}
+
+function refreshReceipts(threadId) {
+  if (threadId !== state.openThreadId) return;
+  const store = state.stores.get(threadId);
+  if (!store) return;
+  for (const item of $('message-list').querySelectorAll('.message.mine:not([data-pending])')) {
+    const message = store.bySeq.get(Number(item.dataset.seq));
+    if (message) updateReceipt(item, message);
+  }
+}
+
+function moveCursor(threadId, userId, field, upToSeq) {
+  const member = state.members.get(threadId)?.get(userId);
+  if (!member || member[field] >= upToSeq) return;
+  member[field] = upToSeq;
+  refreshReceipts(threadId);
+}
+
+function notice(threadId, text) {
+  if (threadId !== state.openThreadId) return;
+  const stick = isAtBottom();
+  // After the newest message, before pending sends.
+  const firstPending = $('message-list').querySelector('[data-pending="true"]');
+  $('message-list').insertBefore(el('li', { class: 'notice', 'data-testid': 'notice' }, text), firstPending);
+  if (stick) scrollToBottom();
+}
+
+function formatTime(iso) {
+  const date = new Date(iso);
+  return Number.isNaN(date.getTime()) ? '' : date.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+}
+
+// ---- history paging ------------------------------------------------------
+
+const historyObserver = new IntersectionObserver((entries) => {
+  if (entries.some((e) => e.isIntersecting)) loadOlder().catch(reportError);
+}, { root: $('messages') });
+
+async function loadOlder() {
+  const threadId = state.openThreadId;
+  const store = state.stores.get(threadId);
+  if (!store || !store.hasOlder || store.loadingOlder) return;
+  store.loadingOlder = true;
+  try {
+    const page = await state.api.messagesBefore(threadId, store.oldestSeq, PAGE_SIZE);
+    if (state.openThreadId !== threadId) return;
+    const box = $('messages');
+    const fromBottom = box.scrollHeight - box.scrollTop;
+    for (const message of page.messages) {
+      store.bySeq.set(message.seq, message);
+      store.oldestSeq = Math.min(store.oldestSeq, message.seq);
+      renderMessage(message);
+    }
+    store.hasOlder = page.has_more;
+    // Keep the message the reader was looking at where it was.
+    box.scrollTop = box.scrollHeight - fromBottom;
+  } finally {
+    store.loadingOlder = false;
+  }
+  // Still at the top (a tall window): keep going.
+  const sentinel = $('history-sentinel').getBoundingClientRect();
+  const box = $('messages').getBoundingClientRect();
+  if (store.hasOlder && sentinel.bottom >= box.top) loadOlder().catch(reportError);
+}
+
+function isAtBottom() {
+  const box = $('messages');
+  return box.scrollHeight - box.scrollTop - box.clientHeight < 40;
+}
+
+function scrollToBottom() {
+  const box = $('messages');
+  box.scrollTop = box.scrollHeight;
+}
+
+// ---- receipts we send ----------------------------------------------------
+
+const delivered = new Map(); // thread id -> highest seq we reported
+
+function markDelivered(threadId, seq) {
+  const thread = state.threads.get(threadId);
+  if (!thread || seq <= (delivered.get(threadId) ?? thread.last_delivered_seq ?? 0)) return;
+  delivered.set(threadId, seq);
+  state.conn.notify('chat:delivered', { thread_id: threadId, up_to_seq: seq });
+}
+
+// Read means seen: the message is on screen, in a visible tab, in the
+// window that has focus.
+const readObserver = new IntersectionObserver((entries) => {
+  for (const entry of entries) {
+    const seq = Number(entry.target.dataset.seq);
+    if (entry.isIntersecting) state.visibleSeqs.add(seq);
+    else state.visibleSeqs.delete(seq);
+  }
+  maybeMarkRead();
+}, { root: $('messages'), threshold: 0.5 });
+
+document.addEventListener('visibilitychange', () => maybeMarkRead());
+window.addEventListener('focus', () => maybeMarkRead());
+
+function maybeMarkRead() {
+  const threadId = state.openThreadId;
+  const thread = state.threads.get(threadId);
+  if (!thread || !state.conn?.ready) return;
+  if (document.visibilityState !== 'visible' || !document.hasFocus()) return;
+  if (state.visibleSeqs.size === 0) return;
+  const upTo = Math.max(...state.visibleSeqs);
+  if (upTo <= thread.last_read_seq) return;
+  thread.last_read_seq = upTo;
+  recountUnread(threadId);
+  renderThreadList();
+  state.conn.request('chat:mark-read', { thread_id: threadId, up_to_seq: upTo }).catch(reportError);
+}
+
+function recountUnread(threadId) {
+  const thread = state.threads.get(threadId);
+  const store = state.stores.get(threadId);
+  if (!thread) return;
+  if (thread.last_read_seq >= thread.last_seq) {
+    thread.unread = 0;
+    return;
+  }
+  // Exact only when we hold every message after the read cursor.
+  if (store && store.oldestSeq <= thread.last_read_seq + 1) {
+    thread.unread = [...store.bySeq.values()].filter((m) =>
+      m.seq > thread.last_read_seq && m.sender_id !== state.me.id && !m.deleted_at).length;
+  }
+}
+
+// ---- typing --------------------------------------------------------------
+
+function showTyping(threadId, userId) {
+  if (!state.typing.has(threadId)) state.typing.set(threadId, new Map());
+  const typers = state.typing.get(threadId);
+  clearTimeout(typers.get(userId));
+  typers.set(userId, setTimeout(() => stopShowingTyping(threadId, userId), TYPING_SHOWN_MAX_MS));
+  renderTyping();
+}
+
+function stopShowingTyping(threadId, userId) {
+  const typers = state.typing.get(threadId);
+  if (!typers?.has(userId)) return;
+  clearTimeout(typers.get(userId));
+  typers.delete(userId);
+  renderTyping();
+}
+
+function renderTyping() {
+  const typers = [...(state.typing.get(state.openThreadId)?.keys() ?? [])].map(nameOf);
+  const box = $('typing');
+  box.textContent = typers.length === 0 ? ''
+    : typers.length === 1 ? `${typers[0]} is typing…`
+      : `${typers.join(', ')} are typing…`;
+  box.dataset.active = String(typers.length > 0);
+}
+
+function typed() {
+  const threadId = state.openThreadId;
+  if (!threadId) return;
+  if ($('composer-input').value.trim() === '') {
+    stopTyping();
+    return;
+  }
+  const now = Date.now();
+  if (typingOut.threadId !== threadId || now - typingOut.lastStart > TYPING_RENEW_MS) {
+    typingOut.threadId = threadId;
+    typingOut.lastStart = now;
+    state.conn.notify('chat:typing-start', { thread_id: threadId });
+  }
+  clearTimeout(typingOut.idleTimer);
+  typingOut.idleTimer = setTimeout(stopTyping, TYPING_IDLE_MS);
+}
+
+function stopTyping() {
+  clearTimeout(typingOut.idleTimer);
+  if (typingOut.threadId) state.conn?.notify('chat:typing-stop', { thread_id: typingOut.threadId });
+  typingOut.threadId = null;
+  typingOut.lastStart = 0;
+}
+
+// ---- composing, editing, deleting ---------------------------------------
+
+$('composer-input').addEventListener('input', typed);
+$('composer-input').addEventListener('keydown', (e) => {
+  if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
+    e.preventDefault();
+    $('composer').requestSubmit();
+  }
+});
+
+$('composer').addEventListener('submit', (e) => {
+  e.preventDefault();
+  const input = $('composer-input');
+  const body = input.value;
+  const threadId = state.openThreadId;
+  if (!threadId || body.trim() === '') return;
+  input.value = '';
+  // The server ends our typing indicator when the message lands.
+  clearTimeout(typingOut.idleTimer);
+  typingOut.threadId = null;
+  send(threadId, body);
+});
+
+// crypto.randomUUID exists only in secure contexts (https, localhost); a
+// server opened over plain http on a LAN address still needs v4 UUIDs.
+function newClientMsgId() {
+  if (typeof crypto.randomUUID === 'function') return crypto.randomUUID();
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  bytes[6] = (bytes[6] & 0x0f) | 0x40;
+  bytes[8] = (bytes[8] & 0x3f) | 0x80;
+  const hex = [...bytes].map((b) => b.toString(16).padStart(2, '0')).join('');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+function send(threadId, body) {
+  const pending = { client_msg_id: newClientMsgId(), thread_id: threadId, body };
+  state.pendingSends.set(pending.client_msg_id, pending);
+  if (threadId === state.openThreadId) {
+    renderPending(pending);
+    scrollToBottom();
+  }
+  state.conn.send({ thread_id: threadId, client_msg_id: pending.client_msg_id, type: 'text', body }).then(
+    (message) => {
+      state.pendingSends.delete(pending.client_msg_id);
+      storeMessage(message);
+      renderThreadList();
+    },
+    (err) => {
+      pending.failed = err.code ?? err.message;
+      if (threadId === state.openThreadId) renderPending(pending);
+    },
+  );
+}
+
+function startEdit(item, message) {
+  const body = item.querySelector('.body');
+  const form = el('form', { class: 'edit-form' });
+  const input = el('input', { type: 'text', value: message.body ?? '', 'data-testid': 'edit-input', maxlength: '8000' });
+  input.value = message.body ?? '';
+  const save = el('button', { type: 'submit', 'data-testid': 'edit-save' }, 'Save');
+  const cancel = el('button', { type: 'button' }, 'Cancel');
+  form.append(input, save, cancel);
+  body.replaceWith(form);
+  input.focus();
+  cancel.addEventListener('click', () => renderMessage(state.stores.get(message.thread_id)?.bySeq.get(message.seq) ?? message));
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const text = input.value;
+    if (text.trim() === '') return;
+    try {
+      storeMessage(await state.api.editMessage(message.id, text));
+    } catch (err) {
+      alert(`Edit failed: ${err.message}`);
+    }
+  });
+}
+
+async function deleteMessage(message) {
+  if (!confirm('Delete this message for everyone?')) return;
+  try {
+    storeMessage(await state.api.deleteMessage(message.id));
+    renderThreadList();
+  } catch (err) {
+    alert(`Delete failed: ${err.message}`);
+  }
+}
+
+// ---- DOM helper ----------------------------------------------------------
+
+function el(tag, attrs = {}, text) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, value);
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+// ---- go ------------------------------------------------------------------
+
+const token = takeToken();
+if (token) start(token);
+else showLogin();
