@@ -89,7 +89,7 @@ pub fn run(input: &Path, out_dir: &Path) -> BenchResult<Vec<String>> {
         ]
         .iter()
         .map(|(name, path)| {
-            let points = steps
+            let mut points: Vec<(f64, f64)> = steps
                 .iter()
                 .filter_map(|s| {
                     Some((
@@ -98,6 +98,8 @@ pub fn run(input: &Path, out_dir: &Path) -> BenchResult<Vec<String>> {
                     ))
                 })
                 .collect();
+            // Several ramps may share a file: draw by rate, not by time.
+            points.sort_by(|a, b| a.0.total_cmp(&b.0));
             (name.to_string(), points)
         })
         .collect();
