@@ -12,6 +12,7 @@ use diesel_async::scoped_futures::ScopedFutureExt;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use uuid::Uuid;
 
+use super::prepared::CachePrepared;
 use super::{Db, DbConn, Query};
 use crate::auth::Claimed;
 use crate::domain::{SessionId, ThreadId, UserId};
@@ -83,6 +84,7 @@ impl Query for AdvanceCursor {
                     .bind::<SqlUuid, _>(thread_id.0)
                     .bind::<SqlUuid, _>(member.user_id.0)
                     .bind::<SqlUuid, _>(member.company_id.0)
+                    .cached()
                     .get_result(conn)
                     .await
                     .optional()?
@@ -121,6 +123,7 @@ impl Query for AdvanceCursor {
                     .bind::<SqlUuid, _>(member.user_id.0)
                     .bind::<BigInt, _>(new.last_delivered_seq)
                     .bind::<BigInt, _>(new.last_read_seq)
+                    .cached()
                     .execute(conn)
                     .await?;
                     let delivered = if new.last_delivered_seq > old.last_delivered_seq {
@@ -195,6 +198,7 @@ async fn senders_between(
     .bind::<BigInt, _>(after)
     .bind::<BigInt, _>(up_to)
     .bind::<SqlUuid, _>(reader.0)
+    .cached()
     .load(conn)
     .await?;
     Ok(rows.into_iter().map(|r| UserId(r.sender_id)).collect())

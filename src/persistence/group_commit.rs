@@ -33,6 +33,7 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
 use super::messages::{SendMessage, SendOutcome};
+use super::prepared::CachePrepared;
 use super::rows::MessageRow;
 use super::Db;
 use crate::domain::MessageId;
@@ -428,6 +429,7 @@ async fn write_batch(
     thread_ids.dedup();
     diesel::sql_query(LOCK_THREADS)
         .bind::<Array<SqlUuid>, _>(&thread_ids)
+        .cached()
         .execute(conn)
         .await?;
 
@@ -441,6 +443,7 @@ async fn write_batch(
                 .map(|c| c.client_msg_id)
                 .collect::<Vec<_>>(),
         )
+        .cached()
         .load(conn)
         .await?;
     // Seqs follow arrival order, which is the order of the arrays.
@@ -467,6 +470,7 @@ async fn write_batch(
         let rows: Vec<MessageRow> = diesel::sql_query(FIND_EXISTING)
             .bind::<Array<SqlUuid>, _>(resent.iter().map(|c| c.sender_id).collect::<Vec<_>>())
             .bind::<Array<SqlUuid>, _>(resent.iter().map(|c| c.client_msg_id).collect::<Vec<_>>())
+            .cached()
             .load(conn)
             .await?;
         rows.into_iter()
@@ -503,6 +507,7 @@ async fn write_batch(
                 .map(|c| c.metadata.clone())
                 .collect::<Vec<_>>(),
         )
+        .cached()
         .load(conn)
         .await?;
     // A key that has a row now but did not at the look-up was inserted by

@@ -11,6 +11,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{Text, Uuid as SqlUuid};
 use diesel_async::RunQueryDsl;
 
+use super::prepared::CachePrepared;
 use super::rows::{message_views, MessageRow};
 use super::schema::messages;
 use super::threads::require_member;
@@ -133,6 +134,7 @@ impl Query for EditMessage {
         .bind::<SqlUuid, _>(self.message_id.0)
         .bind::<SqlUuid, _>(self.editor.user_id.0)
         .bind::<SqlUuid, _>(self.editor.company_id.0)
+        .cached()
         .get_result(&mut conn)
         .await
         .optional()?;

@@ -18,6 +18,7 @@ mod cursors;
 mod group_commit;
 mod messages;
 pub mod migrate;
+mod prepared;
 mod replay;
 pub mod rows;
 pub mod schema;

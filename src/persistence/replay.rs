@@ -7,6 +7,7 @@ use actix::Message;
 use diesel::sql_types::{Array, BigInt, Uuid as SqlUuid};
 use diesel_async::RunQueryDsl;
 
+use super::prepared::CachePrepared;
 use super::rows::{message_views, MessageRow};
 use super::{Db, Query};
 use crate::domain::ThreadId;
@@ -58,6 +59,7 @@ impl Query for LoadMessagesAfter {
             .bind::<Array<BigInt>, _>(after)
             .bind::<Array<BigInt>, _>(up_to)
             .bind::<BigInt, _>(self.limit_per_thread)
+            .cached()
             .load(&mut conn)
             .await?;
         message_views(rows)

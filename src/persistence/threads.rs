@@ -12,6 +12,7 @@ use diesel_async::{AsyncConnection, RunQueryDsl};
 use serde::Serialize;
 use uuid::Uuid;
 
+use super::prepared::CachePrepared;
 use super::rows::{message_views, MessageRow, ThreadRow, ThreadSummaryRow};
 use super::schema::{memberships, threads, users};
 use super::{Caller, Db, DbConn, Query};
@@ -80,6 +81,7 @@ impl Query for LoadThreads {
         let rows: Vec<ThreadSummaryRow> = diesel::sql_query(THREAD_SUMMARIES)
             .bind::<SqlUuid, _>(self.member.user_id.0)
             .bind::<SqlUuid, _>(self.member.company_id.0)
+            .cached()
             .load(&mut conn)
             .await?;
         let views = rows
@@ -105,6 +107,7 @@ impl Query for LoadThreads {
              WHERE t.id = ANY($1)",
         )
         .bind::<Array<SqlUuid>, _>(ids)
+        .cached()
         .load(&mut conn)
         .await?;
         let mut last = message_views(last)?;
