@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Environment variables that override a key, and the key they override.
 /// Kept as a table so the README and the code cannot drift apart.
@@ -61,7 +61,7 @@ pub const MIN_JWT_SECRET_BYTES: usize = 32;
 /// Postgres's limits and one batch's transaction stays short.
 pub const MAX_BATCH: usize = 10_000;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct Settings {
     pub bind: String,
     pub database_url: String,
@@ -80,7 +80,7 @@ pub struct Settings {
     pub cluster: crate::cluster::ClusterSettings,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct WebSocketSettings {
     pub max_frame_bytes: usize,
     pub heartbeat_interval_ms: u64,
@@ -93,14 +93,14 @@ pub struct WebSocketSettings {
     pub max_sessions_per_user: usize,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct ShutdownSettings {
     pub drain_timeout_ms: u64,
 }
 
 /// Group commit of chat:send: how many sends one transaction may take, and
 /// how long the first of them waits for company.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct PersistenceSettings {
     pub batch_max: usize,
     pub batch_window_us: u64,

@@ -21,7 +21,7 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
 /// The contract's error codes (WebSocket) plus the HTTP-only ones.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     BadRequest,
@@ -189,15 +189,17 @@ impl From<diesel_async::pooled_connection::deadpool::PoolError> for AppError {
     }
 }
 
-#[derive(Serialize)]
-struct HttpErrorBody<'a> {
-    error: HttpErrorDetail<'a>,
+/// The body of every HTTP error response.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct HttpErrorBody {
+    pub error: HttpErrorDetail,
 }
 
-#[derive(Serialize)]
-struct HttpErrorDetail<'a> {
-    code: &'a str,
-    message: String,
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct HttpErrorDetail {
+    pub code: ErrorCode,
+    /// For people, not programs: it may change.
+    pub message: String,
 }
 
 impl ResponseError for AppError {
@@ -219,7 +221,7 @@ impl ResponseError for AppError {
         self.log();
         HttpResponse::build(self.status_code()).json(HttpErrorBody {
             error: HttpErrorDetail {
-                code: self.http_code().as_str(),
+                code: self.http_code(),
                 message: self.client_message(),
             },
         })

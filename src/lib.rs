@@ -7,6 +7,7 @@
 //! [`startup`] wires it all together.
 
 pub mod auth;
+pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod domain;

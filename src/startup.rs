@@ -118,14 +118,7 @@ impl Application {
         } else {
             EventSink::new(hub.clone().recipient())
         };
-        let batches = BatchSettings {
-            max: settings.persistence.batch_max,
-            window: settings.persistence.batch_window(),
-            // A quarter of the pool stays free for reads, cursors and
-            // membership changes while sends are at full tilt.
-            in_flight: (settings.db_pool_size * 3 / 4).max(1),
-            request_timeout,
-        };
+        let batches = BatchSettings::from_settings(&settings);
         let persistence = Persistence::start_in_arbiter(&persistence_arbiter.handle(), move |_| {
             Persistence::new(pool, sink, request_timeout, batches)
         });

@@ -17,7 +17,7 @@ use crate::domain::ThreadId;
 /// thread's events stay on one subject (and in publish order).
 pub const SHARDS: u128 = 16;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 pub struct ClusterSettings {
     pub nats_url: String,
     pub subject_prefix: String,

@@ -10,7 +10,7 @@ use crate::error::AppError;
 pub const MAX_BODY_CHARS: usize = 8000;
 const MAX_METADATA_TEXT_CHARS: usize = 2048;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MessageKind {
     Text,
@@ -42,6 +42,18 @@ impl MessageKind {
     }
 }
 
+/// Postgres stores neither `text` nor `jsonb` with a NUL character, so
+/// text that would hold one is refused as bad input before it gets there
+/// (otherwise the insert fails and the client sees an internal error).
+pub fn reject_nul(field: &str, value: &str) -> Result<(), AppError> {
+    if value.contains('\0') {
+        return Err(AppError::bad_request(format!(
+            "{field} must not contain NUL characters"
+        )));
+    }
+    Ok(())
+}
+
 /// A body of 1..=8000 characters that is not all whitespace.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
@@ -54,6 +66,7 @@ impl MessageText {
                 "body must not be empty or all whitespace",
             ));
         }
+        reject_nul("body", &raw)?;
         // Count lazily: stop as soon as the limit is passed.
         if raw.chars().nth(MAX_BODY_CHARS).is_some() {
             return Err(AppError::bad_request(format!(
@@ -73,17 +86,26 @@ impl MessageText {
 }
 
 /// Attachment description carried by `image` and `file` messages.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Metadata {
+    /// An http(s) URL.
+    #[schema(max_length = 2048)]
     pub url: String,
+    #[schema(min_length = 1, max_length = 255)]
     pub name: String,
+    #[schema(maximum = 9223372036854775807_u64)]
     pub size: u64,
+    /// A MIME type such as image/png.
+    #[schema(max_length = 255)]
     pub mime: String,
 }
 
 impl Metadata {
     fn validate(&self) -> Result<(), AppError> {
+        reject_nul("metadata.url", &self.url)?;
+        reject_nul("metadata.name", &self.name)?;
+        reject_nul("metadata.mime", &self.mime)?;
         let url_ok = url::Url::parse(&self.url)
             .map(|u| matches!(u.scheme(), "http" | "https"))
             .unwrap_or(false);

@@ -5,7 +5,7 @@
 mod content;
 mod ids;
 
-pub use content::{MessageContent, MessageKind, MessageText, Metadata};
+pub use content::{reject_nul, MessageContent, MessageKind, MessageText, Metadata};
 pub use ids::{ClientMsgId, CompanyId, MessageId, SessionId, ThreadId, UserId};
 
 /// The largest number of messages one chat:sync or history page returns.

@@ -4,37 +4,38 @@
 use actix_web::{web, HttpResponse};
 use chrono::{Duration, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use utoipa::ToSchema;
 
 use super::extract::Admin;
-use super::user_api::{self, create_thread_in, NewMember};
+use super::openapi::{BadRequest, Conflict, NotFound, PayloadTooLarge, Unauthorized, Unavailable};
+use super::user_api::{self, create_thread_in, Membership, NewMember};
 use super::AppState;
-use crate::domain::{CompanyId, MessageId, ThreadId, UserId};
+use crate::domain::{reject_nul, CompanyId, MessageId, ThreadId, UserId};
 use crate::error::AppError;
 use crate::hub::messages::GetStats;
 use crate::metrics::metrics;
 use crate::persistence::{
     AddMember, Caller, CreateCompany, CreateUser, DeleteMessage, FindUser, RemoveMember,
 };
-use crate::protocol::views::{rfc3339_millis, ThreadKind};
+use crate::protocol::views::{rfc3339_millis, CompanyView, ThreadKind, UserView};
+use crate::protocol::{MessageView, ThreadView};
 
 const MAX_NAME_CHARS: usize = 200;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/companies", web::post().to(create_company))
-        .route("/users", web::post().to(create_user))
-        .route("/users/{id}/tokens", web::post().to(mint_token))
-        .route("/threads", web::post().to(create_thread))
-        .route("/threads/{id}/members", web::post().to(add_member))
-        .route(
-            "/threads/{id}/members/{user_id}",
-            web::delete().to(remove_member),
-        )
-        .route("/messages/{id}", web::delete().to(moderate_message))
-        .route("/stats", web::get().to(stats));
+    // One resource per path, so that another method answers 405.
+    cfg.service(web::resource("/companies").post(create_company))
+        .service(web::resource("/users").post(create_user))
+        .service(web::resource("/users/{id}/tokens").post(mint_token))
+        .service(web::resource("/threads").post(create_thread))
+        .service(web::resource("/threads/{id}/members").post(add_member))
+        .service(web::resource("/threads/{id}/members/{user_id}").delete(remove_member))
+        .service(web::resource("/messages/{id}").delete(moderate_message))
+        .service(web::resource("/stats").get(stats));
 }
 
 fn checked_name(field: &str, name: String) -> Result<String, AppError> {
+    reject_nul(field, &name)?;
     let name = name.trim().to_string();
     if name.is_empty() {
         return Err(AppError::bad_request(format!("{field} must not be empty")));
@@ -47,13 +48,28 @@ fn checked_name(field: &str, name: String) -> Result<String, AppError> {
     Ok(name)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NewCompany {
+pub(super) struct NewCompany {
+    /// Trimmed; 1 to 200 characters, not all whitespace, no NUL.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00]*[^\s\x00][^\x00]*$"
+    )]
     name: String,
 }
 
-async fn create_company(
+/// Creates a company (a tenant).
+#[utoipa::path(
+    post,
+    path = "/admin/companies",
+    tag = "admin",
+    security(("admin_token" = [])),
+    request_body = NewCompany,
+    responses((status = 201, body = CompanyView), BadRequest, Unauthorized, PayloadTooLarge, Unavailable)
+)]
+pub(super) async fn create_company(
     _: Admin,
     state: web::Data<AppState>,
     body: web::Json<NewCompany>,
@@ -62,14 +78,32 @@ async fn create_company(
     Ok(HttpResponse::Created().json(state.ask(CreateCompany { name }).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NewUser {
+pub(super) struct NewUser {
     company_id: CompanyId,
+    /// Trimmed; 1 to 200 characters, not all whitespace, no NUL.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00]*[^\s\x00][^\x00]*$"
+    )]
     display_name: String,
 }
 
-async fn create_user(
+/// Creates a user in a company.
+#[utoipa::path(
+    post,
+    path = "/admin/users",
+    tag = "admin",
+    security(("admin_token" = [])),
+    request_body = NewUser,
+    responses(
+        (status = 201, body = UserView),
+        BadRequest, Unauthorized, NotFound, PayloadTooLarge, Unavailable
+    )
+)]
+pub(super) async fn create_user(
     _: Admin,
     state: web::Data<AppState>,
     body: web::Json<NewUser>,
@@ -89,22 +123,38 @@ async fn create_user(
     ))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct TokenRequest {
+pub(super) struct TokenRequest {
+    /// Default: token_ttl_seconds; at most max_token_ttl_seconds (both
+    /// configured, 86400 and 2592000 by default).
+    #[schema(minimum = 1)]
     ttl_seconds: Option<i64>,
 }
 
-#[derive(Serialize)]
-struct MintedToken {
+#[derive(Serialize, ToSchema)]
+pub(super) struct MintedToken {
+    /// An HS256 JWT for /api and /ws.
     token: String,
     #[serde(serialize_with = "rfc3339_millis")]
     expires_at: chrono::DateTime<Utc>,
 }
 
-/// The body is optional (no body: the default lifetime), so it is parsed
-/// here rather than by the Json extractor.
-async fn mint_token(
+/// Mints a user token. The body is optional (no body: the default
+/// lifetime), so it is parsed here rather than by the Json extractor.
+#[utoipa::path(
+    post,
+    path = "/admin/users/{id}/tokens",
+    tag = "admin",
+    security(("admin_token" = [])),
+    params(("id" = UserId, Path, description = "The user")),
+    request_body(content = Option<TokenRequest>, description = "Optional"),
+    responses(
+        (status = 201, body = MintedToken),
+        BadRequest, Unauthorized, NotFound, PayloadTooLarge, Unavailable
+    )
+)]
+pub(super) async fn mint_token(
     _: Admin,
     state: web::Data<AppState>,
     user_id: web::Path<UserId>,
@@ -141,16 +191,35 @@ async fn mint_token(
     Ok(HttpResponse::Created().json(MintedToken { token, expires_at }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
+#[schema(as = AdminNewThread)]
 #[serde(deny_unknown_fields)]
-struct NewThread {
+pub(super) struct NewThread {
     company_id: CompanyId,
+    /// Default: group.
     kind: Option<ThreadKind>,
+    /// Trimmed; empty means none. No NUL.
+    #[schema(max_length = 200, pattern = r"^[^\x00]*$")]
     title: Option<String>,
+    /// Users of that company; a direct thread has exactly two.
+    #[schema(min_items = 1, max_items = 1000)]
     member_ids: Vec<UserId>,
 }
 
-async fn create_thread(
+/// Creates a thread in any company, with no creator.
+#[utoipa::path(
+    post,
+    path = "/admin/threads",
+    tag = "admin",
+    security(("admin_token" = [])),
+    request_body = NewThread,
+    responses(
+        (status = 201, description = "Created", body = ThreadView),
+        (status = 200, description = "The direct thread of this pair already exists", body = ThreadView),
+        BadRequest, Unauthorized, NotFound, PayloadTooLarge, Unavailable
+    )
+)]
+pub(super) async fn create_thread(
     _: Admin,
     state: web::Data<AppState>,
     body: web::Json<NewThread>,
@@ -169,7 +238,20 @@ async fn create_thread(
     create_thread_in(&state, company_id, None, thread).await
 }
 
-async fn add_member(
+/// Adds a user of the thread's company to a group thread.
+#[utoipa::path(
+    post,
+    path = "/admin/threads/{id}/members",
+    tag = "admin",
+    security(("admin_token" = [])),
+    params(("id" = ThreadId, Path, description = "The thread")),
+    request_body = NewMember,
+    responses(
+        (status = 201, body = Membership),
+        BadRequest, Unauthorized, NotFound, Conflict, PayloadTooLarge, Unavailable
+    )
+)]
+pub(super) async fn add_member(
     _: Admin,
     state: web::Data<AppState>,
     thread_id: web::Path<ThreadId>,
@@ -183,10 +265,25 @@ async fn add_member(
             user_id,
         })
         .await?;
-    Ok(HttpResponse::Created().json(json!({ "thread_id": thread_id, "user_id": user_id })))
+    Ok(HttpResponse::Created().json(Membership { thread_id, user_id }))
 }
 
-async fn remove_member(
+/// Removes a member from a group thread.
+#[utoipa::path(
+    delete,
+    path = "/admin/threads/{id}/members/{user_id}",
+    tag = "admin",
+    security(("admin_token" = [])),
+    params(
+        ("id" = ThreadId, Path, description = "The thread"),
+        ("user_id" = UserId, Path, description = "The member")
+    ),
+    responses(
+        (status = 204, description = "Removed"),
+        BadRequest, Unauthorized, NotFound, Conflict, Unavailable
+    )
+)]
+pub(super) async fn remove_member(
     _: Admin,
     state: web::Data<AppState>,
     path: web::Path<(ThreadId, UserId)>,
@@ -202,7 +299,16 @@ async fn remove_member(
     Ok(HttpResponse::NoContent().finish())
 }
 
-async fn moderate_message(
+/// Deletes any message (moderation): it becomes a tombstone.
+#[utoipa::path(
+    delete,
+    path = "/admin/messages/{id}",
+    tag = "admin",
+    security(("admin_token" = [])),
+    params(("id" = MessageId, Path, description = "The message")),
+    responses((status = 200, body = MessageView), BadRequest, Unauthorized, NotFound, Unavailable)
+)]
+pub(super) async fn moderate_message(
     _: Admin,
     state: web::Data<AppState>,
     message_id: web::Path<MessageId>,
@@ -221,22 +327,46 @@ async fn moderate_message(
     Ok(HttpResponse::Ok().json(tombstone))
 }
 
-async fn stats(_: Admin, state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
+#[derive(Serialize, ToSchema)]
+pub(super) struct Stats {
+    sessions: usize,
+    users_online: usize,
+    live_threads: usize,
+    messages_persisted: u64,
+    queues: QueueStats,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(super) struct QueueStats {
+    persistence_in_flight: i64,
+    hub_held_messages: usize,
+    outbound_queued_bytes: usize,
+}
+
+/// Live figures of this node.
+#[utoipa::path(
+    get,
+    path = "/admin/stats",
+    tag = "admin",
+    security(("admin_token" = [])),
+    responses((status = 200, body = Stats), Unauthorized, Unavailable)
+)]
+pub(super) async fn stats(_: Admin, state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
     let hub = state
         .hub
         .send(GetStats)
         .await
         .map_err(|_| AppError::Unavailable)?;
     let m = metrics();
-    Ok(HttpResponse::Ok().json(json!({
-        "sessions": hub.sessions,
-        "users_online": hub.users_online,
-        "live_threads": hub.live_threads,
-        "messages_persisted": m.messages_persisted.get(),
-        "queues": {
-            "persistence_in_flight": m.persistence_in_flight.get(),
-            "hub_held_messages": hub.held_messages,
-            "outbound_queued_bytes": hub.outbound_queued_bytes,
+    Ok(HttpResponse::Ok().json(Stats {
+        sessions: hub.sessions,
+        users_online: hub.users_online,
+        live_threads: hub.live_threads,
+        messages_persisted: m.messages_persisted.get(),
+        queues: QueueStats {
+            persistence_in_flight: m.persistence_in_flight.get(),
+            hub_held_messages: hub.held_messages,
+            outbound_queued_bytes: hub.outbound_queued_bytes,
         },
-    })))
+    }))
 }

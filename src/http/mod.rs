@@ -5,6 +5,7 @@
 
 mod admin_api;
 pub mod extract;
+pub mod openapi;
 mod ops;
 mod user_api;
 mod web_client;
@@ -73,6 +74,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .configure(ops::routes)
     .configure(ws::routes)
     .configure(web_client::routes)
+    .configure(openapi::routes)
     .service(web::scope("/api").configure(user_api::routes))
     .service(web::scope("/admin").configure(admin_api::routes))
     .default_service(web::to(|| async {

@@ -1,37 +1,79 @@
 //! Health, readiness and metrics, for load balancers and Prometheus.
 
 use actix_web::{web, HttpResponse};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
+use super::openapi::Unavailable;
 use super::AppState;
 use crate::error::AppError;
 use crate::persistence::CheckDatabase;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(readyz))
-        .route("/metrics", web::get().to(metrics));
+    cfg.service(web::resource("/healthz").get(healthz))
+        .service(web::resource("/readyz").get(readyz))
+        .service(web::resource("/metrics").get(metrics));
+}
+
+#[derive(Serialize, ToSchema)]
+pub(super) struct Health {
+    /// Always `ok`.
+    status: &'static str,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(super) struct Readiness {
+    /// `ready`, or `degraded` when a cluster node has lost the bus but
+    /// still serves its own sessions.
+    #[schema(example = "ready")]
+    status: &'static str,
+    /// Cluster mode only: `connected` or `disconnected`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bus: Option<&'static str>,
 }
 
 /// The process is up and serving HTTP.
-async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "ok"}))
+#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, body = Health)))]
+pub(super) async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(Health { status: "ok" })
 }
 
 /// The database answers: this node can take traffic. In cluster mode a
 /// node cut off from the bus still serves its own sessions correctly, so it
 /// stays ready (200, for the load balancer) but says it is degraded.
-async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "ops",
+    responses((status = 200, body = Readiness), Unavailable)
+)]
+pub(super) async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
     state.ask(CheckDatabase).await?;
     let body = match &state.bus {
-        None => json!({"status": "ready"}),
-        Some(bus) if bus.connected() => json!({"status": "ready", "bus": "connected"}),
-        Some(_) => json!({"status": "degraded", "bus": "disconnected"}),
+        None => Readiness {
+            status: "ready",
+            bus: None,
+        },
+        Some(bus) if bus.connected() => Readiness {
+            status: "ready",
+            bus: Some("connected"),
+        },
+        Some(_) => Readiness {
+            status: "degraded",
+            bus: Some("disconnected"),
+        },
     };
     Ok(HttpResponse::Ok().json(body))
 }
 
-async fn metrics() -> HttpResponse {
+/// Prometheus metrics in the text exposition format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "ops",
+    responses((status = 200, body = String, content_type = "text/plain; version=0.0.4; charset=utf-8"))
+)]
+pub(super) async fn metrics() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(crate::metrics::render())

@@ -3,39 +3,74 @@
 //! memberships, so another company's thread is simply not found.
 
 use actix_web::{web, HttpResponse};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::extract::AuthUser;
+use super::openapi::{BadRequest, Conflict, NotFound, PayloadTooLarge, Unauthorized, Unavailable};
 use super::AppState;
 use crate::auth::Claimed;
-use crate::domain::{CompanyId, MessageId, MessageText, ThreadId, UserId};
+use crate::domain::{reject_nul, CompanyId, MessageId, MessageText, ThreadId, UserId};
 use crate::error::AppError;
 use crate::hub::messages::OnlineAmong;
 use crate::persistence::{
     AddMember, Caller, CreateThread, DeleteMessage, EditMessage, FetchMessages, ListMembers,
     LoadThreads, PageBounds, RemoveMember,
 };
+use crate::persistence::{MemberView, ThreadListItem};
 use crate::protocol::client::page_limit;
-use crate::protocol::views::ThreadKind;
+use crate::protocol::views::{MessagePage, ThreadKind, UserView};
+use crate::protocol::{MessageView, ThreadView};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/me", web::get().to(me))
-        .route("/threads", web::get().to(list_threads))
-        .route("/threads", web::post().to(create_thread))
-        .route("/threads/{id}/messages", web::get().to(messages))
-        .route("/threads/{id}/members", web::get().to(members))
-        .route("/threads/{id}/members", web::post().to(add_member))
-        .route("/threads/{id}/members/me", web::delete().to(leave))
-        .route("/messages/{id}", web::patch().to(edit_message))
-        .route("/messages/{id}", web::delete().to(delete_message));
+    // One resource per path, so that another method answers 405.
+    cfg.service(web::resource("/me").get(me))
+        .service(
+            web::resource("/threads")
+                .get(list_threads)
+                .post(create_thread),
+        )
+        .service(web::resource("/threads/{id}/messages").get(messages))
+        .service(
+            web::resource("/threads/{id}/members")
+                .get(members)
+                .post(add_member),
+        )
+        .service(web::resource("/threads/{id}/members/me").delete(leave))
+        .service(
+            web::resource("/messages/{id}")
+                .patch(edit_message)
+                .delete(delete_message),
+        );
 }
 
-async fn me(caller: AuthUser) -> HttpResponse {
+/// The caller.
+#[utoipa::path(
+    get,
+    path = "/api/me",
+    tag = "user",
+    security(("user_token" = [])),
+    responses((status = 200, body = UserView), Unauthorized, Unavailable)
+)]
+pub(super) async fn me(caller: AuthUser) -> HttpResponse {
     HttpResponse::Ok().json(caller.user)
 }
 
-async fn list_threads(
+#[derive(Serialize, ToSchema)]
+pub struct ThreadList {
+    /// Most recently active first.
+    pub threads: Vec<ThreadListItem>,
+}
+
+/// The caller's threads with cursors, unread counts and the last message.
+#[utoipa::path(
+    get,
+    path = "/api/threads",
+    tag = "user",
+    security(("user_token" = [])),
+    responses((status = 200, body = ThreadList), Unauthorized, Unavailable)
+)]
+pub(super) async fn list_threads(
     caller: AuthUser,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
@@ -45,20 +80,29 @@ async fn list_threads(
             with_last_message: true,
         })
         .await?;
-    Ok(HttpResponse::Ok().json(json!({ "threads": threads })))
+    Ok(HttpResponse::Ok().json(ThreadList { threads }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewThread {
+    /// Default: group.
     pub kind: Option<ThreadKind>,
+    /// Trimmed; empty means none. No NUL.
+    #[schema(max_length = 200, pattern = r"^[^\x00]*$")]
     pub title: Option<String>,
+    /// Users of the caller's company; the caller is added. A direct thread
+    /// has exactly two members in all.
+    #[schema(max_items = 1000)]
     pub member_ids: Vec<UserId>,
 }
 
 /// Title rules shared by the user and admin APIs.
 pub fn checked_title(title: Option<String>) -> Result<Option<String>, AppError> {
     const MAX_TITLE_CHARS: usize = 200;
+    if let Some(title) = &title {
+        reject_nul("title", title)?;
+    }
     match title.map(|t| t.trim().to_string()) {
         Some(t) if t.chars().count() > MAX_TITLE_CHARS => Err(AppError::bad_request(format!(
             "title is longer than {MAX_TITLE_CHARS} characters"
@@ -68,7 +112,20 @@ pub fn checked_title(title: Option<String>) -> Result<Option<String>, AppError> 
     }
 }
 
-async fn create_thread(
+/// Creates a thread with the caller as a member.
+#[utoipa::path(
+    post,
+    path = "/api/threads",
+    tag = "user",
+    security(("user_token" = [])),
+    request_body = NewThread,
+    responses(
+        (status = 201, description = "Created", body = ThreadView),
+        (status = 200, description = "The direct thread of this pair already exists", body = ThreadView),
+        BadRequest, Unauthorized, NotFound, PayloadTooLarge, Unavailable
+    )
+)]
+pub(super) async fn create_thread(
     caller: AuthUser,
     state: web::Data<AppState>,
     body: web::Json<NewThread>,
@@ -110,14 +167,30 @@ pub async fn create_thread_in(
     Ok(response.json(created.thread))
 }
 
-#[derive(Deserialize)]
+/// Without `after_seq`: the newest page (before `before_seq` if given).
+/// With it: the oldest messages after it.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
+    #[param(minimum = 0)]
     before_seq: Option<i64>,
+    #[param(minimum = 0)]
     after_seq: Option<i64>,
+    /// Default 100; larger values are cut to 500.
+    #[param(minimum = 1)]
     limit: Option<i64>,
 }
 
-async fn messages(
+/// A page of a thread's history, ascending by seq.
+#[utoipa::path(
+    get,
+    path = "/api/threads/{id}/messages",
+    tag = "user",
+    security(("user_token" = [])),
+    params(("id" = ThreadId, Path, description = "The thread"), PageQuery),
+    responses((status = 200, body = MessagePage), BadRequest, Unauthorized, NotFound, Unavailable)
+)]
+pub(super) async fn messages(
     caller: AuthUser,
     state: web::Data<AppState>,
     thread_id: web::Path<ThreadId>,
@@ -151,7 +224,21 @@ async fn messages(
     Ok(HttpResponse::Ok().json(page))
 }
 
-async fn members(
+#[derive(Serialize, ToSchema)]
+pub struct MemberList {
+    pub members: Vec<MemberView>,
+}
+
+/// The thread's members with their cursors and whether they are online.
+#[utoipa::path(
+    get,
+    path = "/api/threads/{id}/members",
+    tag = "user",
+    security(("user_token" = [])),
+    params(("id" = ThreadId, Path, description = "The thread")),
+    responses((status = 200, body = MemberList), BadRequest, Unauthorized, NotFound, Unavailable)
+)]
+pub(super) async fn members(
     caller: AuthUser,
     state: web::Data<AppState>,
     thread_id: web::Path<ThreadId>,
@@ -170,16 +257,36 @@ async fn members(
     for member in &mut members {
         member.online = online.contains(&member.user_id);
     }
-    Ok(HttpResponse::Ok().json(json!({ "members": members })))
+    Ok(HttpResponse::Ok().json(MemberList { members }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewMember {
     pub user_id: UserId,
 }
 
-async fn add_member(
+/// A membership that was just made.
+#[derive(Serialize, ToSchema)]
+pub struct Membership {
+    pub thread_id: ThreadId,
+    pub user_id: UserId,
+}
+
+/// Adds a user of the caller's company to a group thread the caller is in.
+#[utoipa::path(
+    post,
+    path = "/api/threads/{id}/members",
+    tag = "user",
+    security(("user_token" = [])),
+    params(("id" = ThreadId, Path, description = "The thread")),
+    request_body = NewMember,
+    responses(
+        (status = 201, body = Membership),
+        BadRequest, Unauthorized, NotFound, Conflict, PayloadTooLarge, Unavailable
+    )
+)]
+pub(super) async fn add_member(
     caller: AuthUser,
     state: web::Data<AppState>,
     thread_id: web::Path<ThreadId>,
@@ -193,10 +300,22 @@ async fn add_member(
             user_id,
         })
         .await?;
-    Ok(HttpResponse::Created().json(json!({ "thread_id": thread_id, "user_id": user_id })))
+    Ok(HttpResponse::Created().json(Membership { thread_id, user_id }))
 }
 
-async fn leave(
+/// The caller leaves a group thread.
+#[utoipa::path(
+    delete,
+    path = "/api/threads/{id}/members/me",
+    tag = "user",
+    security(("user_token" = [])),
+    params(("id" = ThreadId, Path, description = "The thread")),
+    responses(
+        (status = 204, description = "Left"),
+        BadRequest, Unauthorized, NotFound, Conflict, Unavailable
+    )
+)]
+pub(super) async fn leave(
     caller: AuthUser,
     state: web::Data<AppState>,
     thread_id: web::Path<ThreadId>,
@@ -210,13 +329,32 @@ async fn leave(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MessageEdit {
+    /// 1 to 8000 characters, not all whitespace, no NUL.
+    #[schema(
+        min_length = 1,
+        max_length = 8000,
+        pattern = r"^[^\x00]*[^\s\x00][^\x00]*$"
+    )]
     pub body: String,
 }
 
-async fn edit_message(
+/// Edits the body of one of the caller's own live messages.
+#[utoipa::path(
+    patch,
+    path = "/api/messages/{id}",
+    tag = "user",
+    security(("user_token" = [])),
+    params(("id" = MessageId, Path, description = "The message")),
+    request_body = MessageEdit,
+    responses(
+        (status = 200, body = MessageView),
+        BadRequest, Unauthorized, NotFound, PayloadTooLarge, Unavailable
+    )
+)]
+pub(super) async fn edit_message(
     caller: AuthUser,
     state: web::Data<AppState>,
     message_id: web::Path<MessageId>,
@@ -233,7 +371,17 @@ async fn edit_message(
     Ok(HttpResponse::Ok().json(message))
 }
 
-async fn delete_message(
+/// Deletes one of the caller's own messages: it becomes a tombstone with
+/// the same seq. Deleting a tombstone again answers the tombstone.
+#[utoipa::path(
+    delete,
+    path = "/api/messages/{id}",
+    tag = "user",
+    security(("user_token" = [])),
+    params(("id" = MessageId, Path, description = "The message")),
+    responses((status = 200, body = MessageView), BadRequest, Unauthorized, NotFound, Unavailable)
+)]
+pub(super) async fn delete_message(
     caller: AuthUser,
     state: web::Data<AppState>,
     message_id: web::Path<MessageId>,

@@ -54,15 +54,49 @@ const ASSETS: [Asset; 6] = [
 ];
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/", web::get().to(index))
-        .route("/static/{name}", web::get().to(asset));
+    // One resource per path, so that another method answers 405 as the
+    // API's paths do.
+    cfg.service(web::resource("/").get(index))
+        .service(web::resource("/static/{name}").get(asset));
 }
 
-async fn index(req: HttpRequest) -> Result<HttpResponse, AppError> {
+/// The browser client's page. Sign in with a `#token=<jwt>` link (see
+/// `confab demo`) or by pasting a token.
+#[utoipa::path(
+    get,
+    path = "/",
+    tag = "web",
+    responses(
+        (status = 200, description = "The page, under a strict Content-Security-Policy",
+         body = String, content_type = "text/html; charset=utf-8"),
+        (status = 304, description = "Unchanged since the ETag in If-None-Match")
+    )
+)]
+pub(super) async fn index(req: HttpRequest) -> Result<HttpResponse, AppError> {
     serve(&req, "index.html")
 }
 
-async fn asset(req: HttpRequest, name: web::Path<String>) -> Result<HttpResponse, AppError> {
+/// One of the client's scripts, its stylesheet or its icon.
+#[utoipa::path(
+    get,
+    path = "/static/{name}",
+    tag = "web",
+    params(("name" = String, Path, description = "File name, e.g. app.js")),
+    responses(
+        (status = 200, description = "The file with its content type",
+         content(
+            (String = "text/javascript; charset=utf-8"),
+            (String = "text/css; charset=utf-8"),
+            (String = "image/svg+xml")
+         )),
+        (status = 304, description = "Unchanged since the ETag in If-None-Match"),
+        (status = 404, description = "No such file", body = crate::error::HttpErrorBody)
+    )
+)]
+pub(super) async fn asset(
+    req: HttpRequest,
+    name: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
     serve(&req, &name)
 }
 

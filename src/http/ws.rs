@@ -8,17 +8,33 @@ use actix_web_actors::ws::{self, WebsocketContext};
 use bytes::Bytes;
 
 use super::extract::{bearer_token, AuthUser};
+use super::openapi::{Forbidden, Unauthorized};
 use super::AppState;
-use crate::error::AppError;
+use crate::error::{AppError, HttpErrorBody};
 use crate::session::inbound::InboundFrames;
 use crate::session::outbound::{MeteredStream, OutboundGauge};
 use crate::session::WsSession;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/ws", web::get().to(upgrade));
+    cfg.service(web::resource("/ws").get(upgrade));
 }
 
-async fn upgrade(
+/// The WebSocket: JSON frames as PROTOCOL.md describes. Browsers pass the
+/// token as `?token=` (they cannot set headers on a WebSocket).
+#[utoipa::path(
+    get,
+    path = "/ws",
+    tag = "user",
+    security(("user_token" = [])),
+    params(("token" = Option<String>, Query, description = "A user token, instead of the Authorization header")),
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol; chat:ready is the first frame"),
+        (status = 400, description = "Not a WebSocket upgrade request (`bad_request`)", body = HttpErrorBody),
+        Unauthorized, Forbidden,
+        (status = 503, description = "Too many sessions, shutting down, or the database is unavailable (`unavailable`)", body = HttpErrorBody)
+    )
+)]
+pub(super) async fn upgrade(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,

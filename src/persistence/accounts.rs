@@ -119,3 +119,42 @@ impl Query for FindUser {
         row.map(Into::into).ok_or(AppError::NotFound("user"))
     }
 }
+
+/// The oldest company of this name, if any (`confab demo` reuses it).
+#[derive(Message)]
+#[rtype(result = "Result<Option<CompanyView>, AppError>")]
+pub struct FindCompanyByName(pub String);
+
+impl Query for FindCompanyByName {
+    type Output = Option<CompanyView>;
+    async fn run(self, db: Db) -> Result<Option<CompanyView>, AppError> {
+        let mut conn = db.conn().await?;
+        let row: Option<CompanyRow> = companies::table
+            .filter(companies::name.eq(self.0))
+            .order((companies::created_at, companies::id))
+            .select(CompanyRow::as_select())
+            .first(&mut conn)
+            .await
+            .optional()?;
+        Ok(row.map(Into::into))
+    }
+}
+
+/// Every user of a company, oldest first.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<UserView>, AppError>")]
+pub struct CompanyUsers(pub CompanyId);
+
+impl Query for CompanyUsers {
+    type Output = Vec<UserView>;
+    async fn run(self, db: Db) -> Result<Vec<UserView>, AppError> {
+        let mut conn = db.conn().await?;
+        let rows: Vec<UserRow> = users::table
+            .filter(users::company_id.eq(self.0 .0))
+            .order((users::created_at, users::id))
+            .select(UserRow::as_select())
+            .load(&mut conn)
+            .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+}

@@ -51,6 +51,19 @@ pub struct BatchSettings {
     pub request_timeout: Duration,
 }
 
+impl BatchSettings {
+    pub fn from_settings(settings: &crate::config::Settings) -> Self {
+        Self {
+            max: settings.persistence.batch_max,
+            window: settings.persistence.batch_window(),
+            // A quarter of the pool stays free for reads, cursors and
+            // membership changes while sends are at full tilt.
+            in_flight: (settings.db_pool_size * 3 / 4).max(1),
+            request_timeout: settings.db_request_timeout(),
+        }
+    }
+}
+
 type Reply = oneshot::Sender<Result<SendOutcome, AppError>>;
 
 struct PendingSend {

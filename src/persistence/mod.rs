@@ -33,7 +33,9 @@ use diesel_async::pooled_connection::{
 };
 use diesel_async::AsyncPgConnection;
 
-pub use accounts::{CheckDatabase, CreateCompany, CreateUser, FindUser, LoadUser};
+pub use accounts::{
+    CheckDatabase, CompanyUsers, CreateCompany, CreateUser, FindCompanyByName, FindUser, LoadUser,
+};
 pub use cursors::{AdvanceCursor, CursorKind, CursorOutcome};
 pub use messages::{
     DeleteMessage, EditMessage, FetchMessages, PageBounds, SendMessage, SendOutcome,

@@ -63,11 +63,13 @@ pub struct LoadThreads {
     pub with_last_message: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ThreadListItem {
     #[serde(flatten)]
     pub thread: ThreadView,
+    /// The newest message, null in a thread without messages.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<MessageView>)]
     pub last_message: Option<Option<MessageView>>,
 }
 
@@ -280,7 +282,7 @@ pub struct ListMembers {
     pub thread_id: ThreadId,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct MemberView {
     pub user_id: UserId,
     pub display_name: String,

@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Serialize, Serializer};
+use utoipa::ToSchema;
 
 use crate::domain::{ClientMsgId, CompanyId, MessageId, MessageKind, Metadata, ThreadId, UserId};
 
@@ -21,7 +22,7 @@ pub fn rfc3339_millis_opt<S: Serializer>(
 }
 
 /// Deserialize: in cluster mode messages cross between nodes in this shape.
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, ToSchema)]
 pub struct MessageView {
     pub id: MessageId,
     pub thread_id: ThreadId,
@@ -30,17 +31,22 @@ pub struct MessageView {
     pub client_msg_id: ClientMsgId,
     #[serde(rename = "type")]
     pub kind: MessageKind,
+    // Always present, null when absent: `required` says so.
+    #[schema(required = true)]
     pub body: Option<String>,
+    #[schema(required = true)]
     pub metadata: Option<Metadata>,
     #[serde(serialize_with = "rfc3339_millis")]
     pub created_at: DateTime<Utc>,
     #[serde(serialize_with = "rfc3339_millis_opt")]
+    #[schema(required = true)]
     pub edited_at: Option<DateTime<Utc>>,
     #[serde(serialize_with = "rfc3339_millis_opt")]
+    #[schema(required = true)]
     pub deleted_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ThreadKind {
     Direct,
@@ -59,13 +65,15 @@ impl ThreadKind {
 /// A thread as one member sees it: the record plus that member's cursors.
 /// This is the shape of `chat:ready` threads, `chat:thread-joined` and the
 /// HTTP thread endpoints.
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, ToSchema)]
 pub struct ThreadView {
     pub id: ThreadId,
     pub company_id: CompanyId,
     pub kind: ThreadKind,
+    #[schema(required = true)]
     pub title: Option<String>,
     /// None for threads an operator created through the admin API.
+    #[schema(required = true)]
     pub created_by: Option<UserId>,
     #[serde(serialize_with = "rfc3339_millis")]
     pub created_at: DateTime<Utc>,
@@ -77,7 +85,7 @@ pub struct ThreadView {
     pub unread: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct UserView {
     pub id: UserId,
     pub company_id: CompanyId,
@@ -86,7 +94,7 @@ pub struct UserView {
     pub created_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct CompanyView {
     pub id: CompanyId,
     pub name: String,
@@ -95,7 +103,7 @@ pub struct CompanyView {
 }
 
 /// One page of messages, ascending by seq.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct MessagePage {
     pub messages: Vec<MessageView>,
     pub has_more: bool,

@@ -4,8 +4,9 @@
 //! the WebSocket, runs the spec, and then checks from the server's side
 //! that what the browsers did really happened.
 //!
-//! Needs node, `npm ci --prefix e2e` and /usr/bin/chromium; `.ci/run`
-//! installs them. Screenshots land in target/e2e-screenshots/.
+//! Needs node, Debian's chromium and e2e's pinned playwright-core; the test
+//! installs the last two when missing (support/tools.rs). Screenshots land
+//! in target/e2e-screenshots/.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -14,7 +15,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tokio::process::Command;
 
-use crate::support::{spawn_app_with, TestApp, TestUser};
+use crate::support::{spawn_app_with, tools, TestApp, TestUser};
 
 const HISTORY_SIZE: usize = 75;
 const SPEC_TIMEOUT: Duration = Duration::from_secs(240);
@@ -28,14 +29,6 @@ fn free_port() -> u16 {
         .and_then(|listener| listener.local_addr())
         .expect("a free port")
         .port()
-}
-
-fn require(path: &Path, how: &str) {
-    assert!(
-        path.exists(),
-        "{} is missing: {how} (.ci/run does this)",
-        path.display()
-    );
 }
 
 async fn titled_group(app: &TestApp, title: &str, members: &[&TestUser]) -> uuid::Uuid {
@@ -53,12 +46,8 @@ async fn titled_group(app: &TestApp, title: &str, members: &[&TestUser]) -> uuid
 #[actix_rt::test]
 async fn two_people_chat_in_two_browser_sessions() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    require(Path::new(&chromium), "apt-get install -y chromium");
-    require(
-        &root.join("e2e/node_modules/playwright-core"),
-        "run `npm ci --prefix e2e`",
-    );
+    let chromium = tools::chromium();
+    tools::playwright(root);
 
     let port = free_port();
     let app = spawn_app_with(|settings| {

@@ -141,6 +141,6 @@ async fn the_page_answers_only_get() {
             Some(serde_json::json!({})),
         )
         .await;
-    assert_eq!(reply.status, 404);
+    assert_eq!(reply.status, 405);
     assert_eq!(reply.error_code(), "not_found");
 }

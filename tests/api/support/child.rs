@@ -42,15 +42,40 @@ pub struct Running {
 }
 
 impl Running {
-    pub fn start(mut command: Command) -> Self {
+    pub fn start(command: Command) -> Self {
+        Self::spawn(command, false)
+    }
+
+    /// Like [`Running::start`], with what the child prints on stdout (the
+    /// links of `confab demo`) among the lines too.
+    pub fn start_reading_stdout(command: Command) -> Self {
+        Self::spawn(command, true)
+    }
+
+    fn spawn(mut command: Command, read_stdout: bool) -> Self {
+        let stdout = if read_stdout {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        };
         let mut child = command
             .stderr(Stdio::piped())
-            .stdout(Stdio::null())
+            .stdout(stdout)
             .spawn()
             .expect("spawn confab");
         let pid = child.id();
         let stderr = child.stderr.take().expect("stderr is piped");
         let (line_tx, lines) = mpsc::unbounded_channel();
+        if let Some(stdout) = child.stdout.take() {
+            let line_tx = line_tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    if line_tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if line_tx.send(line).is_err() {

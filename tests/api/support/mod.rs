@@ -5,6 +5,7 @@ pub mod child;
 pub mod db;
 pub mod proxy;
 pub mod raw;
+pub mod tools;
 pub mod ws;
 
 use std::sync::mpsc;
