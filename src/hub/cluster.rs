@@ -311,71 +311,40 @@ impl Handler<PeerTyping> for ChatHub {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
-
     use serde_json::{json, Value};
 
     use super::*;
     use crate::cluster::bus::outbox;
-    use crate::domain::{CompanyId, SessionId};
-    use crate::hub::messages::{Connect, GetStats};
-    use crate::hub::tests::{Flush, Recorder};
-    use crate::hub::HubSettings;
-    use crate::session::outbound::OutboundGauge;
+    use crate::hub::tests::{settings, Listener};
 
     const TIMEOUT: Duration = Duration::from_millis(150);
 
-    struct Node {
-        hub: Addr<ChatHub>,
-        recorder: Addr<Recorder>,
-        frames: Arc<Mutex<Vec<Value>>>,
-    }
+    /// A cluster hub with one local user online in a thread.
+    struct Node(Listener);
 
     impl Node {
-        /// A cluster hub with one local user online in `thread_id`.
         async fn start(thread_id: ThreadId) -> Self {
             let (link, _outbox) = outbox();
-            let settings = HubSettings {
-                typing_timeout: Duration::from_secs(5),
-                max_outbound_bytes: 1 << 20,
-            };
             let cluster = HubCluster::new(
                 NodeId("here".into()),
                 link,
                 Duration::from_millis(20),
                 TIMEOUT,
             );
-            let hub = ChatHub::new(settings).in_cluster(cluster).start();
-            let frames = Arc::new(Mutex::new(Vec::new()));
-            let recorder = Recorder(frames.clone()).start();
-            hub.send(Connect {
-                session_id: SessionId::new_v4(),
-                user_id: UserId(uuid::Uuid::new_v4()),
-                company_id: CompanyId(uuid::Uuid::new_v4()),
-                threads: vec![(thread_id, 0)],
-                addr: recorder.clone().recipient(),
-                outbound: OutboundGauge::default(),
-            })
-            .await
-            .ok();
-            Node {
-                hub,
-                recorder,
-                frames,
-            }
+            let hub = ChatHub::new(settings()).in_cluster(cluster).start();
+            Node(Listener::join(hub, thread_id).await)
         }
 
         async fn peer_says(&self, news: PresenceNews) {
             let from = NodeId("there".into());
-            self.hub.send(PeerPresence { from, news }).await.ok();
+            self.0.hub.send(PeerPresence { from, news }).await.ok();
         }
 
         /// The chat:presence frames routed so far.
         async fn presence(&self) -> Vec<Value> {
-            self.hub.send(GetStats).await.ok();
-            self.recorder.send(Flush).await.ok();
-            let frames = self.frames.lock().map(|f| f.clone()).unwrap_or_default();
-            frames
+            self.0
+                .frames()
+                .await
                 .into_iter()
                 .filter(|f| f["event"] == "chat:presence")
                 .map(|f| f["data"].clone())

@@ -755,21 +755,47 @@ mod tests {
         }
     }
 
-    struct Listener {
-        hub: Addr<ChatHub>,
+    /// One recording session of a fresh user, online in one thread.
+    pub(super) struct Listener {
+        pub(super) hub: Addr<ChatHub>,
         recorder: Addr<Recorder>,
         frames: Arc<Mutex<Vec<serde_json::Value>>>,
     }
 
     impl Listener {
-        /// The seqs of chat:message frames routed so far.
-        async fn seqs(&self) -> Vec<i64> {
+        pub(super) async fn join(hub: Addr<ChatHub>, thread_id: ThreadId) -> Self {
+            let frames = Arc::new(Mutex::new(Vec::new()));
+            let recorder = Recorder(frames.clone()).start();
+            hub.send(Connect {
+                session_id: SessionId::new_v4(),
+                user_id: UserId(uuid::Uuid::new_v4()),
+                company_id: CompanyId(uuid::Uuid::new_v4()),
+                threads: vec![(thread_id, 0)],
+                addr: recorder.clone().recipient(),
+                outbound: OutboundGauge::default(),
+            })
+            .await
+            .ok();
+            Listener {
+                hub,
+                recorder,
+                frames,
+            }
+        }
+
+        /// Every frame routed to this session so far.
+        pub(super) async fn frames(&self) -> Vec<serde_json::Value> {
             // Everything the hub routed before answering is in the
             // recorder's mailbox, ahead of the flush.
             self.hub.send(GetStats).await.ok();
             self.recorder.send(Flush).await.ok();
-            let frames = self.frames.lock().map(|f| f.clone()).unwrap_or_default();
-            frames
+            self.frames.lock().map(|f| f.clone()).unwrap_or_default()
+        }
+
+        /// The seqs of chat:message frames routed so far.
+        async fn seqs(&self) -> Vec<i64> {
+            self.frames()
+                .await
                 .iter()
                 .filter_map(|f| f["data"]["message"]["seq"].as_i64())
                 .collect()
@@ -784,29 +810,15 @@ mod tests {
         }
     }
 
-    async fn hub_with_listener(thread_id: ThreadId) -> Listener {
-        let settings = HubSettings {
+    pub(super) fn settings() -> HubSettings {
+        HubSettings {
             typing_timeout: Duration::from_secs(5),
             max_outbound_bytes: 1 << 20,
-        };
-        let hub = ChatHub::new(settings).start();
-        let frames = Arc::new(Mutex::new(Vec::new()));
-        let recorder = Recorder(frames.clone()).start();
-        hub.send(Connect {
-            session_id: SessionId::new_v4(),
-            user_id: UserId(uuid::Uuid::new_v4()),
-            company_id: CompanyId(uuid::Uuid::new_v4()),
-            threads: vec![(thread_id, 0)],
-            addr: recorder.clone().recipient(),
-            outbound: OutboundGauge::default(),
-        })
-        .await
-        .ok();
-        Listener {
-            hub,
-            recorder,
-            frames,
         }
+    }
+
+    async fn hub_with_listener(thread_id: ThreadId) -> Listener {
+        Listener::join(ChatHub::new(settings()).start(), thread_id).await
     }
 
     #[actix_rt::test]
