@@ -25,6 +25,9 @@ const state = {
   threads: new Map(), // id -> thread view (+ last_message)
   stores: new Map(), // id -> {bySeq: Map, oldestSeq, newestSeq, hasOlder, loadingOlder}
   members: new Map(), // thread id -> Map user id -> member
+  // thread id -> count of membership changes heard; a member list fetched
+  // across a change may predate it and is fetched again.
+  memberChanges: new Map(),
   names: new Map(), // user id -> display name
   online: new Set(),
   typing: new Map(), // thread id -> Map user id -> timeout
@@ -255,6 +258,7 @@ const handlers = {
     renderThreadList();
   },
   'chat:member-joined': ({ thread_id, user_id }) => {
+    noteMemberChange(thread_id);
     if (thread_id === state.openThreadId) {
       loadMembers(thread_id).then(() => notice(thread_id, `${nameOf(user_id)} joined`), reportError);
     } else {
@@ -262,6 +266,7 @@ const handlers = {
     }
   },
   'chat:member-left': ({ thread_id, user_id }) => {
+    noteMemberChange(thread_id);
     const name = nameOf(user_id);
     state.members.get(thread_id)?.delete(user_id);
     stopShowingTyping(thread_id, user_id);
@@ -395,8 +400,16 @@ function newStore(threadId, page) {
   };
 }
 
+function noteMemberChange(threadId) {
+  state.memberChanges.set(threadId, (state.memberChanges.get(threadId) ?? 0) + 1);
+}
+
 async function loadMembers(threadId) {
+  const changesBefore = state.memberChanges.get(threadId) ?? 0;
   const { members } = await state.api.members(threadId);
+  // A change announced while the request was out may not be in its answer:
+  // ask again rather than show a member who has left.
+  if ((state.memberChanges.get(threadId) ?? 0) !== changesBefore) return loadMembers(threadId);
   const map = new Map();
   for (const member of members) {
     map.set(member.user_id, member);
