@@ -76,6 +76,7 @@ async fn creating_a_company_answers_201_with_it_and_an_empty_name_is_refused() {
         json!({"name": "   "}),
         json!({}),
         json!({"name": 7}),
+        json!({"name": "a\u{0}b"}),
     ] {
         let reply = app.admin_post("/admin/companies", body.clone()).await;
         assert_eq!(reply.status, 400, "{body}: {reply:?}");

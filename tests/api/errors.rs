@@ -270,6 +270,26 @@ async fn ill_formed_requests_are_bad_requests_that_carry_the_ref() {
                 json!({"thread_id": t, "client_msg_id": id(), "type": "file", "metadata": {"url": "https://x.example.com/f"}}),
             ),
         ),
+        // Postgres stores no NUL in text or jsonb: refused up front, never
+        // a failed insert.
+        (
+            "text with a NUL",
+            frame(
+                "chat:send",
+                "r",
+                json!({"thread_id": t, "client_msg_id": id(), "body": "a\u{0}b"}),
+            ),
+        ),
+        (
+            "image whose file name has a NUL",
+            frame(
+                "chat:send",
+                "r",
+                json!({"thread_id": t, "client_msg_id": id(), "type": "image",
+                       "metadata": {"url": "https://files.example.com/a.png", "name": "a\u{0}.png",
+                                    "size": 10, "mime": "image/png"}}),
+            ),
+        ),
         (
             "text with metadata",
             frame(

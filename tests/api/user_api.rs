@@ -374,6 +374,7 @@ async fn a_malformed_or_ill_typed_thread_body_is_a_bad_request() {
         format!("{{\"kind\": \"triangle\", \"member_ids\": [\"{bob_id}\"]}}"),
         format!("{{\"kind\": 1, \"member_ids\": [\"{bob_id}\"]}}"),
         "{\"title\": \"no members\"}".to_string(),
+        format!("{{\"title\": \"a\\u0000b\", \"member_ids\": [\"{bob_id}\"]}}"),
     ] {
         let reply = raw_request(&app, Method::POST, "/api/threads", &ann.token, raw.clone()).await;
         assert_eq!(reply.status, 400, "body {raw:?}: {reply:?}");
@@ -847,6 +848,8 @@ async fn an_edit_needs_a_body_of_1_to_8000_characters() {
         json!({"body": "é".repeat(8001)}),
         json!({"body": 5}),
         json!({}),
+        // Postgres stores no NUL: refused, never a failed update.
+        json!({"body": "a\u{0}b"}),
     ] {
         let reply = app.patch(&path, &ann.token, body.clone()).await;
         assert_eq!(reply.status, 400, "{reply:?}");
