@@ -59,6 +59,12 @@ impl Shared {
             running: AtomicBool::new(true),
         }
     }
+
+    /// The id of the bench's thread number `thread` (nil if out of range,
+    /// which the server answers `not_member`, counted as an error).
+    pub fn thread_id(&self, thread: usize) -> Uuid {
+        self.thread_ids.get(thread).copied().unwrap_or_default()
+    }
 }
 
 /// A body is the send time in microseconds, a space, and padding.
@@ -349,12 +355,7 @@ impl Session {
         self.pending
             .insert(reference, Pending::Send { thread, sent_us });
         bump(&self.shared.counters.sent, 1);
-        let thread_id = self
-            .shared
-            .thread_ids
-            .get(thread)
-            .copied()
-            .unwrap_or_default();
+        let thread_id = self.shared.thread_id(thread);
         format!(
             r#"{{"event":"chat:send","ref":"{reference}","data":{{"thread_id":"{thread_id}","client_msg_id":"{}","body":"{sent_us} {}"}}}}"#,
             Uuid::new_v4(),
@@ -365,12 +366,7 @@ impl Session {
     fn sync_frame(&mut self, thread: usize, after_seq: i64) -> String {
         let reference = self.new_ref();
         self.pending.insert(reference, Pending::Sync { thread });
-        let thread_id = self
-            .shared
-            .thread_ids
-            .get(thread)
-            .copied()
-            .unwrap_or_default();
+        let thread_id = self.shared.thread_id(thread);
         format!(
             r#"{{"event":"chat:sync","ref":"{reference}","data":{{"thread_id":"{thread_id}","after_seq":{after_seq},"limit":500}}}}"#
         )

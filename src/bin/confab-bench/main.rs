@@ -280,6 +280,19 @@ async fn add_ceilings(
     Ok(())
 }
 
+/// The fan-out layout's sessions, each a plain reader (fanout, ramp).
+async fn fanout_world(target: &Target, layout: &Layout, global: &Global) -> BenchResult<World> {
+    World::build(
+        target,
+        layout.threads,
+        layout.members,
+        global.body_bytes,
+        |_| client::Behaviour::default(),
+        global.concurrency,
+    )
+    .await
+}
+
 async fn run(cli: Cli) -> BenchResult<Vec<RunReport>> {
     let global = cli.global;
     let target = global.target();
@@ -294,15 +307,7 @@ async fn run(cli: Cli) -> BenchResult<Vec<RunReport>> {
             window,
             ceilings,
         } => {
-            let world = World::build(
-                &target,
-                layout.threads,
-                layout.members,
-                global.body_bytes,
-                |_| client::Behaviour::default(),
-                global.concurrency,
-            )
-            .await?;
+            let world = fanout_world(&target, &layout, &global).await?;
             let load = Load {
                 rate,
                 duration: seconds(duration),
@@ -337,15 +342,7 @@ async fn run(cli: Cli) -> BenchResult<Vec<RunReport>> {
             window,
             ceilings,
         } => {
-            let world = World::build(
-                &target,
-                layout.threads,
-                layout.members,
-                global.body_bytes,
-                |_| client::Behaviour::default(),
-                global.concurrency,
-            )
-            .await?;
+            let world = fanout_world(&target, &layout, &global).await?;
             let mut rate = start_rate;
             let mut best: Option<RunReport> = None;
             let mut steps = Vec::new();
