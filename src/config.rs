@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::NodeId;
+
 /// Environment variables that override a key, and the key they override.
 /// Kept as a table so the README and the code cannot drift apart.
 pub const ENV_OVERRIDES: &[(&str, &str)] = &[
@@ -77,7 +79,7 @@ pub struct Settings {
     pub websocket: WebSocketSettings,
     pub shutdown: ShutdownSettings,
     pub persistence: PersistenceSettings,
-    pub cluster: crate::cluster::ClusterSettings,
+    pub cluster: ClusterSettings,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -281,6 +283,67 @@ impl Settings {
     }
 }
 
+/// Cluster mode (see `cluster`): empty `nats_url` means a single node.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct ClusterSettings {
+    pub nats_url: String,
+    pub subject_prefix: String,
+    pub node_id: String,
+    pub heartbeat_interval_ms: u64,
+    pub node_timeout_ms: u64,
+}
+
+impl ClusterSettings {
+    pub fn enabled(&self) -> bool {
+        !self.nats_url.is_empty()
+    }
+
+    /// Checks what the types cannot: (key, why) of the first bad value.
+    pub fn check(&self) -> Result<(), (&'static str, &'static str)> {
+        let token_ok = |s: &str| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        };
+        if !token_ok(&self.subject_prefix) {
+            return Err((
+                "cluster.subject_prefix",
+                "must be letters, digits, '-' or '_' (one NATS subject token)",
+            ));
+        }
+        if !self.node_id.is_empty() && !token_ok(&self.node_id) {
+            return Err(("cluster.node_id", "must be letters, digits, '-' or '_'"));
+        }
+        if self.heartbeat_interval_ms == 0 {
+            return Err(("cluster.heartbeat_interval_ms", "must be at least 1"));
+        }
+        if self.node_timeout_ms <= self.heartbeat_interval_ms {
+            return Err((
+                "cluster.node_timeout_ms",
+                "must be longer than heartbeat_interval_ms",
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn heartbeat_interval(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_interval_ms)
+    }
+
+    pub fn node_timeout(&self) -> Duration {
+        Duration::from_millis(self.node_timeout_ms)
+    }
+
+    /// The configured node id, or a fresh random one.
+    pub fn resolve_node_id(&self) -> NodeId {
+        if self.node_id.is_empty() {
+            NodeId(uuid::Uuid::new_v4().simple().to_string())
+        } else {
+            NodeId(self.node_id.clone())
+        }
+    }
+}
+
 impl WebSocketSettings {
     pub fn heartbeat_interval(&self) -> Duration {
         Duration::from_millis(self.heartbeat_interval_ms)
@@ -314,6 +377,31 @@ mod tests {
             .build()
             .and_then(|c| c.try_deserialize())
             .expect("the compiled-in defaults parse")
+    }
+
+    fn cluster_settings() -> ClusterSettings {
+        ClusterSettings {
+            nats_url: "nats://127.0.0.1:4222".into(),
+            subject_prefix: "confab".into(),
+            node_id: String::new(),
+            heartbeat_interval_ms: 1000,
+            node_timeout_ms: 3000,
+        }
+    }
+
+    #[test]
+    fn a_prefix_must_be_one_subject_token() {
+        let mut s = cluster_settings();
+        assert!(s.check().is_ok());
+        s.subject_prefix = "a.b".into();
+        assert_eq!(s.check().map_err(|e| e.0), Err("cluster.subject_prefix"));
+    }
+
+    #[test]
+    fn the_node_timeout_must_outlast_the_heartbeat() {
+        let mut s = cluster_settings();
+        s.node_timeout_ms = s.heartbeat_interval_ms;
+        assert_eq!(s.check().map_err(|e| e.0), Err("cluster.node_timeout_ms"));
     }
 
     #[test]

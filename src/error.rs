@@ -142,7 +142,7 @@ impl AppError {
     /// Logs the error at the level the policy gives it. Called once, where
     /// the error is turned into a reply.
     pub fn log(&self) {
-        crate::metrics::record_error(self.code());
+        crate::metrics::record_error(self.code().as_str());
         match self {
             AppError::Internal(detail) => log::error!("internal error: {detail}"),
             AppError::Unavailable => log::warn!("database unavailable"),

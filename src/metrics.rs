@@ -8,8 +8,6 @@ use prometheus::{
     TextEncoder,
 };
 
-use crate::error::ErrorCode;
-
 pub struct Metrics {
     registry: Registry,
     pub sessions: IntGauge,
@@ -123,9 +121,6 @@ fn build() -> Result<Metrics, prometheus::Error> {
         .register(Box::new(m.outbound_queue_bytes.clone()))?;
     m.registry
         .register(Box::new(m.persistence_queue_depth.clone()))?;
-    for code in ErrorCode::ALL {
-        m.errors.with_label_values(&[code.as_str()]);
-    }
     Ok(m)
 }
 
@@ -136,8 +131,17 @@ pub fn metrics() -> &'static Metrics {
     METRICS.get_or_init(|| build().expect("metric definitions are valid (checked by unit test)"))
 }
 
-pub fn record_error(code: ErrorCode) {
-    metrics().errors.with_label_values(&[code.as_str()]).inc();
+/// Counts one error answered to a client, by its contract code.
+pub fn record_error(code: &str) {
+    metrics().errors.with_label_values(&[code]).inc();
+}
+
+/// Shows a zero for each of these codes before the first error of each:
+/// a rate over a series that does not exist yet is no rate at all.
+pub fn preregister_errors<'a>(codes: impl IntoIterator<Item = &'a str>) {
+    for code in codes {
+        metrics().errors.with_label_values(&[code]);
+    }
 }
 
 pub fn render() -> String {
@@ -153,6 +157,7 @@ mod tests {
     #[test]
     fn metric_definitions_are_valid() {
         super::build().expect("metrics build");
+        super::preregister_errors(["bad_request"]);
         assert!(super::render().contains("confab_errors_total"));
     }
 }

@@ -1,5 +1,11 @@
 //! Wiring: prepare the database, start the hub and Persistence on arbiters
 //! of their own, then the HTTP server; and the graceful shutdown.
+//!
+//! This is the one place that knows every actor's concrete type and ties
+//! them together: Persistence publishes to the hub (and, in cluster mode,
+//! to the bus forwarder) through `Recipient<Committed>`, the bus feeds the
+//! hub through its recipients, and the hub reads back through
+//! `Recipient<LoadMessagesAfter>`.
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -10,13 +16,14 @@ use actix_web::middleware::{ErrorHandlers, Logger};
 use actix_web::{web, App, HttpServer};
 
 use crate::auth::{random_secret, Auth};
-use crate::cluster::bus::BusStatus;
+use crate::cluster::bus::{self, BusStatus, EventForwarder, HubInputs};
 use crate::config::Settings;
-use crate::hub::cluster::HubCluster;
+use crate::error::ErrorCode;
 use crate::hub::messages::{Shutdown, UseGapFill};
+use crate::hub::peers::PeerNodes;
 use crate::hub::{ChatHub, HubSettings};
 use crate::persistence::migrate::{prepare_database, PrepareError};
-use crate::persistence::{build_pool, BatchSettings, EventSink, Persistence};
+use crate::persistence::{build_pool, BatchSettings, Persistence, Subscribers};
 use crate::session::capacity::SessionCapacity;
 use crate::session::{SessionDeps, SessionSettings};
 
@@ -81,6 +88,8 @@ impl Application {
         let settings = Arc::new(settings);
         let ws = &settings.websocket;
 
+        crate::metrics::preregister_errors(ErrorCode::ALL.map(ErrorCode::as_str));
+
         let hub_arbiter = Arbiter::new();
         let hub_settings = HubSettings {
             typing_timeout: settings.websocket.typing_timeout(),
@@ -88,22 +97,45 @@ impl Application {
         };
         let cluster = settings.cluster.clone();
         let node_id = cluster.resolve_node_id();
-        let (bus_link, outbox) = crate::cluster::bus::outbox();
-        let hub_cluster = cluster.enabled().then(|| {
-            HubCluster::new(
+        let (bus_link, outbox) = bus::outbox();
+        let peer_nodes = cluster.enabled().then(|| {
+            PeerNodes::new(
                 node_id.clone(),
-                bus_link.clone(),
+                Box::new(bus_link.clone()),
                 cluster.heartbeat_interval(),
                 cluster.node_timeout(),
             )
         });
         let hub = ChatHub::start_in_arbiter(&hub_arbiter.handle(), move |_| {
             let hub = ChatHub::new(hub_settings);
-            match hub_cluster {
-                Some(c) => hub.in_cluster(c),
+            match peer_nodes {
+                Some(peers) => hub.in_cluster(peers),
                 None => hub,
             }
         });
+        let mut arbiters = vec![hub_arbiter];
+
+        // The local hub hears of commits straight from Persistence, so local
+        // sessions are served whether or not the bus is up.
+        let mut subscribers = vec![hub.clone().recipient()];
+        let bus_status = cluster.enabled().then(BusStatus::default);
+        if let Some(status) = bus_status.clone() {
+            // Its own thread: decoding the other nodes' traffic does not
+            // delay routing or queries.
+            let bus_arbiter = Arbiter::new();
+            let forwarder = EventForwarder::start_in_arbiter(&bus_arbiter.handle(), |_| {
+                EventForwarder(bus_link)
+            });
+            subscribers.push(forwarder.recipient());
+            bus_arbiter.spawn(bus::run(
+                cluster,
+                node_id,
+                HubInputs::of(&hub),
+                outbox,
+                status,
+            ));
+            arbiters.push(bus_arbiter);
+        }
 
         let pool = build_pool(
             &settings.database_url,
@@ -113,31 +145,13 @@ impl Application {
         .map_err(|e| StartError::Pool(e.to_string()))?;
         let request_timeout = settings.db_request_timeout();
         let persistence_arbiter = Arbiter::new();
-        let sink = if cluster.enabled() {
-            EventSink::with_bus(hub.clone().recipient(), bus_link)
-        } else {
-            EventSink::new(hub.clone().recipient())
-        };
+        let subscribers = Subscribers::new(subscribers);
         let batches = BatchSettings::from_settings(&settings);
         let persistence = Persistence::start_in_arbiter(&persistence_arbiter.handle(), move |_| {
-            Persistence::new(pool, sink, request_timeout, batches)
+            Persistence::new(pool, subscribers, request_timeout, batches)
         });
         hub.do_send(UseGapFill(persistence.clone().recipient()));
-        let mut arbiters = vec![hub_arbiter, persistence_arbiter];
-        let bus_status = cluster.enabled().then(BusStatus::default);
-        if let Some(status) = bus_status.clone() {
-            // Its own thread: decoding the other nodes' traffic does not
-            // delay routing or queries.
-            let bus_arbiter = Arbiter::new();
-            bus_arbiter.spawn(crate::cluster::bus::run(
-                cluster,
-                node_id,
-                hub.clone(),
-                outbox,
-                status,
-            ));
-            arbiters.push(bus_arbiter);
-        }
+        arbiters.push(persistence_arbiter);
 
         let sessions = SessionDeps {
             hub: hub.clone(),

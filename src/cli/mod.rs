@@ -16,9 +16,8 @@ use clap::{Parser, Subcommand};
 use crate::auth::{random_secret, Auth};
 use crate::config::{ConfigError, Settings};
 use crate::error::AppError;
-use crate::hub::{ChatHub, HubSettings};
 use crate::persistence::migrate::{prepare_database, PrepareError};
-use crate::persistence::{build_pool, BatchSettings, EventSink, Persistence};
+use crate::persistence::{build_pool, BatchSettings, Persistence, Subscribers};
 use crate::startup::{Application, StartError};
 
 /// Real-time chat server: WebSocket JSON frames, multi-tenant, durable on
@@ -116,23 +115,17 @@ async fn serve(app: Application) -> Result<(), CliError> {
     app.run_until_stopped(true).await.map_err(CliError::Serve)
 }
 
-/// Persistence for a command that runs no server: its own pool, and a hub
-/// with no sessions to receive (and drop) the events of what it commits.
+/// Persistence for a command that runs no server: its own pool, and no
+/// subscribers, since no session can be online to hear of its changes.
 fn offline_persistence(settings: &Settings) -> Result<Addr<Persistence>, CliError> {
-    let hub = ChatHub::new(HubSettings {
-        typing_timeout: settings.websocket.typing_timeout(),
-        max_outbound_bytes: settings.websocket.max_outbound_bytes,
-    })
-    .start();
     let pool = build_pool(
         &settings.database_url,
         settings.db_pool_size,
         settings.db_timeout(),
     )?;
-    let sink = EventSink::new(hub.recipient());
     Ok(Persistence::new(
         pool,
-        sink,
+        Subscribers::default(),
         settings.db_request_timeout(),
         BatchSettings::from_settings(settings),
     )

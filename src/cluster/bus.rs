@@ -1,9 +1,9 @@
 //! The NATS connection of a node in cluster mode: one task publishes what
-//! the hub and Persistence hand it, one task per subscription feeds what
-//! other nodes published into the hub.
+//! the hub and the event forwarder hand it, one task per subscription feeds
+//! what other nodes published into the hub's inputs ([`HubInputs`]).
 //!
-//! The hub and Persistence never wait on the bus: they hand [`Outgoing`]s
-//! to a bounded queue without blocking. While NATS is away, the queue and
+//! Nothing upstream waits on the bus: [`Outgoing`]s go into a bounded
+//! queue without blocking. While NATS is away, the queue and
 //! async-nats's own buffer hold them until it returns; past the bound they
 //! are dropped (with a warning) and the catch-up on reconnect covers what
 //! matters, the messages.
@@ -12,18 +12,21 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::Addr;
+use actix::{Actor, Addr, Context, Handler, Recipient};
 use async_nats::{Client, ConnectOptions, Event};
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use super::wire::{Envelope, Outgoing, PresenceNews, TypingNews};
-use super::{ClusterSettings, NodeId, Subjects};
-use crate::hub::cluster::{BusConnected, PeerPresence, PeerTyping};
-use crate::hub::events::{ChatEvent, Committed};
-use crate::hub::ChatHub;
+use super::wire::{Envelope, Outgoing};
+use super::Subjects;
+use crate::config::ClusterSettings;
+use crate::domain::NodeId;
+use crate::events::{ChatEvent, Committed};
+use crate::hub::peers::{
+    BusConnected, PeerLink, PeerNews, PeerPresence, PeerTyping, PresenceNews, TypingNews,
+};
 
 /// Events waiting for the bus, beyond which new ones are dropped.
 pub const OUTBOX_CAPACITY: usize = 65_536;
@@ -32,9 +35,19 @@ pub const OUTBOX_CAPACITY: usize = 65_536;
 /// within this.
 const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(1);
 
-/// Where the hub and Persistence hand what the other nodes must hear.
+/// Where the hub and the event forwarder hand what the other nodes must
+/// hear.
 #[derive(Clone)]
 pub struct BusLink(mpsc::Sender<Outgoing>);
+
+impl PeerLink for BusLink {
+    fn tell(&self, news: PeerNews) {
+        self.publish(match news {
+            PeerNews::Presence(news) => Outgoing::Presence(news),
+            PeerNews::Typing(news) => Outgoing::Typing(news),
+        });
+    }
+}
 
 impl BusLink {
     pub fn publish(&self, outgoing: Outgoing) {
@@ -102,12 +115,57 @@ impl BusStatus {
     }
 }
 
+/// The hub's inputs the bus feeds: what other nodes committed, their
+/// presence and typing, and this node's (re)connection.
+#[derive(Clone)]
+pub struct HubInputs {
+    pub committed: Recipient<Committed>,
+    pub presence: Recipient<PeerPresence>,
+    pub typing: Recipient<PeerTyping>,
+    pub connected: Recipient<BusConnected>,
+}
+
+impl HubInputs {
+    pub fn of<A>(hub: &Addr<A>) -> Self
+    where
+        A: Actor<Context = Context<A>>
+            + Handler<Committed>
+            + Handler<PeerPresence>
+            + Handler<PeerTyping>
+            + Handler<BusConnected>,
+    {
+        Self {
+            committed: hub.clone().recipient(),
+            presence: hub.clone().recipient(),
+            typing: hub.clone().recipient(),
+            connected: hub.clone().recipient(),
+        }
+    }
+}
+
+/// Copies this node's committed events to the bus. Persistence publishes
+/// to it beside the hub, so local sessions are served straight from
+/// Persistence whether or not the bus is up.
+pub struct EventForwarder(pub BusLink);
+
+impl Actor for EventForwarder {
+    type Context = Context<Self>;
+}
+
+impl Handler<Committed> for EventForwarder {
+    type Result = ();
+
+    fn handle(&mut self, Committed(event): Committed, _: &mut Self::Context) {
+        self.0.publish(Outgoing::Event(event));
+    }
+}
+
 /// Connects (in the background, retrying for ever), subscribes, and
 /// publishes until the outbox closes.
 pub async fn run(
     settings: ClusterSettings,
     node: NodeId,
-    hub: Addr<ChatHub>,
+    hub: HubInputs,
     outbox: Outbox,
     status: BusStatus,
 ) {
@@ -142,7 +200,7 @@ pub async fn run(
 async fn connect(
     settings: &ClusterSettings,
     node: &NodeId,
-    hub: Addr<ChatHub>,
+    hub: HubInputs,
     status: BusStatus,
 ) -> Result<Client, async_nats::ConnectError> {
     ConnectOptions::new()
@@ -160,7 +218,7 @@ async fn connect(
                     Event::Connected => {
                         log::info!("cluster: bus connected");
                         status.set(true);
-                        hub.do_send(BusConnected);
+                        hub.connected.do_send(BusConnected);
                     }
                     Event::Disconnected | Event::Closed => {
                         log::warn!("cluster: bus {event}; serving local sessions only");
@@ -178,17 +236,17 @@ async fn subscribe_all(
     client: &Client,
     subjects: &Subjects,
     node: &NodeId,
-    hub: &Addr<ChatHub>,
+    hub: &HubInputs,
     status: &BusStatus,
 ) -> Result<(), async_nats::SubscribeError> {
     let events = client.subscribe(subjects.all_events()).await?;
     let presence = client.subscribe(subjects.presence()).await?;
     let typing = client.subscribe(subjects.all_typing()).await?;
-    let (n, h) = (node.clone(), hub.clone());
+    let (n, h) = (node.clone(), hub.committed.clone());
     tokio::spawn(receive(events, n, None, move |_, event: ChatEvent| {
         h.do_send(Committed(event))
     }));
-    let (n, h) = (node.clone(), hub.clone());
+    let (n, h) = (node.clone(), hub.presence.clone());
     // The hub's own heartbeats come back here: proof the bus works.
     let echo = Some(status.clone());
     tokio::spawn(receive(
@@ -197,7 +255,7 @@ async fn subscribe_all(
         echo,
         move |from, news: PresenceNews| h.do_send(PeerPresence { from, news }),
     ));
-    let (n, h) = (node.clone(), hub.clone());
+    let (n, h) = (node.clone(), hub.typing.clone());
     tokio::spawn(receive(typing, n, None, move |from, news: TypingNews| {
         h.do_send(PeerTyping { from, news })
     }));

@@ -48,3 +48,14 @@ impl SessionId {
         Self(Uuid::new_v4())
     }
 }
+
+/// A node's name on the bus; envelopes carry it so a node can drop its own.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct NodeId(pub String);
+
+impl std::fmt::Display for NodeId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}

@@ -6,7 +6,7 @@ mod content;
 mod ids;
 
 pub use content::{reject_nul, MessageContent, MessageKind, MessageText, Metadata};
-pub use ids::{ClientMsgId, CompanyId, MessageId, SessionId, ThreadId, UserId};
+pub use ids::{ClientMsgId, CompanyId, MessageId, NodeId, SessionId, ThreadId, UserId};
 
 /// The largest number of messages one chat:sync or history page returns.
 pub const MAX_PAGE_LIMIT: i64 = 500;

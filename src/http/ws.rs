@@ -11,8 +11,8 @@ use super::extract::{bearer_token, AuthUser};
 use super::openapi::{Forbidden, Unauthorized};
 use super::AppState;
 use crate::error::{AppError, HttpErrorBody};
+use crate::outbound::{MeteredStream, OutboundGauge};
 use crate::session::inbound::InboundFrames;
-use crate::session::outbound::{MeteredStream, OutboundGauge};
 use crate::session::WsSession;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::domain::{CompanyId, SessionId, ThreadId, UserId};
 use crate::error::AppError;
-use crate::session::outbound::OutboundGauge;
+use crate::outbound::OutboundGauge;
 
 /// A session joins: it is routed to from now on, in the rooms of
 /// `threads` (each with the thread's last_seq as the session saw it).
@@ -108,4 +108,4 @@ pub struct Outbound {
 /// database through this (Persistence) instead of being skipped.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct UseGapFill(pub Recipient<crate::persistence::LoadMessagesAfter>);
+pub struct UseGapFill(pub Recipient<crate::events::LoadMessagesAfter>);

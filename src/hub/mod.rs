@@ -9,34 +9,35 @@
 //!   read back from the database if they do not come (`gap_fill`).
 //! - In cluster mode, other nodes' committed events come in through the
 //!   same [`Committed`] input; who is online on them, and their typing,
-//!   through `cluster`.
+//!   through `peers`.
 //! - Nothing in here waits on the database or does I/O: handlers only
 //!   look up maps and hand shared frames to session mailboxes.
 //! - A session whose unsent bytes pass the bound is dropped from routing
 //!   and told to close with 4008, so one slow reader cannot grow memory.
 
-pub mod cluster;
-pub mod events;
+mod delivery;
 mod gap_fill;
 pub mod messages;
+pub mod peers;
+mod presence;
+mod reorder;
 mod room;
+mod routing;
+mod typing;
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use actix::prelude::*;
 
-use self::cluster::HubCluster;
-use self::events::{ChatEvent, Committed, ReceiptRange};
+use self::delivery::{OnlineUser, SessionEntry};
 use self::messages::*;
-use self::room::{Arrival, Room};
-use crate::domain::{CompanyId, SessionId, ThreadId, UserId};
+use self::peers::PeerNodes;
+use self::room::Room;
+use crate::domain::{SessionId, ThreadId, UserId};
 use crate::error::AppError;
+use crate::events::{Committed, LoadMessagesAfter};
 use crate::metrics::metrics;
-use crate::persistence::LoadMessagesAfter;
-use crate::protocol::server::Receipt;
-use crate::protocol::{MessageView, ServerEvent, ThreadView};
-use crate::session::outbound::OutboundGauge;
 
 /// How long an early chat:message waits for the seqs before it. Commits of
 /// one thread are serialized, so in one process a gap closes within
@@ -49,61 +50,6 @@ pub const REORDER_HOLD: Duration = Duration::from_millis(500);
 pub struct HubSettings {
     pub typing_timeout: Duration,
     pub max_outbound_bytes: usize,
-}
-
-struct SessionEntry {
-    user_id: UserId,
-    addr: Recipient<ToSession>,
-    outbound: OutboundGauge,
-}
-
-struct OnlineUser {
-    #[allow(dead_code)]
-    company_id: CompanyId,
-    sessions: Vec<SessionId>,
-    threads: HashSet<ThreadId>,
-}
-
-/// The hub's sessions seen as places to put frames: borrowed apart from
-/// the rooms and users being walked, so fan-out allocates nothing per
-/// recipient.
-struct Outlet<'a> {
-    sessions: &'a HashMap<SessionId, SessionEntry>,
-    evictions: &'a mut Vec<SessionId>,
-    bound: usize,
-}
-
-impl Outlet<'_> {
-    fn put_to_user(
-        &mut self,
-        user: &OnlineUser,
-        out: &Outbound,
-        except: Option<SessionId>,
-    ) -> usize {
-        let mut n = 0;
-        for &session_id in &user.sessions {
-            if Some(session_id) != except {
-                self.put_to_session(session_id, out);
-                n += 1;
-            }
-        }
-        n
-    }
-
-    fn put_to_session(&mut self, session_id: SessionId, out: &Outbound) {
-        let Some(entry) = self.sessions.get(&session_id) else {
-            return;
-        };
-        if entry.outbound.would_exceed(out.frame.len(), self.bound) {
-            if !self.evictions.contains(&session_id) {
-                self.evictions.push(session_id);
-            }
-            return;
-        }
-        entry.outbound.add_text(out.frame.len());
-        entry.addr.do_send(ToSession::Frame(out.clone()));
-        metrics().deliveries.inc();
-    }
 }
 
 pub struct ChatHub {
@@ -119,7 +65,7 @@ pub struct ChatHub {
     /// it a gap is skipped after the hold.
     gap_fill: Option<Recipient<LoadMessagesAfter>>,
     /// Cluster mode: the other nodes' users and the bus to tell them ours.
-    cluster: Option<HubCluster>,
+    peers: Option<PeerNodes>,
 }
 
 impl ChatHub {
@@ -132,412 +78,8 @@ impl ChatHub {
             typing_generation: 0,
             evictions: Vec::new(),
             gap_fill: None,
-            cluster: None,
+            peers: None,
         }
-    }
-
-    // ---- delivery -------------------------------------------------------
-
-    /// Every session of `user_id` but `except`. The frame's bytes are
-    /// shared, never copied or encoded again per recipient.
-    fn deliver_to_user(
-        &mut self,
-        user_id: UserId,
-        out: &Outbound,
-        except: Option<SessionId>,
-    ) -> usize {
-        let Some(user) = self.users.get(&user_id) else {
-            return 0;
-        };
-        let mut outlet = Outlet {
-            sessions: &self.sessions,
-            evictions: &mut self.evictions,
-            bound: self.settings.max_outbound_bytes,
-        };
-        outlet.put_to_user(user, out, except)
-    }
-
-    /// Every session of every member in the room, but `except_user`'s and
-    /// the `except_session`.
-    fn deliver_to_room(
-        &mut self,
-        thread_id: ThreadId,
-        out: &Outbound,
-        except_user: Option<UserId>,
-        except_session: Option<SessionId>,
-    ) -> usize {
-        let Some(room) = self.rooms.get(&thread_id) else {
-            return 0;
-        };
-        let mut outlet = Outlet {
-            sessions: &self.sessions,
-            evictions: &mut self.evictions,
-            bound: self.settings.max_outbound_bytes,
-        };
-        room.members
-            .iter()
-            .filter(|u| Some(**u) != except_user)
-            .filter_map(|u| self.users.get(u))
-            .map(|user| outlet.put_to_user(user, out, except_session))
-            .sum()
-    }
-
-    fn frame(event: ServerEvent) -> Outbound {
-        Outbound {
-            frame: event.to_frame(None),
-            message_seq: None,
-        }
-    }
-
-    /// Drops sessions that passed their outbound bound. Evicting can route
-    /// (presence, typing) and so evict more; loop until quiet.
-    fn process_evictions(&mut self) {
-        while let Some(session_id) = self.evictions.pop() {
-            if let Some(entry) = self.sessions.get(&session_id) {
-                log::info!(
-                    "session={session_id} user={} slow consumer, closing with 4008",
-                    entry.user_id
-                );
-                metrics().slow_consumers_closed.inc();
-                entry
-                    .addr
-                    .do_send(ToSession::Close(CloseCause::SlowConsumer));
-            }
-            self.remove_session(session_id);
-        }
-    }
-
-    // ---- rooms and presence --------------------------------------------
-
-    fn join_room(&mut self, user_id: UserId, thread_id: ThreadId, last_seq: i64) {
-        if let Some(user) = self.users.get_mut(&user_id) {
-            user.threads.insert(thread_id);
-        }
-        self.rooms
-            .entry(thread_id)
-            .or_insert_with(|| Room::new(last_seq))
-            .members
-            .insert(user_id);
-    }
-
-    /// Users other than `user_id` who share a live room with them.
-    fn co_members(&self, user_id: UserId) -> HashSet<UserId> {
-        let Some(user) = self.users.get(&user_id) else {
-            return HashSet::new();
-        };
-        user.threads
-            .iter()
-            .filter_map(|t| self.rooms.get(t))
-            .flat_map(|room| room.members.iter().copied())
-            .filter(|u| *u != user_id)
-            .collect()
-    }
-
-    fn announce_presence(&mut self, user_id: UserId, online: bool) {
-        let out = Self::frame(ServerEvent::Presence { user_id, online });
-        for other in self.co_members(user_id) {
-            self.deliver_to_user(other, &out, None);
-        }
-    }
-
-    fn remove_session(&mut self, session_id: SessionId) {
-        let Some(entry) = self.sessions.remove(&session_id) else {
-            return;
-        };
-        let user_id = entry.user_id;
-        let last = match self.users.get_mut(&user_id) {
-            Some(user) => {
-                user.sessions.retain(|s| *s != session_id);
-                user.sessions.is_empty()
-            }
-            None => false,
-        };
-        if !last {
-            return;
-        }
-        // The user's last session: their typing ends and they go offline.
-        let threads: Vec<ThreadId> = self
-            .users
-            .get(&user_id)
-            .map(|u| u.threads.iter().copied().collect())
-            .unwrap_or_default();
-        for thread_id in &threads {
-            self.end_typing(*thread_id, user_id);
-        }
-        if !self.online_elsewhere(user_id) {
-            self.announce_presence(user_id, false);
-        }
-        self.tell_peers_presence(user_id, false);
-        for thread_id in threads {
-            self.leave_room(user_id, thread_id);
-        }
-        self.users.remove(&user_id);
-        self.update_gauges();
-    }
-
-    fn leave_room(&mut self, user_id: UserId, thread_id: ThreadId) {
-        if let Some(user) = self.users.get_mut(&user_id) {
-            user.threads.remove(&thread_id);
-        }
-        if let Some(room) = self.rooms.get_mut(&thread_id) {
-            room.members.remove(&user_id);
-            room.typing.remove(&user_id);
-            if room.members.is_empty() {
-                self.rooms.remove(&thread_id);
-            }
-        }
-    }
-
-    fn update_gauges(&self) {
-        let m = metrics();
-        m.sessions.set(self.sessions.len() as i64);
-        m.users_online.set(self.users.len() as i64);
-        m.live_threads.set(self.rooms.len() as i64);
-    }
-
-    // ---- typing ---------------------------------------------------------
-
-    fn end_typing(&mut self, thread_id: ThreadId, user_id: UserId) {
-        let was_typing = self
-            .rooms
-            .get_mut(&thread_id)
-            .and_then(|r| r.typing.remove(&user_id))
-            .is_some();
-        if was_typing {
-            let out = Self::frame(ServerEvent::Typing {
-                thread_id,
-                user_id,
-                typing: false,
-            });
-            self.deliver_to_room(thread_id, &out, Some(user_id), None);
-        }
-    }
-
-    /// Shows `user_id` typing in the room (if it was not already) until the
-    /// typing timeout, unless a later start renews it. False if no room.
-    fn start_typing(
-        &mut self,
-        thread_id: ThreadId,
-        user_id: UserId,
-        ctx: &mut Context<Self>,
-    ) -> bool {
-        self.typing_generation += 1;
-        let generation = self.typing_generation;
-        let Some(room) = self.rooms.get_mut(&thread_id) else {
-            return false;
-        };
-        let already = room.typing.insert(user_id, generation).is_some();
-        ctx.run_later(self.settings.typing_timeout, move |hub, _| {
-            hub.typing_expired(thread_id, user_id, generation)
-        });
-        if !already {
-            let out = Self::frame(ServerEvent::Typing {
-                thread_id,
-                user_id,
-                typing: true,
-            });
-            self.deliver_to_room(thread_id, &out, Some(user_id), None);
-        }
-        true
-    }
-
-    fn typing_expired(&mut self, thread_id: ThreadId, user_id: UserId, generation: u64) {
-        let current = self
-            .rooms
-            .get(&thread_id)
-            .and_then(|r| r.typing.get(&user_id))
-            .copied();
-        if current == Some(generation) {
-            self.end_typing(thread_id, user_id);
-            self.process_evictions();
-        }
-    }
-
-    // ---- messages -------------------------------------------------------
-
-    fn message_arrived(
-        &mut self,
-        message: MessageView,
-        origin: Option<SessionId>,
-        ctx: &mut Context<Self>,
-    ) {
-        let thread_id = message.thread_id;
-        let Some(room) = self.rooms.get_mut(&thread_id) else {
-            return;
-        };
-        match room.classify(message.seq) {
-            Arrival::Stale => {
-                log::debug!(
-                    "thread={thread_id} seq={} already covered, not routed",
-                    message.seq
-                );
-            }
-            Arrival::Early => {
-                room.held.insert(message.seq, (message, origin));
-                if !room.flush_scheduled {
-                    room.flush_scheduled = true;
-                    ctx.run_later(REORDER_HOLD, move |hub, ctx| hub.flush_held(thread_id, ctx));
-                }
-            }
-            Arrival::InOrder => {
-                room.next_seq += 1;
-                let released = room.release_in_order();
-                self.route_message(&message, origin);
-                for (m, o) in released {
-                    self.route_message(&m, o);
-                }
-            }
-        }
-    }
-
-    fn flush_held(&mut self, thread_id: ThreadId, ctx: &mut Context<Self>) {
-        let Some(room) = self.rooms.get_mut(&thread_id) else {
-            return;
-        };
-        room.flush_scheduled = false;
-        if self.fill_gap(thread_id, ctx) {
-            return;
-        }
-        let Some(room) = self.rooms.get_mut(&thread_id) else {
-            return;
-        };
-        let released = room.skip_gap();
-        if !room.held.is_empty() {
-            room.flush_scheduled = true;
-            ctx.run_later(REORDER_HOLD, move |hub, ctx| hub.flush_held(thread_id, ctx));
-        }
-        for (m, o) in released {
-            self.route_message(&m, o);
-        }
-        self.process_evictions();
-    }
-
-    fn route_message(&mut self, message: &MessageView, origin: Option<SessionId>) {
-        let out = Outbound {
-            frame: ServerEvent::Message {
-                message: message.clone(),
-            }
-            .to_frame(None),
-            message_seq: Some((message.thread_id, message.seq)),
-        };
-        let n = self.deliver_to_room(message.thread_id, &out, None, origin);
-        metrics().fanout_size.observe(n as f64);
-    }
-
-    fn receipt(
-        &mut self,
-        thread_id: ThreadId,
-        reader: UserId,
-        range: &ReceiptRange,
-        read: bool,
-        at: chrono::DateTime<chrono::Utc>,
-        origin: Option<SessionId>,
-    ) {
-        let receipt = Receipt {
-            thread_id,
-            user_id: reader,
-            up_to_seq: range.up_to_seq,
-            at,
-        };
-        let out = Self::frame(if read {
-            ServerEvent::Read(receipt)
-        } else {
-            ServerEvent::Delivered(receipt)
-        });
-        for sender in &range.senders {
-            if *sender != reader {
-                self.deliver_to_user(*sender, &out, None);
-            }
-        }
-        if read {
-            // The reader's other devices clear their badges too.
-            self.deliver_to_user(reader, &out, origin);
-        }
-    }
-
-    fn thread_joined(&mut self, user_id: UserId, mut thread: ThreadView) {
-        if !self.users.contains_key(&user_id) {
-            return;
-        }
-        self.join_room(user_id, thread.id, thread.last_seq);
-        // If messages were routed in the room after this view was read, say
-        // so: the client then syncs instead of missing them.
-        if let Some(room) = self.rooms.get(&thread.id) {
-            thread.last_seq = thread.last_seq.max(room.next_seq - 1);
-        }
-        let out = Self::frame(ServerEvent::ThreadJoined { thread });
-        self.deliver_to_user(user_id, &out, None);
-    }
-
-    fn apply(&mut self, event: ChatEvent, ctx: &mut Context<Self>) {
-        match event {
-            ChatEvent::MessageCreated { message, origin } => {
-                let (thread_id, sender) = (message.thread_id, message.sender_id);
-                self.message_arrived(message, origin, ctx);
-                self.end_typing(thread_id, sender);
-            }
-            ChatEvent::MessageEdited { message } => {
-                let thread_id = message.thread_id;
-                let out = Self::frame(ServerEvent::MessageEdited { message });
-                self.deliver_to_room(thread_id, &out, None, None);
-            }
-            ChatEvent::MessageDeleted {
-                thread_id,
-                message_id,
-                seq,
-                deleted_at,
-            } => {
-                let out = Self::frame(ServerEvent::MessageDeleted {
-                    thread_id,
-                    message_id,
-                    seq,
-                    deleted_at,
-                });
-                self.deliver_to_room(thread_id, &out, None, None);
-            }
-            ChatEvent::CursorAdvanced {
-                thread_id,
-                user_id,
-                origin,
-                delivered,
-                read,
-                at,
-            } => {
-                if let Some(range) = &delivered {
-                    self.receipt(thread_id, user_id, range, false, at, origin);
-                }
-                if let Some(range) = &read {
-                    self.receipt(thread_id, user_id, range, true, at, origin);
-                }
-            }
-            ChatEvent::ThreadCreated { thread, members } => {
-                for user_id in members {
-                    self.thread_joined(user_id, thread.clone());
-                }
-            }
-            ChatEvent::MemberAdded { thread, user_id } => {
-                let thread_id = thread.id;
-                self.thread_joined(user_id, thread);
-                let out = Self::frame(ServerEvent::MemberJoined { thread_id, user_id });
-                self.deliver_to_room(thread_id, &out, Some(user_id), None);
-            }
-            ChatEvent::MemberRemoved { thread_id, user_id } => {
-                self.end_typing(thread_id, user_id);
-                let was_online = self
-                    .users
-                    .get(&user_id)
-                    .is_some_and(|u| u.threads.contains(&thread_id));
-                self.leave_room(user_id, thread_id);
-                if was_online {
-                    let out = Self::frame(ServerEvent::ThreadLeft { thread_id });
-                    self.deliver_to_user(user_id, &out, None);
-                }
-                let out = Self::frame(ServerEvent::MemberLeft { thread_id, user_id });
-                self.deliver_to_room(thread_id, &out, Some(user_id), None);
-            }
-        }
-        self.process_evictions();
-        self.update_gauges();
     }
 }
 
@@ -604,7 +146,11 @@ impl Handler<JoinThreads> for ChatHub {
         let routed = msg
             .report
             .into_iter()
-            .filter_map(|t| self.rooms.get(&t).map(|room| (t, room.next_seq - 1)))
+            .filter_map(|t| {
+                self.rooms
+                    .get(&t)
+                    .map(|room| (t, room.reorder.routed_through()))
+            })
             .collect();
         self.process_evictions();
         self.update_gauges();
@@ -686,7 +232,7 @@ impl Handler<GetStats> for ChatHub {
             sessions: self.sessions.len(),
             users_online: self.users.len(),
             live_threads: self.rooms.len(),
-            held_messages: self.rooms.values().map(|r| r.held.len()).sum(),
+            held_messages: self.rooms.values().map(|r| r.reorder.held_count()).sum(),
             outbound_queued_bytes: self.sessions.values().map(|s| s.outbound.queued()).sum(),
         })
     }
@@ -709,7 +255,10 @@ mod tests {
     use chrono::Utc;
 
     use super::*;
-    use crate::domain::{ClientMsgId, MessageId, MessageKind};
+    use crate::domain::{ClientMsgId, CompanyId, MessageId, MessageKind};
+    use crate::events::ChatEvent;
+    use crate::outbound::OutboundGauge;
+    use crate::protocol::MessageView;
 
     /// Stands in for a session: records the frames the hub routes to it.
     pub(super) struct Recorder(pub(super) Arc<Mutex<Vec<serde_json::Value>>>);

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::rows::{CompanyRow, UserRow};
 use super::schema::{companies, users};
-use super::{Db, Query};
+use super::{Answer, Db, Query};
 use crate::auth::Claimed;
 use crate::domain::{CompanyId, UserId};
 use crate::error::AppError;
@@ -20,10 +20,10 @@ pub struct CheckDatabase;
 
 impl Query for CheckDatabase {
     type Output = ();
-    async fn run(self, db: Db) -> Result<(), AppError> {
+    async fn run(self, db: Db) -> Result<Answer<()>, AppError> {
         let mut conn = db.conn().await?;
         diesel::sql_query("SELECT 1").execute(&mut conn).await?;
-        Ok(())
+        Ok(().into())
     }
 }
 
@@ -35,7 +35,7 @@ pub struct CreateCompany {
 
 impl Query for CreateCompany {
     type Output = CompanyView;
-    async fn run(self, db: Db) -> Result<CompanyView, AppError> {
+    async fn run(self, db: Db) -> Result<Answer<CompanyView>, AppError> {
         let mut conn = db.conn().await?;
         let row: CompanyRow = diesel::insert_into(companies::table)
             .values((
@@ -45,7 +45,7 @@ impl Query for CreateCompany {
             .returning(CompanyRow::as_returning())
             .get_result(&mut conn)
             .await?;
-        Ok(row.into())
+        Ok(CompanyView::from(row).into())
     }
 }
 
@@ -58,7 +58,7 @@ pub struct CreateUser {
 
 impl Query for CreateUser {
     type Output = UserView;
-    async fn run(self, db: Db) -> Result<UserView, AppError> {
+    async fn run(self, db: Db) -> Result<Answer<UserView>, AppError> {
         use diesel::result::{DatabaseErrorKind, Error};
         let mut conn = db.conn().await?;
         let row: UserRow = diesel::insert_into(users::table)
@@ -76,7 +76,7 @@ impl Query for CreateUser {
                 }
                 other => other.into(),
             })?;
-        Ok(row.into())
+        Ok(UserView::from(row).into())
     }
 }
 
@@ -87,7 +87,7 @@ pub struct LoadUser(pub Claimed);
 
 impl Query for LoadUser {
     type Output = UserView;
-    async fn run(self, db: Db) -> Result<UserView, AppError> {
+    async fn run(self, db: Db) -> Result<Answer<UserView>, AppError> {
         let mut conn = db.conn().await?;
         let row: Option<UserRow> = users::table
             .filter(users::id.eq(self.0.user_id.0))
@@ -96,7 +96,7 @@ impl Query for LoadUser {
             .first(&mut conn)
             .await
             .optional()?;
-        row.map(Into::into)
+        row.map(|row| UserView::from(row).into())
             .ok_or(AppError::Unauthorized("the token's user does not exist"))
     }
 }
@@ -108,7 +108,7 @@ pub struct FindUser(pub UserId);
 
 impl Query for FindUser {
     type Output = UserView;
-    async fn run(self, db: Db) -> Result<UserView, AppError> {
+    async fn run(self, db: Db) -> Result<Answer<UserView>, AppError> {
         let mut conn = db.conn().await?;
         let row: Option<UserRow> = users::table
             .find(self.0 .0)
@@ -116,7 +116,8 @@ impl Query for FindUser {
             .first(&mut conn)
             .await
             .optional()?;
-        row.map(Into::into).ok_or(AppError::NotFound("user"))
+        row.map(|row| UserView::from(row).into())
+            .ok_or(AppError::NotFound("user"))
     }
 }
 
@@ -127,7 +128,7 @@ pub struct FindCompanyByName(pub String);
 
 impl Query for FindCompanyByName {
     type Output = Option<CompanyView>;
-    async fn run(self, db: Db) -> Result<Option<CompanyView>, AppError> {
+    async fn run(self, db: Db) -> Result<Answer<Option<CompanyView>>, AppError> {
         let mut conn = db.conn().await?;
         let row: Option<CompanyRow> = companies::table
             .filter(companies::name.eq(self.0))
@@ -136,7 +137,7 @@ impl Query for FindCompanyByName {
             .first(&mut conn)
             .await
             .optional()?;
-        Ok(row.map(Into::into))
+        Ok(row.map(CompanyView::from).into())
     }
 }
 
@@ -147,7 +148,7 @@ pub struct CompanyUsers(pub CompanyId);
 
 impl Query for CompanyUsers {
     type Output = Vec<UserView>;
-    async fn run(self, db: Db) -> Result<Vec<UserView>, AppError> {
+    async fn run(self, db: Db) -> Result<Answer<Vec<UserView>>, AppError> {
         let mut conn = db.conn().await?;
         let rows: Vec<UserRow> = users::table
             .filter(users::company_id.eq(self.0 .0))
@@ -155,6 +156,10 @@ impl Query for CompanyUsers {
             .select(UserRow::as_select())
             .load(&mut conn)
             .await?;
-        Ok(rows.into_iter().map(Into::into).collect())
+        Ok(rows
+            .into_iter()
+            .map(UserView::from)
+            .collect::<Vec<_>>()
+            .into())
     }
 }

@@ -13,11 +13,11 @@ use diesel_async::{AsyncConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::prepared::CachePrepared;
-use super::{Db, DbConn, Query};
+use super::{Answer, Db, DbConn, Query};
 use crate::auth::Claimed;
 use crate::domain::{SessionId, ThreadId, UserId};
 use crate::error::AppError;
-use crate::hub::events::{ChatEvent, ReceiptRange};
+use crate::events::{ChatEvent, ReceiptRange};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CursorKind {
@@ -68,7 +68,7 @@ struct Advanced {
 
 impl Query for AdvanceCursor {
     type Output = CursorOutcome;
-    async fn run(self, db: Db) -> Result<CursorOutcome, AppError> {
+    async fn run(self, db: Db) -> Result<Answer<CursorOutcome>, AppError> {
         let mut conn = db.conn().await?;
         let (member, thread_id, kind, up_to_seq) =
             (self.member, self.thread_id, self.kind, self.up_to_seq);
@@ -165,8 +165,9 @@ impl Query for AdvanceCursor {
                 .scope_boxed()
             })
             .await?;
+        let mut events = Vec::new();
         if advanced.delivered.is_some() || advanced.read.is_some() {
-            db.publish(ChatEvent::CursorAdvanced {
+            events.push(ChatEvent::CursorAdvanced {
                 thread_id,
                 user_id: member.user_id,
                 origin: self.origin,
@@ -175,7 +176,7 @@ impl Query for AdvanceCursor {
                 at: Utc::now(),
             });
         }
-        Ok(advanced.outcome)
+        Ok(Answer::with_events(advanced.outcome, events))
     }
 }
 

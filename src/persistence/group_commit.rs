@@ -35,10 +35,10 @@ use uuid::Uuid;
 use super::messages::{SendMessage, SendOutcome};
 use super::prepared::CachePrepared;
 use super::rows::MessageRow;
-use super::Db;
+use super::{Db, Subscribers};
 use crate::domain::MessageId;
 use crate::error::AppError;
-use crate::hub::events::ChatEvent;
+use crate::events::ChatEvent;
 use crate::metrics::metrics;
 use crate::protocol::MessageView;
 
@@ -82,9 +82,9 @@ pub struct GroupCommit {
 impl GroupCommit {
     /// Starts the batcher on the current arbiter, so that its connections
     /// live on the same runtime as the rest of the pool's.
-    pub fn start(db: Db, settings: BatchSettings) -> Self {
+    pub fn start(db: Db, subscribers: Subscribers, settings: BatchSettings) -> Self {
         let (queue, incoming) = mpsc::unbounded_channel();
-        actix::spawn(gather(incoming, db, settings));
+        actix::spawn(gather(incoming, db, subscribers, settings));
         Self { queue }
     }
 
@@ -110,6 +110,7 @@ impl GroupCommit {
 async fn gather(
     mut incoming: mpsc::UnboundedReceiver<PendingSend>,
     db: Db,
+    subscribers: Subscribers,
     settings: BatchSettings,
 ) {
     let permits = Arc::new(Semaphore::new(settings.in_flight.max(1)));
@@ -138,6 +139,7 @@ async fn gather(
         actix::spawn(commit_and_answer(
             batch,
             db.clone(),
+            subscribers.clone(),
             settings.request_timeout,
             permit,
         ));
@@ -147,6 +149,7 @@ async fn gather(
 async fn commit_and_answer(
     batch: Vec<PendingSend>,
     db: Db,
+    subscribers: Subscribers,
     request_timeout: Duration,
     permit: OwnedSemaphorePermit,
 ) {
@@ -171,9 +174,13 @@ async fn commit_and_answer(
     drop(permit);
     match committed {
         Ok(committed) => {
-            for (message, origin) in committed.announcements {
-                db.publish(ChatEvent::MessageCreated { message, origin });
-            }
+            subscribers.publish(
+                committed
+                    .announcements
+                    .into_iter()
+                    .map(|(message, origin)| ChatEvent::MessageCreated { message, origin })
+                    .collect(),
+            );
             for (reply, outcome) in replies.into_iter().zip(committed.outcomes) {
                 let _ = reply.send(outcome);
             }
@@ -193,7 +200,7 @@ async fn commit_and_answer(
 }
 
 /// What one committed batch answers and announces.
-struct Committed {
+struct BatchOutcome {
     /// One per request, in the batch's order.
     outcomes: Vec<Result<SendOutcome, AppError>>,
     /// New messages and re-announced resends, in seq order per thread.
@@ -218,7 +225,7 @@ struct Candidate {
 /// between the look-up and the insert; the next look-up sees that row.
 const ATTEMPTS: usize = 3;
 
-async fn commit_batch(db: &Db, requests: &[SendMessage]) -> Result<Committed, AppError> {
+async fn commit_batch(db: &Db, requests: &[SendMessage]) -> Result<BatchOutcome, AppError> {
     let mut outcomes: Vec<Option<Result<SendOutcome, AppError>>> =
         (0..requests.len()).map(|_| None).collect();
     let mut candidates = Vec::new();
@@ -325,7 +332,7 @@ async fn commit_batch(db: &Db, requests: &[SendMessage]) -> Result<Committed, Ap
         outcomes[copy] = Some(outcome);
     }
     announcements.sort_by_key(|(m, _)| (m.thread_id.0, m.seq));
-    Ok(Committed {
+    Ok(BatchOutcome {
         outcomes: outcomes
             .into_iter()
             .map(|o| o.unwrap_or(Err(AppError::NotMember)))

@@ -15,11 +15,11 @@ use super::prepared::CachePrepared;
 use super::rows::{message_views, MessageRow};
 use super::schema::messages;
 use super::threads::require_member;
-use super::{Caller, Db, Query};
+use super::{Answer, Caller, Db, Query};
 use crate::auth::Claimed;
 use crate::domain::{ClientMsgId, MessageContent, MessageId, MessageText, SessionId, ThreadId};
 use crate::error::AppError;
-use crate::hub::events::ChatEvent;
+use crate::events::ChatEvent;
 use crate::protocol::views::MessagePage;
 use crate::protocol::MessageView;
 
@@ -68,7 +68,7 @@ pub struct FetchMessages {
 
 impl Query for FetchMessages {
     type Output = MessagePage;
-    async fn run(self, db: Db) -> Result<MessagePage, AppError> {
+    async fn run(self, db: Db) -> Result<Answer<MessagePage>, AppError> {
         let mut conn = db.conn().await?;
         require_member(&mut conn, self.reader, self.thread_id).await?;
         let mut query = messages::table
@@ -102,10 +102,11 @@ impl Query for FetchMessages {
         if !ascending {
             rows.reverse();
         }
-        Ok(MessagePage {
+        let page = MessagePage {
             messages: message_views(rows)?,
             has_more,
-        })
+        };
+        Ok(page.into())
     }
 }
 
@@ -120,7 +121,7 @@ pub struct EditMessage {
 
 impl Query for EditMessage {
     type Output = MessageView;
-    async fn run(self, db: Db) -> Result<MessageView, AppError> {
+    async fn run(self, db: Db) -> Result<Answer<MessageView>, AppError> {
         let mut conn = db.conn().await?;
         let row: Option<MessageRow> = diesel::sql_query(
             "UPDATE messages SET body = $1, edited_at = clock_timestamp()
@@ -139,10 +140,10 @@ impl Query for EditMessage {
         .await
         .optional()?;
         let message = MessageView::try_from(row.ok_or(AppError::NotFound("message"))?)?;
-        db.publish(ChatEvent::MessageEdited {
+        let edited = ChatEvent::MessageEdited {
             message: message.clone(),
-        });
-        Ok(message)
+        };
+        Ok(Answer::with_events(message, vec![edited]))
     }
 }
 
@@ -158,7 +159,7 @@ pub struct DeleteMessage {
 
 impl Query for DeleteMessage {
     type Output = MessageView;
-    async fn run(self, db: Db) -> Result<MessageView, AppError> {
+    async fn run(self, db: Db) -> Result<Answer<MessageView>, AppError> {
         let mut conn = db.conn().await?;
         let mut target = messages::table
             .filter(messages::id.eq(self.message_id.0))
@@ -179,7 +180,7 @@ impl Query for DeleteMessage {
             .optional()?
             .ok_or(AppError::NotFound("message"))?;
         if existing.deleted_at.is_some() {
-            return MessageView::try_from(existing);
+            return Ok(MessageView::try_from(existing)?.into());
         }
         let row: Option<MessageRow> = diesel::update(
             messages::table
@@ -198,15 +199,15 @@ impl Query for DeleteMessage {
         match row {
             Some(row) => {
                 let message = MessageView::try_from(row)?;
-                if let Some(deleted_at) = message.deleted_at {
-                    db.publish(ChatEvent::MessageDeleted {
+                let deleted = message
+                    .deleted_at
+                    .map(|deleted_at| ChatEvent::MessageDeleted {
                         thread_id: message.thread_id,
                         message_id: message.id,
                         seq: message.seq,
                         deleted_at,
                     });
-                }
-                Ok(message)
+                Ok(Answer::with_events(message, deleted.into_iter().collect()))
             }
             // Deleted concurrently by someone else: that delete broadcast.
             None => {
@@ -215,7 +216,7 @@ impl Query for DeleteMessage {
                     .select(MessageRow::as_select())
                     .first(&mut conn)
                     .await?;
-                MessageView::try_from(row)
+                Ok(MessageView::try_from(row)?.into())
             }
         }
     }

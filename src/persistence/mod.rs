@@ -2,10 +2,15 @@
 //!
 //! What "acked" means: a request's reply is sent only after its
 //! transaction has committed, and only then are the resulting events
-//! handed to the hub (through [`EventSink`]). A request whose commit
-//! failed or whose outcome is unknown answers `unavailable`, publishes
-//! nothing, and can be retried: chat:send is idempotent on
+//! published to the [`Subscribers`] wired at start-up. A request whose
+//! commit failed or whose outcome is unknown answers `unavailable`,
+//! publishes nothing, and can be retried: chat:send is idempotent on
 //! (sender, client_msg_id), cursors only move forward.
+//!
+//! "Publish only after commit" is structural: a query cannot reach the
+//! subscribers. It returns its events in its [`Answer`], and the one
+//! generic handler publishes them after `run` has returned, i.e. after its
+//! transaction committed.
 //!
 //! Each request is one struct named for its intent, implementing [`Query`]
 //! next to the SQL it runs. The actor runs requests concurrently on its own
@@ -41,7 +46,6 @@ pub use cursors::{AdvanceCursor, CursorKind, CursorOutcome};
 pub use messages::{
     DeleteMessage, EditMessage, FetchMessages, PageBounds, SendMessage, SendOutcome,
 };
-pub use replay::{LoadMessagesAfter, SeqRange};
 pub use threads::{
     AddMember, CreateThread, ListMembers, LoadThreads, MemberView, RemoveMember, ThreadListItem,
 };
@@ -49,11 +53,9 @@ pub use threads::{
 pub use group_commit::BatchSettings;
 
 use crate::auth::Claimed;
-use crate::cluster::bus::BusLink;
-use crate::cluster::wire::Outgoing;
 use crate::domain::CompanyId;
 use crate::error::AppError;
-use crate::hub::events::{ChatEvent, Committed};
+use crate::events::{ChatEvent, Committed};
 use crate::metrics::metrics;
 use group_commit::GroupCommit;
 
@@ -77,64 +79,71 @@ impl Caller {
     }
 }
 
-/// Where committed events go: the hub's seam, and in cluster mode also
-/// the bus, so the other nodes' hubs get them too. The local hub is fed
-/// directly, so local sessions are served whether or not the bus is up.
-#[derive(Clone)]
-pub struct EventSink {
-    hub: Recipient<Committed>,
-    bus: Option<BusLink>,
-}
+/// Who hears of committed events: wired at start-up (the hub, and in
+/// cluster mode the bus forwarder too); none for the command line.
+#[derive(Clone, Default)]
+pub struct Subscribers(Vec<Recipient<Committed>>);
 
-impl EventSink {
-    pub fn new(recipient: Recipient<Committed>) -> Self {
-        Self {
-            hub: recipient,
-            bus: None,
-        }
+impl Subscribers {
+    pub fn new(recipients: Vec<Recipient<Committed>>) -> Self {
+        Self(recipients)
     }
 
-    pub fn with_bus(recipient: Recipient<Committed>, bus: BusLink) -> Self {
-        Self {
-            hub: recipient,
-            bus: Some(bus),
+    /// Hands every event, in order, to every subscriber. Only the generic
+    /// query handler and group commit call it, after their commit.
+    fn publish(&self, events: Vec<ChatEvent>) {
+        for event in events {
+            for subscriber in &self.0 {
+                subscriber.do_send(Committed(event.clone()));
+            }
         }
-    }
-
-    pub fn publish(&self, event: ChatEvent) {
-        if let Some(bus) = &self.bus {
-            bus.publish(Outgoing::Event(event.clone()));
-        }
-        self.hub.do_send(Committed(event));
     }
 }
 
-/// What a query gets to work with.
+/// What a query gets to work with: the pool, and nothing to publish with.
 #[derive(Clone)]
 pub struct Db {
     pool: DbPool,
-    events: EventSink,
 }
 
 impl Db {
     pub async fn conn(&self) -> Result<DbConn, AppError> {
         Ok(self.pool.get().await?)
     }
+}
 
-    pub fn publish(&self, event: ChatEvent) {
-        self.events.publish(event);
+/// What a query answers, and the events of what it committed.
+pub struct Answer<T> {
+    pub value: T,
+    pub events: Vec<ChatEvent>,
+}
+
+impl<T> Answer<T> {
+    pub fn with_events(value: T, events: Vec<ChatEvent>) -> Self {
+        Self { value, events }
     }
 }
 
-/// One request to Persistence. `run` commits before it returns and
-/// publishes the events of what it committed.
+/// An answer that changed nothing anyone must hear of.
+impl<T> From<T> for Answer<T> {
+    fn from(value: T) -> Self {
+        Self {
+            value,
+            events: Vec::new(),
+        }
+    }
+}
+
+/// One request to Persistence. `run` commits before it returns; the
+/// events in its answer are published after that.
 pub trait Query: Send + 'static {
     type Output: Send + 'static;
-    fn run(self, db: Db) -> impl Future<Output = Result<Self::Output, AppError>> + 'static;
+    fn run(self, db: Db) -> impl Future<Output = Result<Answer<Self::Output>, AppError>> + 'static;
 }
 
 pub struct Persistence {
     db: Db,
+    subscribers: Subscribers,
     batches: BatchSettings,
     /// Started with the actor, on its arbiter.
     group_commit: Option<GroupCommit>,
@@ -147,12 +156,13 @@ pub struct Persistence {
 impl Persistence {
     pub fn new(
         pool: DbPool,
-        events: EventSink,
+        subscribers: Subscribers,
         request_timeout: Duration,
         batches: BatchSettings,
     ) -> Self {
         Self {
-            db: Db { pool, events },
+            db: Db { pool },
+            subscribers,
             batches,
             group_commit: None,
             request_timeout,
@@ -167,7 +177,11 @@ impl Actor for Persistence {
         // Requests are answered concurrently; the mailbox only needs to
         // absorb bursts between polls.
         ctx.set_mailbox_capacity(4096);
-        self.group_commit = Some(GroupCommit::start(self.db.clone(), self.batches));
+        self.group_commit = Some(GroupCommit::start(
+            self.db.clone(),
+            self.subscribers.clone(),
+            self.batches,
+        ));
     }
 }
 
@@ -205,6 +219,7 @@ where
 
     fn handle(&mut self, query: Q, _: &mut Self::Context) -> Self::Result {
         let (db, deadline) = (self.db.clone(), self.request_timeout);
+        let subscribers = self.subscribers.clone();
         metrics().persistence_in_flight.inc();
         Box::pin(async move {
             // Dropping a request mid-flight is safe: a connection left inside
@@ -212,7 +227,11 @@ where
             // client retries idempotently.
             let result = tokio::time::timeout(deadline, query.run(db))
                 .await
-                .unwrap_or(Err(AppError::Unavailable));
+                .unwrap_or(Err(AppError::Unavailable))
+                .map(|Answer { value, events }| {
+                    subscribers.publish(events);
+                    value
+                });
             metrics().persistence_in_flight.dec();
             result
         })

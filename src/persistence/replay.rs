@@ -3,33 +3,15 @@
 //! node missed while its bus was away. Internal: no caller, no scoping;
 //! the hub only routes the result to members of each thread's room.
 
-use actix::Message;
 use diesel::sql_types::{Array, BigInt, Uuid as SqlUuid};
 use diesel_async::RunQueryDsl;
 
 use super::prepared::CachePrepared;
 use super::rows::{message_views, MessageRow};
-use super::{Db, Query};
-use crate::domain::ThreadId;
+use super::{Answer, Db, Query};
 use crate::error::AppError;
+use crate::events::LoadMessagesAfter;
 use crate::protocol::MessageView;
-
-/// Messages of a thread with `after_seq < seq <= up_to_seq`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SeqRange {
-    pub thread_id: ThreadId,
-    pub after_seq: i64,
-    pub up_to_seq: i64,
-}
-
-/// Several threads' ranges in one statement; at most `limit_per_thread`
-/// messages each (the lowest seqs). Ascending by thread, then seq.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<Vec<MessageView>, AppError>")]
-pub struct LoadMessagesAfter {
-    pub ranges: Vec<SeqRange>,
-    pub limit_per_thread: i64,
-}
 
 const LOAD_RANGES: &str = "
     SELECT m.id, m.thread_id, m.company_id, m.seq, m.sender_id, m.client_msg_id, m.kind,
@@ -46,9 +28,9 @@ const LOAD_RANGES: &str = "
 
 impl Query for LoadMessagesAfter {
     type Output = Vec<MessageView>;
-    async fn run(self, db: Db) -> Result<Vec<MessageView>, AppError> {
+    async fn run(self, db: Db) -> Result<Answer<Vec<MessageView>>, AppError> {
         if self.ranges.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Vec::new().into());
         }
         let mut conn = db.conn().await?;
         let threads: Vec<uuid::Uuid> = self.ranges.iter().map(|r| r.thread_id.0).collect();
@@ -62,6 +44,6 @@ impl Query for LoadMessagesAfter {
             .cached()
             .load(&mut conn)
             .await?;
-        message_views(rows)
+        Ok(message_views(rows)?.into())
     }
 }

@@ -15,11 +15,11 @@ use uuid::Uuid;
 use super::prepared::CachePrepared;
 use super::rows::{message_views, MessageRow, ThreadRow, ThreadSummaryRow};
 use super::schema::{memberships, threads, users};
-use super::{Caller, Db, DbConn, Query};
+use super::{Answer, Caller, Db, DbConn, Query};
 use crate::auth::Claimed;
 use crate::domain::{CompanyId, ThreadId, UserId};
 use crate::error::AppError;
-use crate::hub::events::ChatEvent;
+use crate::events::ChatEvent;
 use crate::protocol::views::{rfc3339_millis, ThreadKind};
 use crate::protocol::{MessageView, ThreadView};
 
@@ -76,7 +76,7 @@ pub struct ThreadListItem {
 
 impl Query for LoadThreads {
     type Output = Vec<ThreadListItem>;
-    async fn run(self, db: Db) -> Result<Vec<ThreadListItem>, AppError> {
+    async fn run(self, db: Db) -> Result<Answer<Vec<ThreadListItem>>, AppError> {
         let mut conn = db.conn().await?;
         let rows: Vec<ThreadSummaryRow> = diesel::sql_query(THREAD_SUMMARIES)
             .bind::<SqlUuid, _>(self.member.user_id.0)
@@ -89,13 +89,14 @@ impl Query for LoadThreads {
             .map(ThreadView::try_from)
             .collect::<Result<Vec<_>, _>>()?;
         if !self.with_last_message {
-            return Ok(views
+            let items: Vec<ThreadListItem> = views
                 .into_iter()
                 .map(|thread| ThreadListItem {
                     thread,
                     last_message: None,
                 })
-                .collect());
+                .collect();
+            return Ok(items.into());
         }
         // Seqs are gapless, so a thread's last message is the one whose
         // seq is the thread's last_seq.
@@ -123,7 +124,8 @@ impl Query for LoadThreads {
                     last_message: Some(found),
                 }
             })
-            .collect())
+            .collect::<Vec<_>>()
+            .into())
     }
 }
 
@@ -149,7 +151,7 @@ pub struct CreatedThread {
 
 impl Query for CreateThread {
     type Output = CreatedThread;
-    async fn run(self, db: Db) -> Result<CreatedThread, AppError> {
+    async fn run(self, db: Db) -> Result<Answer<CreatedThread>, AppError> {
         let members: BTreeSet<Uuid> = self
             .member_ids
             .iter()
@@ -245,11 +247,14 @@ impl Query for CreateThread {
         let (row, created) = outcome;
         if created {
             let thread = row.view(0, 0, 0)?;
-            db.publish(ChatEvent::ThreadCreated {
+            let event = ChatEvent::ThreadCreated {
                 thread: thread.clone(),
                 members: members.into_iter().map(UserId).collect(),
-            });
-            return Ok(CreatedThread { thread, created });
+            };
+            return Ok(Answer::with_events(
+                CreatedThread { thread, created },
+                vec![event],
+            ));
         }
         // The existing direct thread, as the creator (or, for the operator,
         // a fresh member) sees it.
@@ -266,6 +271,7 @@ impl Query for CreateThread {
                 .run(db)
                 .await?;
                 items
+                    .value
                     .into_iter()
                     .map(|i| i.thread)
                     .find(|t| t.id.0 == row.id)
@@ -273,7 +279,7 @@ impl Query for CreateThread {
             }
             None => row.view(0, 0, 0)?,
         };
-        Ok(CreatedThread { thread, created })
+        Ok(CreatedThread { thread, created }.into())
     }
 }
 
@@ -298,7 +304,7 @@ pub struct MemberView {
 
 impl Query for ListMembers {
     type Output = Vec<MemberView>;
-    async fn run(self, db: Db) -> Result<Vec<MemberView>, AppError> {
+    async fn run(self, db: Db) -> Result<Answer<Vec<MemberView>>, AppError> {
         let mut conn = db.conn().await?;
         require_member(&mut conn, self.reader, self.thread_id).await?;
         let rows: Vec<(Uuid, String, DateTime<Utc>, i64, i64)> = memberships::table
@@ -324,7 +330,8 @@ impl Query for ListMembers {
                 last_delivered_seq: d,
                 last_read_seq: r,
             })
-            .collect())
+            .collect::<Vec<_>>()
+            .into())
     }
 }
 
@@ -359,7 +366,7 @@ pub struct AddMember {
 
 impl Query for AddMember {
     type Output = ThreadView;
-    async fn run(self, db: Db) -> Result<ThreadView, AppError> {
+    async fn run(self, db: Db) -> Result<Answer<ThreadView>, AppError> {
         let mut conn = db.conn().await?;
         let (caller, thread_id, user_id) = (self.caller, self.thread_id, self.user_id);
         let thread = conn
@@ -408,11 +415,11 @@ impl Query for AddMember {
             })
             .await?;
         let view = thread.view(thread.last_seq, thread.last_seq, 0)?;
-        db.publish(ChatEvent::MemberAdded {
+        let event = ChatEvent::MemberAdded {
             thread: view.clone(),
             user_id,
-        });
-        Ok(view)
+        };
+        Ok(Answer::with_events(view, vec![event]))
     }
 }
 
@@ -428,7 +435,7 @@ pub struct RemoveMember {
 
 impl Query for RemoveMember {
     type Output = ();
-    async fn run(self, db: Db) -> Result<(), AppError> {
+    async fn run(self, db: Db) -> Result<Answer<()>, AppError> {
         let mut conn = db.conn().await?;
         let thread = thread_for(&mut conn, self.caller, self.thread_id).await?;
         if thread.kind == "direct" {
@@ -463,10 +470,10 @@ impl Query for RemoveMember {
             .scope_boxed()
         })
         .await?;
-        db.publish(ChatEvent::MemberRemoved {
+        let event = ChatEvent::MemberRemoved {
             thread_id: self.thread_id,
             user_id: self.user_id,
-        });
-        Ok(())
+        };
+        Ok(Answer::with_events((), vec![event]))
     }
 }

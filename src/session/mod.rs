@@ -12,12 +12,12 @@
 //!   go to Persistence one at a time.
 
 pub mod capacity;
+mod connect;
 pub mod inbound;
-pub mod outbound;
 pub mod rate_limit;
 pub mod reassembly;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,25 +28,20 @@ use bytestring::ByteString;
 
 use self::capacity::{SessionCapacity, SessionPermit};
 use self::inbound::Inbound;
-use self::outbound::OutboundGauge;
 use self::rate_limit::TokenBucket;
 use self::reassembly::{Assembled, Reassembler, Violation};
 use crate::auth::Claimed;
 use crate::domain::{SessionId, ThreadId};
 use crate::error::AppError;
-use crate::hub::messages::{
-    CloseCause, Connect, Disconnect, JoinThreads, ToSession, TypingChanged,
-};
+use crate::hub::messages::{CloseCause, Disconnect, ToSession, TypingChanged};
 use crate::hub::ChatHub;
 use crate::metrics::metrics;
+use crate::outbound::OutboundGauge;
 use crate::persistence::{
-    ask, AdvanceCursor, CursorKind, FetchMessages, LoadThreads, PageBounds, Persistence,
-    SendMessage,
+    ask, AdvanceCursor, CursorKind, FetchMessages, PageBounds, Persistence, SendMessage,
 };
 use crate::protocol::client::{self, CursorUpdate, SyncRequest};
-use crate::protocol::{
-    Ack, ClientEvent, ClientFrame, FrameRef, MessageView, ServerEvent, ThreadView,
-};
+use crate::protocol::{Ack, ClientEvent, ClientFrame, FrameRef, MessageView, ServerEvent};
 
 /// The close code for a slow consumer (private-use range, RFC 6455 §7.4.2).
 pub const SLOW_CONSUMER_CLOSE: u16 = 4008;
@@ -141,15 +136,20 @@ impl WsSession {
         if self.closed {
             return;
         }
-        if self
-            .outbound
-            .would_exceed(frame.len(), self.deps.settings.max_outbound_bytes)
-        {
-            self.close_slow_consumer(ctx);
-            return;
+        if self.reserve_outbound(frame.len(), ctx) {
+            ctx.text(frame);
         }
-        self.outbound.add_text(frame.len());
-        ctx.text(frame);
+    }
+
+    /// Counts a frame of ours against the outbound bound; false (and the
+    /// session closing with 4008) if it does not fit.
+    fn reserve_outbound(&mut self, payload_len: usize, ctx: &mut WebsocketContext<Self>) -> bool {
+        let bound = self.deps.settings.max_outbound_bytes;
+        let reserved = self.outbound.try_reserve(payload_len, bound);
+        if !reserved {
+            self.close_slow_consumer(ctx);
+        }
+        reserved
     }
 
     fn reply(
@@ -200,95 +200,6 @@ impl WsSession {
         );
     }
 
-    // ---- connecting -----------------------------------------------------
-
-    /// Loads memberships, registers with the hub, looks again, and sends
-    /// chat:ready. Two looks because a membership can change while we
-    /// register: the first decides the rooms we enter, the second (taken
-    /// once the hub routes to us, so no later change can be missed)
-    /// corrects them and is what chat:ready reports.
-    fn connect(&mut self, ctx: &mut WebsocketContext<Self>) {
-        let deps = self.deps.clone();
-        let (session_id, user) = (self.id, self.user);
-        let addr = ctx.address().recipient();
-        let outbound = self.outbound.clone();
-        let sequence = async move {
-            let load = |persistence: Addr<Persistence>| async move {
-                let query = LoadThreads {
-                    member: user,
-                    with_last_message: false,
-                };
-                let items = ask(&persistence, query).await?;
-                Ok::<Vec<ThreadView>, AppError>(items.into_iter().map(|i| i.thread).collect())
-            };
-            let first = load(deps.persistence.clone()).await?;
-            deps.hub
-                .send(Connect {
-                    session_id,
-                    user_id: user.user_id,
-                    company_id: user.company_id,
-                    threads: first.iter().map(|t| (t.id, t.last_seq)).collect(),
-                    addr,
-                    outbound,
-                })
-                .await
-                .map_err(|_| AppError::Unavailable)?;
-            let mut second = load(deps.persistence.clone()).await?;
-            let before: HashSet<ThreadId> = first.iter().map(|t| t.id).collect();
-            let now: HashSet<ThreadId> = second.iter().map(|t| t.id).collect();
-            let routed = deps
-                .hub
-                .send(JoinThreads {
-                    session_id,
-                    join: second
-                        .iter()
-                        .filter(|t| !before.contains(&t.id))
-                        .map(|t| (t.id, t.last_seq))
-                        .collect(),
-                    leave: before.difference(&now).copied().collect(),
-                    report: now.iter().copied().collect(),
-                })
-                .await
-                .map_err(|_| AppError::Unavailable)?;
-            for thread in &mut second {
-                if let Some(&seq) = routed.get(&thread.id) {
-                    thread.last_seq = thread.last_seq.max(seq);
-                }
-            }
-            Ok::<Vec<ThreadView>, AppError>(second)
-        };
-        ctx.wait(
-            sequence
-                .into_actor(self)
-                .map(|result, session, ctx| match result {
-                    Ok(threads) => {
-                        session.reported_last_seq =
-                            threads.iter().map(|t| (t.id, t.last_seq)).collect();
-                        log::info!(
-                            "session={} user={} ready in {} threads",
-                            session.id,
-                            session.user.user_id,
-                            threads.len()
-                        );
-                        let ready = ServerEvent::Ready {
-                            user_id: session.user.user_id,
-                            session_id: session.id,
-                            threads,
-                        };
-                        session.reply(ready, None, ctx);
-                    }
-                    Err(error) => {
-                        session.reply_error(error, None, ctx);
-                        session.close(
-                            CloseCode::Again,
-                            "cannot load your threads, retry later",
-                            ctx,
-                        );
-                    }
-                }),
-        );
-    }
-
     fn start_heartbeat(&self, ctx: &mut WebsocketContext<Self>) {
         let settings = self.deps.settings.clone();
         ctx.run_interval(settings.heartbeat_interval, move |session, ctx| {
@@ -301,15 +212,9 @@ impl WsSession {
                 session.close(CloseCode::Away, "heartbeat timeout", ctx);
                 return;
             }
-            if session
-                .outbound
-                .would_exceed(0, settings.max_outbound_bytes)
-            {
-                session.close_slow_consumer(ctx);
-                return;
+            if session.reserve_outbound(0, ctx) {
+                ctx.ping(b"");
             }
-            session.outbound.add_text(0);
-            ctx.ping(b"");
         });
     }
 
@@ -321,13 +226,7 @@ impl WsSession {
             Frame::Binary(payload) => self.fragments.binary(&payload),
             Frame::Continuation(item) => self.fragments.fragment(item),
             Frame::Ping(payload) => {
-                if self
-                    .outbound
-                    .would_exceed(payload.len(), self.deps.settings.max_outbound_bytes)
-                {
-                    self.close_slow_consumer(ctx);
-                } else {
-                    self.outbound.add_text(payload.len());
+                if self.reserve_outbound(payload.len(), ctx) {
                     ctx.pong(&payload);
                 }
                 return;

@@ -1,4 +1,6 @@
-//! The outbound bound (slow consumers, 4008).
+//! The outbound bound (slow consumers, 4008): bytes queued toward one
+//! socket, shared by the hub (which routes to it), the session (which
+//! writes its own replies) and the HTTP layer (which takes the bytes).
 //!
 //! A session's frames queue in three places: its mailbox, its context's
 //! write buffer, and the HTTP layer's socket buffer. The last stops taking
@@ -52,15 +54,25 @@ impl OutboundGauge {
         self.0 .0.load(Ordering::Relaxed)
     }
 
-    pub fn would_exceed(&self, payload_len: usize, bound: usize) -> bool {
-        self.queued() + encoded_len(payload_len) > bound
-    }
-
-    /// A text or control frame of `payload_len` bytes was queued.
-    pub fn add_text(&self, payload_len: usize) {
+    /// Counts a text or control frame of `payload_len` bytes as queued,
+    /// unless that would take the queue past `bound`: then nothing is
+    /// counted and the caller must close the session (4008). Check and add
+    /// are one atomic step, so the hub's thread and the session's worker
+    /// cannot both pass the bound with the last free bytes.
+    #[must_use = "a frame that does not fit must not be queued"]
+    pub fn try_reserve(&self, payload_len: usize, bound: usize) -> bool {
         let bytes = encoded_len(payload_len);
-        self.0 .0.fetch_add(bytes, Ordering::Relaxed);
-        metrics().outbound_queue_bytes.add(gauge_value(bytes));
+        let reserved = self
+            .0
+             .0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |queued| {
+                queued.checked_add(bytes).filter(|total| *total <= bound)
+            })
+            .is_ok();
+        if reserved {
+            metrics().outbound_queue_bytes.add(gauge_value(bytes));
+        }
+        reserved
     }
 
     /// A queued frame of `payload_len` bytes was dropped before writing.
@@ -127,8 +139,49 @@ mod tests {
     #[test]
     fn gauge_never_underflows() {
         let g = OutboundGauge::default();
-        g.add_text(10);
+        assert!(g.try_reserve(10, 1000));
         g.taken(100);
         assert_eq!(g.queued(), 0);
+    }
+
+    #[test]
+    fn a_frame_that_would_pass_the_bound_is_not_counted() {
+        let g = OutboundGauge::default();
+        assert!(g.try_reserve(8, 20), "10 of 20 bytes");
+        assert!(!g.try_reserve(9, 20), "21 of 20 bytes");
+        assert_eq!(g.queued(), 10, "the refused frame left no trace");
+        assert!(g.try_reserve(8, 20), "exactly 20 of 20 bytes");
+    }
+
+    /// Two threads (the hub's and a session's worker) race for the last
+    /// free frame's worth of the bound: exactly one may win, every round.
+    #[test]
+    fn two_threads_racing_at_the_bound_cannot_both_pass() {
+        use std::sync::Barrier;
+        const ROUNDS: usize = 2_000;
+        let frame = 100;
+        let bound = encoded_len(frame) * 3;
+        for _ in 0..ROUNDS {
+            let g = OutboundGauge::default();
+            assert!(g.try_reserve(frame, bound));
+            assert!(g.try_reserve(frame, bound));
+            let barrier = Arc::new(Barrier::new(2));
+            let racers: Vec<_> = (0..2)
+                .map(|_| {
+                    let (g, barrier) = (g.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        g.try_reserve(frame, bound)
+                    })
+                })
+                .collect();
+            let winners = racers
+                .into_iter()
+                .map(|r| r.join().unwrap_or(false))
+                .filter(|won| *won)
+                .count();
+            assert_eq!(winners, 1, "one frame fit; {winners} were counted");
+            assert!(g.queued() <= bound);
+        }
     }
 }

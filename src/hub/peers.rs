@@ -1,6 +1,11 @@
 //! The hub's side of cluster mode: who is online on the other nodes, their
 //! typing, and this node's own news for them.
 //!
+//! The hub knows nothing of NATS. It is told about other nodes through the
+//! messages below ([`PeerPresence`], [`PeerTyping`], [`BusConnected`]) and
+//! tells them its news through a [`PeerLink`]; `cluster/` implements both
+//! ends over the bus.
+//!
 //! A user is online if they have a session on any node. Each peer node's
 //! users are known from its deltas and its heartbeats; a heartbeat replaces
 //! what was known of that node, and a node silent for the timeout is
@@ -12,26 +17,75 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
+use serde::{Deserialize, Serialize};
+
 use super::ChatHub;
-use crate::cluster::bus::BusLink;
-use crate::cluster::wire::{OnlineOnNode, Outgoing, PresenceNews, TypingNews};
-use crate::cluster::NodeId;
-use crate::domain::{ThreadId, UserId};
+use crate::domain::{NodeId, ThreadId, UserId};
 use crate::protocol::ServerEvent;
 
+/// Who is online on the publishing node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PresenceNews {
+    /// The user's first session on that node opened.
+    Online {
+        user_id: UserId,
+        threads: Vec<ThreadId>,
+    },
+    /// The user's last session on that node closed.
+    Offline {
+        user_id: UserId,
+        threads: Vec<ThreadId>,
+    },
+    /// Everyone online on that node, replacing what the receiver knew.
+    /// `hello` is set on the first heartbeat after (re)connecting: the
+    /// others may have missed this node's events and catch up.
+    Heartbeat {
+        users: Vec<OnlineOnNode>,
+        hello: bool,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OnlineOnNode {
+    pub user_id: UserId,
+    pub threads: Vec<ThreadId>,
+}
+
+/// A local user started or stopped typing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TypingNews {
+    pub thread_id: ThreadId,
+    pub user_id: UserId,
+    pub typing: bool,
+}
+
+/// What this hub tells the other nodes.
+#[derive(Debug, Clone)]
+pub enum PeerNews {
+    Presence(PresenceNews),
+    Typing(TypingNews),
+}
+
+/// Where the hub puts its news for the other nodes. It must not block:
+/// the hub calls it while routing.
+pub trait PeerLink: Send + 'static {
+    fn tell(&self, news: PeerNews);
+}
+
 /// What a hub in cluster mode knows beyond its own sessions.
-pub struct HubCluster {
+pub struct PeerNodes {
     node: NodeId,
-    link: BusLink,
+    link: Box<dyn PeerLink>,
     heartbeat_interval: Duration,
     node_timeout: Duration,
     peers: HashMap<NodeId, Peer>,
 }
 
-impl HubCluster {
+impl PeerNodes {
     pub fn new(
         node: NodeId,
-        link: BusLink,
+        link: Box<dyn PeerLink>,
         heartbeat_interval: Duration,
         node_timeout: Duration,
     ) -> Self {
@@ -71,13 +125,13 @@ pub struct PeerTyping {
 }
 
 impl ChatHub {
-    pub fn in_cluster(mut self, cluster: HubCluster) -> Self {
-        self.cluster = Some(cluster);
+    pub fn in_cluster(mut self, peers: PeerNodes) -> Self {
+        self.peers = Some(peers);
         self
     }
 
     pub(super) fn start_cluster_clock(&self, ctx: &mut Context<Self>) {
-        if let Some(cluster) = &self.cluster {
+        if let Some(cluster) = &self.peers {
             log::info!("hub: cluster node {}", cluster.node);
             ctx.run_interval(cluster.heartbeat_interval, |hub, _| {
                 hub.send_heartbeat(false);
@@ -89,7 +143,7 @@ impl ChatHub {
 
     /// Whether the user has a session on another node.
     pub(super) fn online_elsewhere(&self, user_id: UserId) -> bool {
-        self.cluster
+        self.peers
             .as_ref()
             .is_some_and(|c| c.peers.values().any(|p| p.users.contains_key(&user_id)))
     }
@@ -98,9 +152,9 @@ impl ChatHub {
         self.users.contains_key(&user_id) || self.online_elsewhere(user_id)
     }
 
-    fn tell_peers(&self, outgoing: Outgoing) {
-        if let Some(cluster) = &self.cluster {
-            cluster.link.publish(outgoing);
+    fn tell_peers(&self, news: PeerNews) {
+        if let Some(cluster) = &self.peers {
+            cluster.link.tell(news);
         }
     }
 
@@ -113,11 +167,11 @@ impl ChatHub {
 
     /// A local user's first session opened (`online`) or last one closed.
     pub(super) fn tell_peers_presence(&self, user_id: UserId, online: bool) {
-        if self.cluster.is_none() {
+        if self.peers.is_none() {
             return;
         }
         let threads = self.local_threads(user_id);
-        self.tell_peers(Outgoing::Presence(if online {
+        self.tell_peers(PeerNews::Presence(if online {
             PresenceNews::Online { user_id, threads }
         } else {
             PresenceNews::Offline { user_id, threads }
@@ -125,7 +179,7 @@ impl ChatHub {
     }
 
     pub(super) fn tell_peers_typing(&self, thread_id: ThreadId, user_id: UserId, typing: bool) {
-        self.tell_peers(Outgoing::Typing(TypingNews {
+        self.tell_peers(PeerNews::Typing(TypingNews {
             thread_id,
             user_id,
             typing,
@@ -133,7 +187,7 @@ impl ChatHub {
     }
 
     fn send_heartbeat(&self, hello: bool) {
-        if self.cluster.is_none() {
+        if self.peers.is_none() {
             return;
         }
         let users = self
@@ -144,7 +198,7 @@ impl ChatHub {
                 threads: user.threads.iter().copied().collect(),
             })
             .collect();
-        self.tell_peers(Outgoing::Presence(PresenceNews::Heartbeat { users, hello }));
+        self.tell_peers(PeerNews::Presence(PresenceNews::Heartbeat { users, hello }));
     }
 
     /// chat:presence for a user of another node, to the local members of
@@ -185,7 +239,7 @@ impl ChatHub {
     }
 
     fn peer_mut(&mut self, node: &NodeId) -> Option<&mut Peer> {
-        let cluster = self.cluster.as_mut()?;
+        let cluster = self.peers.as_mut()?;
         let peer = cluster.peers.entry(node.clone()).or_insert_with(|| {
             log::info!("cluster: peer {node} joined");
             Peer {
@@ -218,7 +272,7 @@ impl ChatHub {
             self.announce_remote_presence(user_id, &threads, true);
         }
         let online_there = |u: &UserId| {
-            self.cluster
+            self.peers
                 .as_ref()
                 .and_then(|c| c.peers.get(from))
                 .is_some_and(|p| p.users.contains_key(u))
@@ -233,7 +287,7 @@ impl ChatHub {
     }
 
     fn expire_silent_peers(&mut self) {
-        let Some(cluster) = self.cluster.as_mut() else {
+        let Some(cluster) = self.peers.as_mut() else {
             return;
         };
         let timeout = cluster.node_timeout;
@@ -314,8 +368,14 @@ mod tests {
     use serde_json::{json, Value};
 
     use super::*;
-    use crate::cluster::bus::outbox;
     use crate::hub::tests::{settings, Listener};
+
+    /// The bus is not under test: news for other nodes goes nowhere.
+    struct Nowhere;
+
+    impl PeerLink for Nowhere {
+        fn tell(&self, _: PeerNews) {}
+    }
 
     const TIMEOUT: Duration = Duration::from_millis(150);
 
@@ -324,10 +384,9 @@ mod tests {
 
     impl Node {
         async fn start(thread_id: ThreadId) -> Self {
-            let (link, _outbox) = outbox();
-            let cluster = HubCluster::new(
+            let cluster = PeerNodes::new(
                 NodeId("here".into()),
-                link,
+                Box::new(Nowhere),
                 Duration::from_millis(20),
                 TIMEOUT,
             );

@@ -1,17 +1,25 @@
-//! The hub's one input for things that happened: [`Committed`]. Every
-//! variant describes a change that is already durable in Postgres.
-//! Persistence sends them after commit; a cross-node bus can feed the same
-//! message later without the hub knowing the difference.
+//! What was committed: the vocabulary shared by the modules that make,
+//! carry and route changes, and owned by none of them.
 //!
-//! In cluster mode the same events cross NATS as JSON. `origin` is not
-//! sent: the session it names lives on the publishing node only, so on
-//! every other node the event has no origin.
+//! - [`Committed`] wraps a [`ChatEvent`], a change that is already durable
+//!   in Postgres. Persistence publishes it after commit to whoever was
+//!   wired to it at start-up (the hub; in cluster mode also the bus
+//!   forwarder), and the bus delivers other nodes' events to the hub as the
+//!   same message, so the hub cannot tell the difference.
+//! - [`LoadMessagesAfter`] over [`SeqRange`]s is the read-back request: the
+//!   hub asks for messages whose announcement never reached it, and
+//!   Persistence answers it.
+//!
+//! In cluster mode the events cross NATS as JSON. `origin` is not sent: the
+//! session it names lives on the publishing node only, so on every other
+//! node the event has no origin.
 
 use actix::Message;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{MessageId, SessionId, ThreadId, UserId};
+use crate::error::AppError;
 use crate::protocol::{MessageView, ThreadView};
 
 #[derive(Debug, Clone, Message)]
@@ -87,4 +95,21 @@ impl ChatEvent {
 pub struct ReceiptRange {
     pub up_to_seq: i64,
     pub senders: Vec<UserId>,
+}
+
+/// Messages of a thread with `after_seq < seq <= up_to_seq`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeqRange {
+    pub thread_id: ThreadId,
+    pub after_seq: i64,
+    pub up_to_seq: i64,
+}
+
+/// Several threads' ranges in one statement; at most `limit_per_thread`
+/// messages each (the lowest seqs). Ascending by thread, then seq.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Vec<MessageView>, AppError>")]
+pub struct LoadMessagesAfter {
+    pub ranges: Vec<SeqRange>,
+    pub limit_per_thread: i64,
 }

@@ -1,0 +1,103 @@
+//! The connect sequence: from an accepted upgrade to chat:ready.
+
+use std::collections::HashSet;
+
+use actix::prelude::*;
+use actix_http::ws::CloseCode;
+use actix_web_actors::ws::WebsocketContext;
+
+use super::WsSession;
+use crate::domain::ThreadId;
+use crate::error::AppError;
+use crate::hub::messages::{Connect, JoinThreads};
+use crate::persistence::{ask, LoadThreads, Persistence};
+use crate::protocol::{ServerEvent, ThreadView};
+
+impl WsSession {
+    /// Loads memberships, registers with the hub, looks again, and sends
+    /// chat:ready. Two looks because a membership can change while we
+    /// register: the first decides the rooms we enter, the second (taken
+    /// once the hub routes to us, so no later change can be missed)
+    /// corrects them and is what chat:ready reports.
+    pub(super) fn connect(&mut self, ctx: &mut WebsocketContext<Self>) {
+        let deps = self.deps.clone();
+        let (session_id, user) = (self.id, self.user);
+        let addr = ctx.address().recipient();
+        let outbound = self.outbound.clone();
+        let sequence = async move {
+            let load = |persistence: Addr<Persistence>| async move {
+                let query = LoadThreads {
+                    member: user,
+                    with_last_message: false,
+                };
+                let items = ask(&persistence, query).await?;
+                Ok::<Vec<ThreadView>, AppError>(items.into_iter().map(|i| i.thread).collect())
+            };
+            let first = load(deps.persistence.clone()).await?;
+            deps.hub
+                .send(Connect {
+                    session_id,
+                    user_id: user.user_id,
+                    company_id: user.company_id,
+                    threads: first.iter().map(|t| (t.id, t.last_seq)).collect(),
+                    addr,
+                    outbound,
+                })
+                .await
+                .map_err(|_| AppError::Unavailable)?;
+            let mut second = load(deps.persistence.clone()).await?;
+            let before: HashSet<ThreadId> = first.iter().map(|t| t.id).collect();
+            let now: HashSet<ThreadId> = second.iter().map(|t| t.id).collect();
+            let routed = deps
+                .hub
+                .send(JoinThreads {
+                    session_id,
+                    join: second
+                        .iter()
+                        .filter(|t| !before.contains(&t.id))
+                        .map(|t| (t.id, t.last_seq))
+                        .collect(),
+                    leave: before.difference(&now).copied().collect(),
+                    report: now.iter().copied().collect(),
+                })
+                .await
+                .map_err(|_| AppError::Unavailable)?;
+            for thread in &mut second {
+                if let Some(&seq) = routed.get(&thread.id) {
+                    thread.last_seq = thread.last_seq.max(seq);
+                }
+            }
+            Ok::<Vec<ThreadView>, AppError>(second)
+        };
+        ctx.wait(
+            sequence
+                .into_actor(self)
+                .map(|result, session, ctx| match result {
+                    Ok(threads) => {
+                        session.reported_last_seq =
+                            threads.iter().map(|t| (t.id, t.last_seq)).collect();
+                        log::info!(
+                            "session={} user={} ready in {} threads",
+                            session.id,
+                            session.user.user_id,
+                            threads.len()
+                        );
+                        let ready = ServerEvent::Ready {
+                            user_id: session.user.user_id,
+                            session_id: session.id,
+                            threads,
+                        };
+                        session.reply(ready, None, ctx);
+                    }
+                    Err(error) => {
+                        session.reply_error(error, None, ctx);
+                        session.close(
+                            CloseCode::Again,
+                            "cannot load your threads, retry later",
+                            ctx,
+                        );
+                    }
+                }),
+        );
+    }
+}
