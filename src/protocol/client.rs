@@ -29,7 +29,7 @@ pub struct ClientFrame {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClientEvent {
-    Send(SendMessage),
+    Send(SendRequest),
     Delivered(CursorUpdate),
     MarkRead(CursorUpdate),
     TypingStart { thread_id: ThreadId },
@@ -39,7 +39,7 @@ pub enum ClientEvent {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct SendMessage {
+pub struct SendRequest {
     pub thread_id: ThreadId,
     pub client_msg_id: ClientMsgId,
     pub content: MessageContent,
@@ -59,7 +59,7 @@ pub struct SyncRequest {
 }
 
 #[derive(Deserialize)]
-struct Envelope<'a> {
+struct RawFrame<'a> {
     // Raw, so that an ill-typed event fails after the ref is known.
     #[serde(borrow)]
     event: Option<&'a RawValue>,
@@ -112,7 +112,7 @@ impl ClientFrame {
                 event: Err(AppError::bad_request("frame is not a JSON event object")),
             };
         }
-        let envelope: Envelope = match serde_json::from_str(text) {
+        let envelope: RawFrame = match serde_json::from_str(text) {
             Ok(envelope) => envelope,
             Err(e) => {
                 return ClientFrame {
@@ -155,7 +155,7 @@ impl ClientEvent {
         match name {
             "chat:send" => {
                 let d: SendData = data_of(data)?;
-                Ok(ClientEvent::Send(SendMessage {
+                Ok(ClientEvent::Send(SendRequest {
                     thread_id: d.thread_id,
                     client_msg_id: d.client_msg_id,
                     content: MessageContent::parse(d.kind, d.body, d.metadata)?,

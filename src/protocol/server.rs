@@ -101,7 +101,7 @@ pub enum Ack {
 }
 
 #[derive(Serialize)]
-struct Envelope<'a> {
+struct FramedEvent<'a> {
     #[serde(flatten)]
     event: &'a ServerEvent,
     #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
@@ -113,7 +113,7 @@ impl ServerEvent {
     /// (no maps with non-string keys, no failing Serialize impls); should it
     /// ever, the client gets an `internal` error frame instead of nothing.
     pub fn to_frame(&self, reference: Option<&FrameRef>) -> ByteString {
-        let envelope = Envelope {
+        let envelope = FramedEvent {
             event: self,
             reference: reference.map(|r| &r.0),
         };

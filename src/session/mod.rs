@@ -76,7 +76,7 @@ pub struct SessionDeps {
 
 struct QueuedSend {
     reference: Option<FrameRef>,
-    message: client::SendMessage,
+    message: client::SendRequest,
     received: Instant,
 }
 
@@ -299,7 +299,7 @@ impl WsSession {
 
     fn on_send(
         &mut self,
-        message: client::SendMessage,
+        message: client::SendRequest,
         reference: Option<FrameRef>,
         ctx: &mut WebsocketContext<Self>,
     ) {
