@@ -5,6 +5,7 @@
 mod support;
 
 mod admin_api;
+mod architecture;
 mod bench;
 mod browser;
 mod capacity;
