@@ -45,6 +45,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("CONFAB_DRAIN_TIMEOUT_MS", "shutdown.drain_timeout_ms"),
     ("CONFAB_BATCH_MAX", "persistence.batch_max"),
     ("CONFAB_BATCH_WINDOW_US", "persistence.batch_window_us"),
+    ("CONFAB_COMMITS_IN_FLIGHT", "persistence.commits_in_flight"),
     ("CONFAB_NATS_URL", "cluster.nats_url"),
     ("CONFAB_SUBJECT_PREFIX", "cluster.subject_prefix"),
     ("CONFAB_NODE_ID", "cluster.node_id"),
@@ -100,12 +101,14 @@ pub struct ShutdownSettings {
     pub drain_timeout_ms: u64,
 }
 
-/// Group commit of chat:send: how many sends one transaction may take, and
-/// how long the first of them waits for company.
+/// Group commit of chat:send: how many sends one transaction may take, how
+/// many transactions may commit at once, and how long the first send of a
+/// batch waits for company beyond that.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct PersistenceSettings {
     pub batch_max: usize,
     pub batch_window_us: u64,
+    pub commits_in_flight: usize,
 }
 
 impl PersistenceSettings {
@@ -256,6 +259,9 @@ impl Settings {
         // request deadline; a second would already be absurd.
         if persistence.batch_window_us > 1_000_000 {
             return fail("persistence.batch_window_us", "must be at most 1000000");
+        }
+        if persistence.commits_in_flight == 0 {
+            return fail("persistence.commits_in_flight", "must be at least 1");
         }
         if let Err((key, why)) = self.cluster.check() {
             return fail(key, why);

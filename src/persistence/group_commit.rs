@@ -1,9 +1,13 @@
 //! Group commit for chat:send.
 //!
 //! Concurrent sends, from any sessions and any threads, are gathered into
-//! one transaction. A batch closes when it holds `batch_max` sends or when
-//! `batch_window` has passed since its first send arrived; while it commits
-//! the next one gathers, up to `in_flight` batches at once.
+//! one transaction. Batching is natural: a send commits at once, with what
+//! is already waiting, when fewer than `in_flight` batches are committing;
+//! while they all are, sends gather and the next batch takes them all (up
+//! to `batch_max`). So at everyday load a send waits for nobody, and under
+//! load batches grow by themselves to what the database can commit. An
+//! optional `batch_window` makes a batch wait for company after its first
+//! send even when it could commit.
 //!
 //! Inside the transaction every send keeps the rules it has alone:
 //! - the threads are locked first, in id order, so two batches (or a batch
@@ -57,9 +61,13 @@ impl BatchSettings {
         Self {
             max: settings.persistence.batch_max,
             window: settings.persistence.batch_window(),
-            // A quarter of the pool stays free for reads, cursors and
-            // membership changes while sends are at full tilt.
-            in_flight: (settings.db_pool_size * 3 / 4).max(1),
+            // At least a quarter of the pool stays free for reads,
+            // cursors and membership changes while sends are at full tilt.
+            in_flight: settings
+                .persistence
+                .commits_in_flight
+                .min(settings.db_pool_size * 3 / 4)
+                .max(1),
             request_timeout: settings.db_request_timeout(),
         }
     }

@@ -110,7 +110,24 @@ async fn send_and_collect(
 
 #[actix_web::test]
 async fn many_senders_in_many_threads_share_commits_yet_get_gapless_seqs_and_acks_after_commit() {
-    let app = batching_app(256, WIDE_WINDOW_US).await;
+    many_senders_share_commits(batching_app(256, WIDE_WINDOW_US).await).await;
+}
+
+/// The default: no window, one commit at a time. Nobody waits for company,
+/// yet sends that arrive while a commit runs share the next one.
+#[actix_web::test]
+async fn with_no_window_sends_arriving_during_a_commit_share_the_next_one() {
+    let app = spawn_app_with(|s| {
+        s.persistence.batch_window_us = 0;
+        s.persistence.commits_in_flight = 1;
+        s.websocket.rate_limit_per_second = 100_000.0;
+        s.websocket.rate_limit_burst = 100_000;
+    })
+    .await;
+    many_senders_share_commits(app).await;
+}
+
+async fn many_senders_share_commits(app: TestApp) {
     let users = app.users(THREADS * MEMBERS).await;
     let mut threads = Vec::new();
     for group in users.chunks(MEMBERS) {
