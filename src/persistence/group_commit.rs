@@ -33,6 +33,7 @@ use diesel::sql_types::{Array, BigInt, Bool, Jsonb, Nullable, Text, Uuid as SqlU
 use diesel::QueryableByName;
 use diesel_async::scoped_futures::ScopedFutureExt;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use futures_util::FutureExt;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
@@ -442,13 +443,17 @@ async fn write_batch(
     let mut thread_ids: Vec<Uuid> = candidates.iter().map(|c| c.thread_id).collect();
     thread_ids.sort_unstable();
     thread_ids.dedup();
-    diesel::sql_query(LOCK_THREADS)
+    // The lock and the look-up go out together (pipelined: one round trip
+    // less per batch). Postgres runs them in the order they were sent, and
+    // the look-up's snapshot is taken when it starts, after the locks are
+    // held. try_join polls the lock first, and both statements enter a
+    // connection's cache in its first batch, so the lock is always sent
+    // first.
+    let lock = diesel::sql_query(LOCK_THREADS)
         .bind::<Array<SqlUuid>, _>(&thread_ids)
         .cached()
-        .execute(conn)
-        .await?;
-
-    let mut standings: Vec<Standing> = diesel::sql_query(LOOK_UP)
+        .execute(conn);
+    let look_up = diesel::sql_query(LOOK_UP)
         .bind::<Array<SqlUuid>, _>(candidates.iter().map(|c| c.thread_id).collect::<Vec<_>>())
         .bind::<Array<SqlUuid>, _>(candidates.iter().map(|c| c.company_id).collect::<Vec<_>>())
         .bind::<Array<SqlUuid>, _>(candidates.iter().map(|c| c.sender_id).collect::<Vec<_>>())
@@ -459,8 +464,11 @@ async fn write_batch(
                 .collect::<Vec<_>>(),
         )
         .cached()
-        .load(conn)
-        .await?;
+        .load::<Standing>(conn)
+        // Boxed: the stream type inside is too general for the
+        // transaction's scoped future otherwise.
+        .boxed();
+    let (_, mut standings) = futures_util::try_join!(lock, look_up)?;
     // Seqs follow arrival order, which is the order of the arrays.
     standings.sort_unstable_by_key(|s| s.ord);
     // WITH ORDINALITY counts from 1.
