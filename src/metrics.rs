@@ -4,8 +4,8 @@
 use std::sync::OnceLock;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::error::ErrorCode;
@@ -27,6 +27,8 @@ pub struct Metrics {
     pub hub_routing_seconds: Histogram,
     pub outbound_queue_bytes: IntGauge,
     pub persistence_queue_depth: IntGauge,
+    pub http_requests: IntCounterVec,
+    pub http_request_seconds: HistogramVec,
 }
 
 fn build() -> Result<Metrics, prometheus::Error> {
@@ -98,6 +100,24 @@ fn build() -> Result<Metrics, prometheus::Error> {
             "persistence_queue_depth",
             "chat:send requests waiting for a group commit or inside one",
         )?,
+        http_requests: IntCounterVec::new(
+            Opts::new(
+                "http_requests_total",
+                "HTTP requests answered, by matched route pattern, method and status",
+            ),
+            &["route", "method", "status"],
+        )?,
+        http_request_seconds: HistogramVec::new(
+            HistogramOpts::new(
+                "http_request_duration_seconds",
+                "HTTP request received to response head ready, by route pattern and method",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
+            ]),
+            &["route", "method"],
+        )?,
         registry,
     };
     m.registry.register(Box::new(m.sessions.clone()))?;
@@ -123,6 +143,9 @@ fn build() -> Result<Metrics, prometheus::Error> {
         .register(Box::new(m.outbound_queue_bytes.clone()))?;
     m.registry
         .register(Box::new(m.persistence_queue_depth.clone()))?;
+    m.registry.register(Box::new(m.http_requests.clone()))?;
+    m.registry
+        .register(Box::new(m.http_request_seconds.clone()))?;
     for code in ErrorCode::ALL {
         m.errors.with_label_values(&[code.as_str()]);
     }

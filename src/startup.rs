@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::middleware::{ErrorHandlers, Logger};
+use actix_web::middleware::{from_fn, ErrorHandlers, Logger};
 use actix_web::{web, App, HttpServer};
 
 use crate::auth::{random_secret, Auth};
@@ -177,6 +177,7 @@ impl Application {
                         .custom_request_replace("method", |req| req.method().to_string()),
                 )
                 .wrap(ErrorHandlers::new().default_handler(crate::http::json_error_body))
+                .wrap(from_fn(crate::http::metrics_middleware::record_request))
                 .configure(crate::http::routes)
         })
         .disable_signals()

@@ -5,6 +5,7 @@
 
 mod admin_api;
 pub mod extract;
+pub mod metrics_middleware;
 pub mod openapi;
 mod ops;
 mod user_api;

@@ -7,42 +7,13 @@
 //! checked right after this test's server updated it, retrying when another
 //! server wrote in between).
 
-use std::time::Duration;
-
 use serde_json::json;
 
+use crate::support::metrics::{self, Scrape};
 use crate::support::{spawn_app, uuid, TestApp, WsClient};
 
-struct Scrape {
-    status: u16,
-    content_type: String,
-    text: String,
-}
-
 async fn scrape(app: &TestApp) -> Scrape {
-    let client = awc::Client::builder()
-        .timeout(Duration::from_secs(20))
-        .finish();
-    let mut res = client
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .expect("GET /metrics completes");
-    let bytes = res
-        .body()
-        .limit(16 * 1024 * 1024)
-        .await
-        .expect("the metrics body arrives");
-    Scrape {
-        status: res.status().as_u16(),
-        content_type: res
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string(),
-        text: String::from_utf8_lossy(&bytes).into_owned(),
-    }
+    metrics::scrape(&app.base).await
 }
 
 /// The value of one sample, `name` including its labels as exposed
@@ -262,5 +233,95 @@ async fn a_send_shows_in_the_group_commit_and_hub_series() {
         );
         // Gauges are shared by every server in this process: only sane.
         assert!(sample(&text, gauge) >= 0.0, "{gauge} went negative");
+    }
+}
+
+// ---- the series an operator expects -------------------------------------------
+
+/// Whether any path segment of `route` is an id: a label must be the route
+/// pattern (`/api/threads/{id}`), never the path a client asked for.
+fn holds_an_id(route: &str) -> bool {
+    route
+        .split('/')
+        .any(|segment| uuid::Uuid::parse_str(segment).is_ok())
+}
+
+#[actix_web::test]
+async fn http_requests_are_counted_and_timed_by_route_pattern_and_status() {
+    let app = spawn_app().await;
+    let users = app.users(1).await;
+    let token = users[0].token.clone();
+    let thread = app.group(&[&users[0]]).await;
+    let route = "/api/threads/{id}/messages";
+    let answered = |status: &'static str| [("route", route), ("method", "GET"), ("status", status)];
+    let timed = [("route", route), ("method", "GET")];
+    let unmatched = [("route", "unmatched"), ("method", "GET"), ("status", "404")];
+
+    let before = scrape(&app).await;
+    let count = |s: &Scrape, labels: &[(&str, &str)]| {
+        s.find("confab_http_requests_total", labels).unwrap_or(0.0)
+    };
+    let timed_count = |s: &Scrape| {
+        s.find("confab_http_request_duration_seconds_count", &timed)
+            .unwrap_or(0.0)
+    };
+
+    for _ in 0..3 {
+        let page = app
+            .get(&format!("/api/threads/{thread}/messages"), &token)
+            .await;
+        assert_eq!(page.status, 200, "{page:?}");
+    }
+    let stranger = uuid::Uuid::new_v4();
+    let missing = app
+        .get(&format!("/api/threads/{stranger}/messages"), &token)
+        .await;
+    assert_eq!(missing.status, 404, "{missing:?}");
+    let nowhere = uuid::Uuid::new_v4();
+    let no_route = app.get(&format!("/no/such/{nowhere}"), &token).await;
+    assert_eq!(no_route.status, 404, "{no_route:?}");
+
+    let after = scrape(&app).await;
+    for (labels, requests) in [
+        (&answered("200")[..], 3.0),
+        (&answered("404")[..], 1.0),
+        (&unmatched[..], 1.0),
+    ] {
+        let (was, is) = (count(&before, labels), count(&after, labels));
+        assert!(
+            is >= was + requests,
+            "{labels:?} went from {was} to {is} after {requests} requests"
+        );
+    }
+    assert!(
+        after
+            .text
+            .contains("# TYPE confab_http_request_duration_seconds histogram"),
+        "{}",
+        after.text
+    );
+    let (was, is) = (timed_count(&before), timed_count(&after));
+    assert!(is >= was + 4.0, "timed requests went from {was} to {is}");
+    let all = after.value(
+        "confab_http_request_duration_seconds_bucket",
+        &[timed[0], timed[1], ("le", "+Inf")],
+    );
+    assert_eq!(all, is, "the +Inf bucket holds every timed request");
+    let slowest_bucket = after.value(
+        "confab_http_request_duration_seconds_bucket",
+        &[timed[0], timed[1], ("le", "10")],
+    );
+    assert!(slowest_bucket <= all);
+
+    for id in [thread, stranger, nowhere, users[0].id] {
+        assert!(
+            !after.text.contains(&id.to_string()),
+            "an id from a request path reached the metrics: {id}"
+        );
+    }
+    for sample in after.samples() {
+        if let Some(route) = sample.labels.get("route") {
+            assert!(!holds_an_id(route), "a route label with an id: {sample:?}");
+        }
     }
 }
