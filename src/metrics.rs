@@ -1,12 +1,17 @@
 //! Prometheus metrics. One registry per process, created on first use; the
 //! text exposition is served at `GET /metrics`.
 
+mod db_pool;
+
 use std::sync::OnceLock;
 
+use prometheus::core::Collector;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
     Registry, TextEncoder,
 };
+
+pub use db_pool::PoolGauge;
 
 use crate::error::ErrorCode;
 
@@ -163,9 +168,14 @@ pub fn record_error(code: ErrorCode) {
     metrics().errors.with_label_values(&[code.as_str()]).inc();
 }
 
-pub fn render() -> String {
+/// The exposition: the process's series, and `local` ones that belong to
+/// the server being scraped (its pool), sampled now.
+pub fn render(local: &[&dyn Collector]) -> String {
+    let m = metrics();
+    let mut families = m.registry.gather();
+    families.extend(local.iter().flat_map(|c| c.collect()));
     let mut out = Vec::new();
-    if let Err(e) = TextEncoder::new().encode(&metrics().registry.gather(), &mut out) {
+    if let Err(e) = TextEncoder::new().encode(&families, &mut out) {
         log::error!("encoding metrics: {e}");
     }
     String::from_utf8(out).unwrap_or_default()
@@ -176,6 +186,6 @@ mod tests {
     #[test]
     fn metric_definitions_are_valid() {
         super::build().expect("metrics build");
-        assert!(super::render().contains("confab_errors_total"));
+        assert!(super::render(&[]).contains("confab_errors_total"));
     }
 }

@@ -15,6 +15,7 @@ use crate::config::Settings;
 use crate::hub::cluster::HubCluster;
 use crate::hub::messages::{Shutdown, UseGapFill};
 use crate::hub::{ChatHub, HubSettings};
+use crate::metrics::PoolGauge;
 use crate::persistence::migrate::{prepare_database, PrepareError};
 use crate::persistence::{build_pool, BatchSettings, EventSink, Persistence};
 use crate::session::capacity::SessionCapacity;
@@ -111,6 +112,10 @@ impl Application {
             settings.db_timeout(),
         )
         .map_err(|e| StartError::Pool(e.to_string()))?;
+        let db_pool = PoolGauge::new({
+            let pool = pool.clone();
+            move || pool.status()
+        });
         let request_timeout = settings.db_request_timeout();
         let persistence_arbiter = Arbiter::new();
         let sink = if cluster.enabled() {
@@ -159,6 +164,7 @@ impl Application {
             persistence,
             sessions,
             bus: bus_status,
+            db_pool,
         });
 
         let addr = settings.bind_addr();

@@ -25,6 +25,7 @@ use crate::auth::Auth;
 use crate::config::Settings;
 use crate::error::{AppError, ErrorCode};
 use crate::hub::ChatHub;
+use crate::metrics::PoolGauge;
 use crate::persistence::{Persistence, Query};
 use crate::session::SessionDeps;
 
@@ -40,6 +41,8 @@ pub struct AppState {
     pub sessions: SessionDeps,
     /// Cluster mode only: whether this node's bus connection is up.
     pub bus: Option<crate::cluster::bus::BusStatus>,
+    /// This server's database pool, read when /metrics is scraped.
+    pub db_pool: PoolGauge,
 }
 
 impl AppState {

@@ -73,8 +73,8 @@ pub(super) async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, A
     tag = "ops",
     responses((status = 200, body = String, content_type = "text/plain; version=0.0.4; charset=utf-8"))
 )]
-pub(super) async fn metrics() -> HttpResponse {
+pub(super) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(crate::metrics::render())
+        .body(crate::metrics::render(&[&state.db_pool]))
 }

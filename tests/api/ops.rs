@@ -10,7 +10,7 @@
 use serde_json::json;
 
 use crate::support::metrics::{self, Scrape};
-use crate::support::{spawn_app, uuid, TestApp, WsClient};
+use crate::support::{spawn_app, spawn_app_with, uuid, TestApp, WsClient};
 
 async fn scrape(app: &TestApp) -> Scrape {
     metrics::scrape(&app.base).await
@@ -324,4 +324,35 @@ async fn http_requests_are_counted_and_timed_by_route_pattern_and_status() {
             assert!(!holds_an_id(route), "a route label with an id: {sample:?}");
         }
     }
+}
+
+#[actix_web::test]
+async fn the_pool_gauges_read_the_scraped_servers_own_pool() {
+    // A size no other server of this suite uses: the gauges must be this
+    // server's, not the process's.
+    let app = spawn_app_with(|s| s.db_pool_size = 3).await;
+    // Opens at least one pooled connection, kept idle afterwards.
+    app.users(1).await;
+
+    let scrape = scrape(&app).await;
+    for gauge in [
+        "confab_db_pool_max",
+        "confab_db_pool_in_use",
+        "confab_db_pool_idle",
+        "confab_db_pool_waiting",
+    ] {
+        assert!(
+            scrape.text.contains(&format!("# TYPE {gauge} gauge")),
+            "{gauge} is exposed:\n{}",
+            scrape.text
+        );
+    }
+    assert_eq!(scrape.value("confab_db_pool_max", &[]), 3.0);
+    let open =
+        scrape.value("confab_db_pool_in_use", &[]) + scrape.value("confab_db_pool_idle", &[]);
+    assert!(
+        (1.0..=3.0).contains(&open),
+        "{open} connections open in a pool of 3 that has served requests"
+    );
+    assert!(scrape.value("confab_db_pool_waiting", &[]) >= 0.0);
 }
