@@ -34,6 +34,9 @@ pub struct Metrics {
     pub persistence_queue_depth: IntGauge,
     pub http_requests: IntCounterVec,
     pub http_request_seconds: HistogramVec,
+    /// The standard `process_*` series, kept apart so that the registry's
+    /// `confab_` prefix does not rename them: dashboards expect them as is.
+    standard: Registry,
 }
 
 fn build() -> Result<Metrics, prometheus::Error> {
@@ -123,6 +126,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
             ]),
             &["route", "method"],
         )?,
+        standard: standard_registry()?,
         registry,
     };
     m.registry.register(Box::new(m.sessions.clone()))?;
@@ -168,11 +172,28 @@ pub fn record_error(code: ErrorCode) {
     metrics().errors.with_label_values(&[code.as_str()]).inc();
 }
 
+/// CPU, memory, open files and threads of this process, from /proc.
+#[cfg(target_os = "linux")]
+fn standard_registry() -> Result<Registry, prometheus::Error> {
+    let registry = Registry::new();
+    registry.register(Box::new(
+        prometheus::process_collector::ProcessCollector::for_self(),
+    ))?;
+    Ok(registry)
+}
+
+/// The process collector reads /proc: elsewhere there is nothing to add.
+#[cfg(not(target_os = "linux"))]
+fn standard_registry() -> Result<Registry, prometheus::Error> {
+    Ok(Registry::new())
+}
+
 /// The exposition: the process's series, and `local` ones that belong to
 /// the server being scraped (its pool), sampled now.
 pub fn render(local: &[&dyn Collector]) -> String {
     let m = metrics();
     let mut families = m.registry.gather();
+    families.extend(m.standard.gather());
     families.extend(local.iter().flat_map(|c| c.collect()));
     let mut out = Vec::new();
     if let Err(e) = TextEncoder::new().encode(&families, &mut out) {

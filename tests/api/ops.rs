@@ -356,3 +356,28 @@ async fn the_pool_gauges_read_the_scraped_servers_own_pool() {
     );
     assert!(scrape.value("confab_db_pool_waiting", &[]) >= 0.0);
 }
+
+#[actix_web::test]
+async fn process_cpu_and_memory_are_exposed_under_their_standard_names() {
+    let app = spawn_app().await;
+    let scrape = scrape(&app).await;
+    for (name, kind) in [
+        ("process_cpu_seconds_total", "counter"),
+        ("process_resident_memory_bytes", "gauge"),
+        ("process_virtual_memory_bytes", "gauge"),
+        ("process_open_fds", "gauge"),
+        ("process_max_fds", "gauge"),
+        ("process_start_time_seconds", "gauge"),
+        ("process_threads", "gauge"),
+    ] {
+        assert!(
+            scrape.text.contains(&format!("# TYPE {name} {kind}")),
+            "{name} is exposed as a {kind}:\n{}",
+            scrape.text
+        );
+    }
+    let rss = scrape.value("process_resident_memory_bytes", &[]);
+    assert!(rss > 1024.0 * 1024.0, "resident memory of {rss} bytes");
+    assert!(scrape.value("process_cpu_seconds_total", &[]) >= 0.0);
+    assert!(scrape.value("process_open_fds", &[]) >= 1.0);
+}
