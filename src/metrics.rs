@@ -34,10 +34,15 @@ pub struct Metrics {
     pub persistence_queue_depth: IntGauge,
     pub http_requests: IntCounterVec,
     pub http_request_seconds: HistogramVec,
+    pub ws_closes: IntCounterVec,
     /// The standard `process_*` series, kept apart so that the registry's
     /// `confab_` prefix does not rename them: dashboards expect them as is.
     standard: Registry,
 }
+
+/// The close codes confab sends or expects, exposed from the start so that
+/// a rate over them reads 0 rather than nothing.
+const WS_CLOSE_CODES: [u16; 9] = [1000, 1001, 1002, 1005, 1006, 1007, 1009, 1013, 4008];
 
 fn build() -> Result<Metrics, prometheus::Error> {
     let registry = Registry::new_custom(Some("confab".into()), None)?;
@@ -126,6 +131,13 @@ fn build() -> Result<Metrics, prometheus::Error> {
             ]),
             &["route", "method"],
         )?,
+        ws_closes: IntCounterVec::new(
+            Opts::new(
+                "ws_closes_total",
+                "WebSocket sessions ended, by close code (1006: no close frame)",
+            ),
+            &["code"],
+        )?,
         standard: standard_registry()?,
         registry,
     };
@@ -155,6 +167,10 @@ fn build() -> Result<Metrics, prometheus::Error> {
     m.registry.register(Box::new(m.http_requests.clone()))?;
     m.registry
         .register(Box::new(m.http_request_seconds.clone()))?;
+    m.registry.register(Box::new(m.ws_closes.clone()))?;
+    for code in WS_CLOSE_CODES {
+        m.ws_closes.with_label_values(&[&code.to_string()]);
+    }
     for code in ErrorCode::ALL {
         m.errors.with_label_values(&[code.as_str()]);
     }
@@ -170,6 +186,17 @@ pub fn metrics() -> &'static Metrics {
 
 pub fn record_error(code: ErrorCode) {
     metrics().errors.with_label_values(&[code.as_str()]).inc();
+}
+
+/// Counts a WebSocket session's end. Codes outside the ones RFC 6455 and
+/// IANA define and confab's own 4008 are counted as `other`: a client
+/// chooses its close code, and must not grow the label set at will.
+pub fn record_ws_close(code: u16) {
+    let label = match code {
+        1000..=1015 | 4008 => code.to_string(),
+        _ => "other".to_string(),
+    };
+    metrics().ws_closes.with_label_values(&[&label]).inc();
 }
 
 /// CPU, memory, open files and threads of this process, from /proc.

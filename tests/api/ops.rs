@@ -8,8 +8,12 @@
 //! server wrote in between).
 
 use serde_json::json;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
 
 use crate::support::metrics::{self, Scrape};
+use crate::support::ws::Ending;
 use crate::support::{spawn_app, spawn_app_with, uuid, TestApp, WsClient};
 
 async fn scrape(app: &TestApp) -> Scrape {
@@ -380,4 +384,56 @@ async fn process_cpu_and_memory_are_exposed_under_their_standard_names() {
     assert!(rss > 1024.0 * 1024.0, "resident memory of {rss} bytes");
     assert!(scrape.value("process_cpu_seconds_total", &[]) >= 0.0);
     assert!(scrape.value("process_open_fds", &[]) >= 1.0);
+}
+
+#[actix_web::test]
+async fn websocket_closes_are_counted_by_code() {
+    let app = spawn_app_with(|s| s.websocket.max_frame_bytes = 1024).await;
+    let users = app.users(2).await;
+    let (ann, bob) = (&users[0], &users[1]);
+    app.group(&[ann, bob]).await;
+    let closes = |s: &Scrape, code: &str| s.value("confab_ws_closes_total", &[("code", code)]);
+    let before = scrape(&app).await;
+
+    // The client closes with 1000; the server echoes it.
+    let mut ann_ws = app.connect(ann).await;
+    ann_ws
+        .send_raw(Message::Close(Some(CloseFrame {
+            code: CloseCode::Normal,
+            reason: "bye".into(),
+        })))
+        .await;
+    assert_eq!(ann_ws.ending().await, Ending::Closed(Some(1000)));
+
+    // The server closes with 1009: a frame over max_frame_bytes.
+    let mut ann_ws = app.connect(ann).await;
+    ann_ws.send_text("x".repeat(2000)).await;
+    assert_eq!(ann_ws.ending().await, Ending::Closed(Some(1009)));
+
+    // The connection ends with no close frame at all: 1006. Bob hears Ann
+    // go offline once the hub has dropped her last session, which her
+    // session counted first.
+    let ann_ws = app.connect(ann).await;
+    let mut bob_ws = app.connect(bob).await;
+    drop(ann_ws);
+    bob_ws
+        .wait_for(
+            |f| {
+                f["event"] == "chat:presence"
+                    && f["data"] == json!({"user_id": ann.id, "online": false})
+            },
+            "ann going offline",
+        )
+        .await;
+
+    let after = scrape(&app).await;
+    for code in ["1000", "1009", "1006"] {
+        let (was, is) = (closes(&before, code), closes(&after, code));
+        assert!(
+            is >= was + 1.0,
+            "closes with {code} went from {was} to {is} after one"
+        );
+    }
+    // Counted before any has happened, so that a rate over it reads 0.
+    closes(&after, "4008");
 }
