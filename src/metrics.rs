@@ -35,6 +35,12 @@ pub struct Metrics {
     pub http_requests: IntCounterVec,
     pub http_request_seconds: HistogramVec,
     pub ws_closes: IntCounterVec,
+    pub bus_published: IntCounterVec,
+    pub bus_received: IntCounterVec,
+    pub bus_dropped: IntCounter,
+    pub bus_reconnects: IntCounter,
+    pub gap_fill_read_backs: IntCounterVec,
+    pub gap_fill_messages: IntCounter,
     /// The standard `process_*` series, kept apart so that the registry's
     /// `confab_` prefix does not rename them: dashboards expect them as is.
     standard: Registry,
@@ -138,6 +144,39 @@ fn build() -> Result<Metrics, prometheus::Error> {
             ),
             &["code"],
         )?,
+        bus_published: IntCounterVec::new(
+            Opts::new(
+                "bus_published_total",
+                "Cluster mode: messages this node handed to NATS, by kind",
+            ),
+            &["kind"],
+        )?,
+        bus_received: IntCounterVec::new(
+            Opts::new(
+                "bus_received_total",
+                "Cluster mode: messages from other nodes received on NATS, by kind",
+            ),
+            &["kind"],
+        )?,
+        bus_dropped: IntCounter::new(
+            "bus_dropped_total",
+            "Cluster mode: outgoing messages dropped because the bus queue was full",
+        )?,
+        bus_reconnects: IntCounter::new(
+            "bus_reconnects_total",
+            "Cluster mode: times the NATS connection came back after it was lost",
+        )?,
+        gap_fill_read_backs: IntCounterVec::new(
+            Opts::new(
+                "gap_fill_read_backs_total",
+                "Missed messages read back from the database, by reason (gap, catch_up)",
+            ),
+            &["reason"],
+        )?,
+        gap_fill_messages: IntCounter::new(
+            "gap_fill_messages_total",
+            "Messages returned by read-backs (some may already have been routed)",
+        )?,
         standard: standard_registry()?,
         registry,
     };
@@ -168,8 +207,18 @@ fn build() -> Result<Metrics, prometheus::Error> {
     m.registry
         .register(Box::new(m.http_request_seconds.clone()))?;
     m.registry.register(Box::new(m.ws_closes.clone()))?;
+    m.registry.register(Box::new(m.bus_published.clone()))?;
+    m.registry.register(Box::new(m.bus_received.clone()))?;
+    m.registry.register(Box::new(m.bus_dropped.clone()))?;
+    m.registry.register(Box::new(m.bus_reconnects.clone()))?;
+    m.registry
+        .register(Box::new(m.gap_fill_read_backs.clone()))?;
+    m.registry.register(Box::new(m.gap_fill_messages.clone()))?;
     for code in WS_CLOSE_CODES {
         m.ws_closes.with_label_values(&[&code.to_string()]);
+    }
+    for reason in ["gap", "catch_up"] {
+        m.gap_fill_read_backs.with_label_values(&[reason]);
     }
     for code in ErrorCode::ALL {
         m.errors.with_label_values(&[code.as_str()]);
