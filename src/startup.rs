@@ -37,6 +37,8 @@ pub enum StartError {
 pub struct Application {
     server: Server,
     local_addr: SocketAddr,
+    /// Serving /metrics alone when `metrics_bind` is set.
+    metrics_server: Option<(Server, SocketAddr)>,
     shutdown: ShutdownHandle,
     admin_token: String,
     jwt_secret: String,
@@ -166,6 +168,14 @@ impl Application {
             bus: bus_status,
             db_pool,
         });
+        let metrics_server = match settings.metrics_addr() {
+            Some(addr) => Some(
+                crate::http::metrics_server::bind(addr, state.clone())
+                    .map_err(|source| StartError::Bind { addr, source })?,
+            ),
+            None => None,
+        };
+        let metrics_here = metrics_server.is_none();
 
         let addr = settings.bind_addr();
         let listener =
@@ -184,7 +194,7 @@ impl Application {
                 )
                 .wrap(ErrorHandlers::new().default_handler(crate::http::json_error_body))
                 .wrap(from_fn(crate::http::metrics_middleware::record_request))
-                .configure(crate::http::routes)
+                .configure(crate::http::routes(metrics_here))
         })
         .disable_signals()
         .shutdown_timeout(drain_seconds);
@@ -196,6 +206,9 @@ impl Application {
             .map_err(|source| StartError::Bind { addr, source })?
             .run();
         log::info!("confab listening on http://{local_addr}");
+        if let Some((_, addr)) = &metrics_server {
+            log::info!("metrics on http://{addr}/metrics (not on the main address)");
+        }
 
         Ok(Application {
             shutdown: ShutdownHandle {
@@ -204,6 +217,7 @@ impl Application {
             },
             server,
             local_addr,
+            metrics_server,
             admin_token: settings.admin_token.clone(),
             jwt_secret: settings.jwt_secret.clone(),
             arbiters,
@@ -236,7 +250,16 @@ impl Application {
                 shutdown.shutdown().await;
             });
         }
+        // Metrics stay up while the main server drains: the drain shows.
+        let metrics = self.metrics_server.map(|(server, _)| {
+            let handle = server.handle();
+            actix_web::rt::spawn(server);
+            handle
+        });
         let result = self.server.await;
+        if let Some(metrics) = metrics {
+            metrics.stop(false).await;
+        }
         for arbiter in &self.arbiters {
             arbiter.stop();
         }

@@ -6,6 +6,7 @@
 mod admin_api;
 pub mod extract;
 pub mod metrics_middleware;
+pub mod metrics_server;
 pub mod openapi;
 mod ops;
 mod user_api;
@@ -59,7 +60,23 @@ impl AppState {
     }
 }
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
+/// Every route; `/metrics` only with `serve_metrics` (when `metrics_bind`
+/// is set it is served on that address instead, see [`metrics_routes`]).
+pub fn routes(serve_metrics: bool) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg| {
+        if serve_metrics {
+            cfg.configure(ops::metrics_routes);
+        }
+        all_but_metrics(cfg);
+    }
+}
+
+/// `/metrics` alone, for the listener at `metrics_bind`.
+pub fn metrics_routes(cfg: &mut web::ServiceConfig) {
+    ops::metrics_routes(cfg);
+}
+
+fn all_but_metrics(cfg: &mut web::ServiceConfig) {
     cfg.app_data(
         web::JsonConfig::default()
             .limit(MAX_JSON_BODY_BYTES)

@@ -11,8 +11,11 @@ use crate::persistence::CheckDatabase;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/healthz").get(healthz))
-        .service(web::resource("/readyz").get(readyz))
-        .service(web::resource("/metrics").get(metrics));
+        .service(web::resource("/readyz").get(readyz));
+}
+
+pub fn metrics_routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/metrics").get(metrics));
 }
 
 #[derive(Serialize, ToSchema)]
@@ -66,7 +69,8 @@ pub(super) async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, A
     Ok(HttpResponse::Ok().json(body))
 }
 
-/// Prometheus metrics in the text exposition format.
+/// Prometheus metrics in the text exposition format. Served on the main
+/// address unless `metrics_bind` names one of its own (then 404 here).
 #[utoipa::path(
     get,
     path = "/metrics",

@@ -12,6 +12,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::support::child::ChildConfig;
 use crate::support::metrics::{self, Scrape};
 use crate::support::ws::Ending;
 use crate::support::{spawn_app, spawn_app_with, uuid, TestApp, WsClient};
@@ -436,4 +437,46 @@ async fn websocket_closes_are_counted_by_code() {
     }
     // Counted before any has happened, so that a rate over it reads 0.
     closes(&after, "4008");
+}
+
+#[actix_web::test]
+async fn with_metrics_bind_metrics_are_served_there_and_not_on_the_public_address() {
+    let config = ChildConfig::new(&[
+        ("CONFAB_METRICS_BIND", "127.0.0.1:0"),
+        ("CONFAB_DB_POOL_SIZE", "5"),
+    ]);
+    let mut server = config.start().await;
+    let line = server.process.wait_for_line("metrics on http://").await;
+    let metrics_addr = line
+        .split("metrics on http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    let metrics_base = format!("http://{metrics_addr}");
+    assert_ne!(metrics_base, server.base);
+
+    let private = metrics::scrape(&metrics_base).await;
+    assert_eq!(private.status, 200, "{}", private.text);
+    assert_eq!(private.value("confab_db_pool_max", &[]), 5.0);
+    assert!(private.text.contains("# TYPE confab_sessions gauge"));
+
+    let public = server
+        .request(awc::http::Method::GET, "/metrics", None, None)
+        .await;
+    assert_eq!(public.status, 404, "{public:?}");
+    // The metrics address serves nothing else.
+    let health = crate::support::http_request(
+        &metrics_base,
+        awc::http::Method::GET,
+        "/healthz",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(health.status, 404, "{health:?}");
+    // And the public address still serves everything else.
+    let health = server
+        .request(awc::http::Method::GET, "/healthz", None, None)
+        .await;
+    assert_eq!(health.status, 200, "{health:?}");
 }
