@@ -16,6 +16,7 @@ use crate::domain::NodeId;
 pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("DATABASE_URL", "database_url"),
     ("CONFAB_BIND", "bind"),
+    ("CONFAB_METRICS_BIND", "metrics_bind"),
     ("CONFAB_JWT_SECRET", "jwt_secret"),
     ("CONFAB_ADMIN_TOKEN", "admin_token"),
     ("CONFAB_DB_POOL_SIZE", "db_pool_size"),
@@ -67,6 +68,8 @@ pub const MAX_BATCH: usize = 10_000;
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct Settings {
     pub bind: String,
+    /// Empty: /metrics is served on `bind`. An address: only there.
+    pub metrics_bind: String,
     pub database_url: String,
     pub db_pool_size: usize,
     pub db_timeout_ms: u64,
@@ -176,6 +179,12 @@ impl Settings {
         if self.bind.parse::<SocketAddr>().is_err() {
             return fail("bind", "must be an address like 127.0.0.1:8080");
         }
+        if !self.metrics_bind.is_empty() && self.metrics_bind.parse::<SocketAddr>().is_err() {
+            return fail(
+                "metrics_bind",
+                "must be empty or an address like 127.0.0.1:9100",
+            );
+        }
         if url::Url::parse(&self.database_url).map_or(true, |u| {
             !matches!(u.scheme(), "postgres" | "postgresql")
                 || database_name(&self.database_url).is_none()
@@ -274,6 +283,12 @@ impl Settings {
         self.bind
             .parse()
             .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8080)))
+    }
+
+    /// Where /metrics is served when not on the main address.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        // validate() has parsed it already.
+        self.metrics_bind.parse().ok()
     }
 
     pub fn db_timeout(&self) -> Duration {
@@ -428,6 +443,16 @@ mod tests {
         let mut s = defaults();
         s.bind = "nowhere".into();
         assert!(s.validate().unwrap_err().to_string().contains("bind"));
+    }
+
+    #[test]
+    fn bad_metrics_bind_names_its_key() {
+        let mut s = defaults();
+        s.metrics_bind = "nowhere".into();
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("metrics_bind"), "{err}");
+        s.metrics_bind = "127.0.0.1:9100".into();
+        s.validate().expect("an address is valid");
     }
 
     #[test]

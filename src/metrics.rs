@@ -1,12 +1,17 @@
 //! Prometheus metrics. One registry per process, created on first use; the
 //! text exposition is served at `GET /metrics`.
 
+mod db_pool;
+
 use std::sync::OnceLock;
 
+use prometheus::core::Collector;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
 };
+
+pub use db_pool::PoolGauge;
 
 pub struct Metrics {
     registry: Registry,
@@ -25,7 +30,23 @@ pub struct Metrics {
     pub hub_routing_seconds: Histogram,
     pub outbound_queue_bytes: IntGauge,
     pub persistence_queue_depth: IntGauge,
+    pub http_requests: IntCounterVec,
+    pub http_request_seconds: HistogramVec,
+    pub ws_closes: IntCounterVec,
+    pub bus_published: IntCounterVec,
+    pub bus_received: IntCounterVec,
+    pub bus_dropped: IntCounter,
+    pub bus_reconnects: IntCounter,
+    pub gap_fill_read_backs: IntCounterVec,
+    pub gap_fill_messages: IntCounter,
+    /// The standard `process_*` series, kept apart so that the registry's
+    /// `confab_` prefix does not rename them: dashboards expect them as is.
+    standard: Registry,
 }
+
+/// The close codes confab sends or expects, exposed from the start so that
+/// a rate over them reads 0 rather than nothing.
+const WS_CLOSE_CODES: [u16; 9] = [1000, 1001, 1002, 1005, 1006, 1007, 1009, 1013, 4008];
 
 fn build() -> Result<Metrics, prometheus::Error> {
     let registry = Registry::new_custom(Some("confab".into()), None)?;
@@ -96,6 +117,65 @@ fn build() -> Result<Metrics, prometheus::Error> {
             "persistence_queue_depth",
             "chat:send requests waiting for a group commit or inside one",
         )?,
+        http_requests: IntCounterVec::new(
+            Opts::new(
+                "http_requests_total",
+                "HTTP requests answered, by matched route pattern, method and status",
+            ),
+            &["route", "method", "status"],
+        )?,
+        http_request_seconds: HistogramVec::new(
+            HistogramOpts::new(
+                "http_request_duration_seconds",
+                "HTTP request received to response head ready, by route pattern and method",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
+            ]),
+            &["route", "method"],
+        )?,
+        ws_closes: IntCounterVec::new(
+            Opts::new(
+                "ws_closes_total",
+                "WebSocket sessions ended, by close code (1006: no close frame)",
+            ),
+            &["code"],
+        )?,
+        bus_published: IntCounterVec::new(
+            Opts::new(
+                "bus_published_total",
+                "Cluster mode: messages this node handed to NATS, by kind",
+            ),
+            &["kind"],
+        )?,
+        bus_received: IntCounterVec::new(
+            Opts::new(
+                "bus_received_total",
+                "Cluster mode: messages from other nodes received on NATS, by kind",
+            ),
+            &["kind"],
+        )?,
+        bus_dropped: IntCounter::new(
+            "bus_dropped_total",
+            "Cluster mode: outgoing messages dropped because the bus queue was full",
+        )?,
+        bus_reconnects: IntCounter::new(
+            "bus_reconnects_total",
+            "Cluster mode: times the NATS connection came back after it was lost",
+        )?,
+        gap_fill_read_backs: IntCounterVec::new(
+            Opts::new(
+                "gap_fill_read_backs_total",
+                "Missed messages read back from the database, by reason (gap, catch_up)",
+            ),
+            &["reason"],
+        )?,
+        gap_fill_messages: IntCounter::new(
+            "gap_fill_messages_total",
+            "Messages returned by read-backs (some may already have been routed)",
+        )?,
+        standard: standard_registry()?,
         registry,
     };
     m.registry.register(Box::new(m.sessions.clone()))?;
@@ -121,6 +201,23 @@ fn build() -> Result<Metrics, prometheus::Error> {
         .register(Box::new(m.outbound_queue_bytes.clone()))?;
     m.registry
         .register(Box::new(m.persistence_queue_depth.clone()))?;
+    m.registry.register(Box::new(m.http_requests.clone()))?;
+    m.registry
+        .register(Box::new(m.http_request_seconds.clone()))?;
+    m.registry.register(Box::new(m.ws_closes.clone()))?;
+    m.registry.register(Box::new(m.bus_published.clone()))?;
+    m.registry.register(Box::new(m.bus_received.clone()))?;
+    m.registry.register(Box::new(m.bus_dropped.clone()))?;
+    m.registry.register(Box::new(m.bus_reconnects.clone()))?;
+    m.registry
+        .register(Box::new(m.gap_fill_read_backs.clone()))?;
+    m.registry.register(Box::new(m.gap_fill_messages.clone()))?;
+    for code in WS_CLOSE_CODES {
+        m.ws_closes.with_label_values(&[&code.to_string()]);
+    }
+    for reason in ["gap", "catch_up"] {
+        m.gap_fill_read_backs.with_label_values(&[reason]);
+    }
     Ok(m)
 }
 
@@ -144,9 +241,42 @@ pub fn preregister_errors<'a>(codes: impl IntoIterator<Item = &'a str>) {
     }
 }
 
-pub fn render() -> String {
+/// Counts a WebSocket session's end. Codes outside the ones RFC 6455 and
+/// IANA define and confab's own 4008 are counted as `other`: a client
+/// chooses its close code, and must not grow the label set at will.
+pub fn record_ws_close(code: u16) {
+    let label = match code {
+        1000..=1015 | 4008 => code.to_string(),
+        _ => "other".to_string(),
+    };
+    metrics().ws_closes.with_label_values(&[&label]).inc();
+}
+
+/// CPU, memory, open files and threads of this process, from /proc.
+#[cfg(target_os = "linux")]
+fn standard_registry() -> Result<Registry, prometheus::Error> {
+    let registry = Registry::new();
+    registry.register(Box::new(
+        prometheus::process_collector::ProcessCollector::for_self(),
+    ))?;
+    Ok(registry)
+}
+
+/// The process collector reads /proc: elsewhere there is nothing to add.
+#[cfg(not(target_os = "linux"))]
+fn standard_registry() -> Result<Registry, prometheus::Error> {
+    Ok(Registry::new())
+}
+
+/// The exposition: the process's series, and `local` ones that belong to
+/// the server being scraped (its pool), sampled now.
+pub fn render(local: &[&dyn Collector]) -> String {
+    let m = metrics();
+    let mut families = m.registry.gather();
+    families.extend(m.standard.gather());
+    families.extend(local.iter().flat_map(|c| c.collect()));
     let mut out = Vec::new();
-    if let Err(e) = TextEncoder::new().encode(&metrics().registry.gather(), &mut out) {
+    if let Err(e) = TextEncoder::new().encode(&families, &mut out) {
         log::error!("encoding metrics: {e}");
     }
     String::from_utf8(out).unwrap_or_default()
@@ -158,6 +288,6 @@ mod tests {
     fn metric_definitions_are_valid() {
         super::build().expect("metrics build");
         super::preregister_errors(["bad_request"]);
-        assert!(super::render().contains("confab_errors_total"));
+        assert!(super::render(&[]).contains("confab_errors_total"));
     }
 }

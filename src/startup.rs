@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::middleware::{ErrorHandlers, Logger};
+use actix_web::middleware::{from_fn, ErrorHandlers, Logger};
 use actix_web::{web, App, HttpServer};
 
 use crate::auth::{random_secret, Auth};
@@ -22,6 +22,7 @@ use crate::error::ErrorCode;
 use crate::hub::messages::{Shutdown, UseGapFill};
 use crate::hub::peers::PeerNodes;
 use crate::hub::{ChatHub, HubSettings};
+use crate::metrics::PoolGauge;
 use crate::persistence::migrate::{prepare_database, PrepareError};
 use crate::persistence::{build_pool, BatchSettings, Persistence, Subscribers};
 use crate::session::capacity::SessionCapacity;
@@ -43,6 +44,8 @@ pub enum StartError {
 pub struct Application {
     server: Server,
     local_addr: SocketAddr,
+    /// Serving /metrics alone when `metrics_bind` is set.
+    metrics_server: Option<(Server, SocketAddr)>,
     shutdown: ShutdownHandle,
     admin_token: String,
     jwt_secret: String,
@@ -143,6 +146,10 @@ impl Application {
             settings.db_timeout(),
         )
         .map_err(|e| StartError::Pool(e.to_string()))?;
+        let db_pool = PoolGauge::new({
+            let pool = pool.clone();
+            move || pool.status()
+        });
         let request_timeout = settings.db_request_timeout();
         let persistence_arbiter = Arbiter::new();
         let subscribers = Subscribers::new(subscribers);
@@ -173,7 +180,16 @@ impl Application {
             persistence,
             sessions,
             bus: bus_status,
+            db_pool,
         });
+        let metrics_server = match settings.metrics_addr() {
+            Some(addr) => Some(
+                crate::http::metrics_server::bind(addr, state.clone())
+                    .map_err(|source| StartError::Bind { addr, source })?,
+            ),
+            None => None,
+        };
+        let metrics_here = metrics_server.is_none();
 
         let addr = settings.bind_addr();
         let listener =
@@ -191,7 +207,8 @@ impl Application {
                         .custom_request_replace("method", |req| req.method().to_string()),
                 )
                 .wrap(ErrorHandlers::new().default_handler(crate::http::json_error_body))
-                .configure(crate::http::routes)
+                .wrap(from_fn(crate::http::metrics_middleware::record_request))
+                .configure(crate::http::routes(metrics_here))
         })
         .disable_signals()
         .shutdown_timeout(drain_seconds);
@@ -203,6 +220,9 @@ impl Application {
             .map_err(|source| StartError::Bind { addr, source })?
             .run();
         log::info!("confab listening on http://{local_addr}");
+        if let Some((_, addr)) = &metrics_server {
+            log::info!("metrics on http://{addr}/metrics (not on the main address)");
+        }
 
         Ok(Application {
             shutdown: ShutdownHandle {
@@ -211,6 +231,7 @@ impl Application {
             },
             server,
             local_addr,
+            metrics_server,
             admin_token: settings.admin_token.clone(),
             jwt_secret: settings.jwt_secret.clone(),
             arbiters,
@@ -243,7 +264,16 @@ impl Application {
                 shutdown.shutdown().await;
             });
         }
+        // Metrics stay up while the main server drains: the drain shows.
+        let metrics = self.metrics_server.map(|(server, _)| {
+            let handle = server.handle();
+            actix_web::rt::spawn(server);
+            handle
+        });
         let result = self.server.await;
+        if let Some(metrics) = metrics {
+            metrics.stop(false).await;
+        }
         for arbiter in &self.arbiters {
             arbiter.stop();
         }

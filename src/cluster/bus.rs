@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use super::wire::{Envelope, Outgoing};
+use super::wire::{self, Envelope, Outgoing};
 use super::Subjects;
 use crate::config::ClusterSettings;
 use crate::domain::NodeId;
@@ -27,6 +27,7 @@ use crate::events::{ChatEvent, Committed};
 use crate::hub::peers::{
     BusConnected, PeerLink, PeerNews, PeerPresence, PeerTyping, PresenceNews, TypingNews,
 };
+use crate::metrics::metrics;
 
 /// Events waiting for the bus, beyond which new ones are dropped.
 pub const OUTBOX_CAPACITY: usize = 65_536;
@@ -54,6 +55,7 @@ impl BusLink {
         match self.0.try_send(outgoing) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(dropped)) => {
+                metrics().bus_dropped.inc();
                 log::warn!("bus queue full ({OUTBOX_CAPACITY}): dropping {dropped:?}")
             }
             // The bus task is gone: the node is shutting down.
@@ -170,6 +172,11 @@ pub async fn run(
     status: BusStatus,
 ) {
     let subjects = Subjects::new(&settings.subject_prefix);
+    // Shown from the start, so that a rate over them reads 0, not nothing.
+    for kind in wire::KINDS {
+        metrics().bus_published.with_label_values(&[kind]);
+        metrics().bus_received.with_label_values(&[kind]);
+    }
     let client = match connect(&settings, &node, hub.clone(), status.clone()).await {
         Ok(client) => client,
         Err(e) => {
@@ -203,6 +210,7 @@ async fn connect(
     hub: HubInputs,
     status: BusStatus,
 ) -> Result<Client, async_nats::ConnectError> {
+    let connected_before = Arc::new(AtomicBool::new(false));
     ConnectOptions::new()
         .name(format!("confab-{node}"))
         // A node starts and serves with NATS down; it joins when it can.
@@ -213,9 +221,13 @@ async fn connect(
         })
         .event_callback(move |event| {
             let (hub, status) = (hub.clone(), status.clone());
+            let connected_before = connected_before.clone();
             async move {
                 match event {
                     Event::Connected => {
+                        if connected_before.swap(true, Ordering::SeqCst) {
+                            metrics().bus_reconnects.inc();
+                        }
                         log::info!("cluster: bus connected");
                         status.set(true);
                         hub.connected.do_send(BusConnected);
@@ -243,22 +255,31 @@ async fn subscribe_all(
     let presence = client.subscribe(subjects.presence()).await?;
     let typing = client.subscribe(subjects.all_typing()).await?;
     let (n, h) = (node.clone(), hub.committed.clone());
-    tokio::spawn(receive(events, n, None, move |_, event: ChatEvent| {
-        h.do_send(Committed(event))
-    }));
+    tokio::spawn(receive(
+        events,
+        wire::EVENT,
+        n,
+        None,
+        move |_, event: ChatEvent| h.do_send(Committed(event)),
+    ));
     let (n, h) = (node.clone(), hub.presence.clone());
     // The hub's own heartbeats come back here: proof the bus works.
     let echo = Some(status.clone());
     tokio::spawn(receive(
         presence,
+        wire::PRESENCE,
         n,
         echo,
         move |from, news: PresenceNews| h.do_send(PeerPresence { from, news }),
     ));
     let (n, h) = (node.clone(), hub.typing.clone());
-    tokio::spawn(receive(typing, n, None, move |from, news: TypingNews| {
-        h.do_send(PeerTyping { from, news })
-    }));
+    tokio::spawn(receive(
+        typing,
+        wire::TYPING,
+        n,
+        None,
+        move |from, news: TypingNews| h.do_send(PeerTyping { from, news }),
+    ));
     Ok(())
 }
 
@@ -267,6 +288,7 @@ async fn subscribe_all(
 /// message still counts as an `echo`, if one is kept.
 async fn receive<T: DeserializeOwned>(
     mut subscriber: async_nats::Subscriber,
+    kind: &'static str,
     me: NodeId,
     echo: Option<BusStatus>,
     deliver: impl Fn(NodeId, T),
@@ -278,7 +300,10 @@ async fn receive<T: DeserializeOwned>(
                     status.echo_heard();
                 }
             }
-            Ok(envelope) => deliver(envelope.node, envelope.body),
+            Ok(envelope) => {
+                metrics().bus_received.with_label_values(&[kind]).inc();
+                deliver(envelope.node, envelope.body)
+            }
             Err(e) => log::warn!("cluster: undecodable message on {}: {e}", message.subject),
         }
     }
@@ -331,6 +356,12 @@ async fn publish_loop(
                 continue;
             }
         };
+        // Counted before it goes: a receiver never counts a message its
+        // publisher has not.
+        metrics()
+            .bus_published
+            .with_label_values(&[outgoing.kind()])
+            .inc();
         // While disconnected this waits in async-nats's buffer; the
         // reconnect sends it.
         if let Err(e) = client.publish(subject, payload.into()).await {

@@ -22,6 +22,23 @@ pub enum Outgoing {
     Typing(TypingNews),
 }
 
+impl Outgoing {
+    /// Its `kind` label in the bus metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Outgoing::Event(_) => EVENT,
+            Outgoing::Presence(_) => PRESENCE,
+            Outgoing::Typing(_) => TYPING,
+        }
+    }
+}
+
+/// The kinds of bus traffic, as metrics label them.
+pub const EVENT: &str = "event";
+pub const PRESENCE: &str = "presence";
+pub const TYPING: &str = "typing";
+pub const KINDS: [&str; 3] = [EVENT, PRESENCE, TYPING];
+
 #[cfg(test)]
 mod tests {
     use chrono::Utc;

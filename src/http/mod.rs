@@ -5,6 +5,8 @@
 
 mod admin_api;
 pub mod extract;
+pub mod metrics_middleware;
+pub mod metrics_server;
 pub mod openapi;
 mod ops;
 mod user_api;
@@ -24,6 +26,7 @@ use crate::auth::Auth;
 use crate::config::Settings;
 use crate::error::{AppError, ErrorCode};
 use crate::hub::ChatHub;
+use crate::metrics::PoolGauge;
 use crate::persistence::{Persistence, Query};
 use crate::session::SessionDeps;
 
@@ -39,6 +42,8 @@ pub struct AppState {
     pub sessions: SessionDeps,
     /// Cluster mode only: whether this node's bus connection is up.
     pub bus: Option<crate::cluster::bus::BusStatus>,
+    /// This server's database pool, read when /metrics is scraped.
+    pub db_pool: PoolGauge,
 }
 
 impl AppState {
@@ -55,7 +60,23 @@ impl AppState {
     }
 }
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
+/// Every route; `/metrics` only with `serve_metrics` (when `metrics_bind`
+/// is set it is served on that address instead, see [`metrics_routes`]).
+pub fn routes(serve_metrics: bool) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg| {
+        if serve_metrics {
+            cfg.configure(ops::metrics_routes);
+        }
+        all_but_metrics(cfg);
+    }
+}
+
+/// `/metrics` alone, for the listener at `metrics_bind`.
+pub fn metrics_routes(cfg: &mut web::ServiceConfig) {
+    ops::metrics_routes(cfg);
+}
+
+fn all_but_metrics(cfg: &mut web::ServiceConfig) {
     cfg.app_data(
         web::JsonConfig::default()
             .limit(MAX_JSON_BODY_BYTES)

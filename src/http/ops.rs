@@ -11,8 +11,11 @@ use crate::persistence::CheckDatabase;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/healthz").get(healthz))
-        .service(web::resource("/readyz").get(readyz))
-        .service(web::resource("/metrics").get(metrics));
+        .service(web::resource("/readyz").get(readyz));
+}
+
+pub fn metrics_routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/metrics").get(metrics));
 }
 
 #[derive(Serialize, ToSchema)]
@@ -66,15 +69,16 @@ pub(super) async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, A
     Ok(HttpResponse::Ok().json(body))
 }
 
-/// Prometheus metrics in the text exposition format.
+/// Prometheus metrics in the text exposition format. Served on the main
+/// address unless `metrics_bind` names one of its own (then 404 here).
 #[utoipa::path(
     get,
     path = "/metrics",
     tag = "ops",
     responses((status = 200, body = String, content_type = "text/plain; version=0.0.4; charset=utf-8"))
 )]
-pub(super) async fn metrics() -> HttpResponse {
+pub(super) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(crate::metrics::render())
+        .body(crate::metrics::render(&[&state.db_pool]))
 }

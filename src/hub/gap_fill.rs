@@ -10,6 +10,7 @@ use super::messages::UseGapFill;
 use super::ChatHub;
 use crate::error::AppError;
 use crate::events::{LoadMessagesAfter, SeqRange};
+use crate::metrics::metrics;
 use crate::protocol::MessageView;
 
 /// At most this many messages of one thread are read back at once. A
@@ -51,6 +52,14 @@ impl ChatHub {
         let Some(persistence) = self.gap_fill.clone() else {
             return;
         };
+        let reason = match why {
+            Fill::Gap => "gap",
+            Fill::CatchUp => "catch_up",
+        };
+        metrics()
+            .gap_fill_read_backs
+            .with_label_values(&[reason])
+            .inc();
         let request = persistence.send(LoadMessagesAfter {
             ranges: ranges.clone(),
             limit_per_thread: FILL_LIMIT,
@@ -72,6 +81,7 @@ impl ChatHub {
     ) {
         match answer {
             Ok(messages) => {
+                metrics().gap_fill_messages.inc_by(messages.len() as u64);
                 if !messages.is_empty() {
                     log::info!("read back {} message(s) ({why:?})", messages.len());
                 }

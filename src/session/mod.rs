@@ -180,6 +180,7 @@ impl WsSession {
             return;
         }
         self.closed = true;
+        crate::metrics::record_ws_close(code.into());
         ctx.close(Some(CloseReason {
             code,
             description: Some(description.to_string()),
@@ -235,6 +236,8 @@ impl WsSession {
             Frame::Close(reason) => {
                 // Echo the peer's code and finish the closing handshake.
                 self.closed = true;
+                // 1005: the close frame carried no code (RFC 6455 §7.1.5).
+                crate::metrics::record_ws_close(reason.as_ref().map_or(1005, |r| r.code.into()));
                 ctx.close(reason.map(|r| CloseReason {
                     code: r.code,
                     description: None,
@@ -510,6 +513,10 @@ impl Actor for WsSession {
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
+        if !self.closed {
+            // 1006: the connection ended without a close frame.
+            crate::metrics::record_ws_close(1006);
+        }
         // Harmless if the hub never registered us.
         self.deps.hub.do_send(Disconnect {
             session_id: self.id,

@@ -8,6 +8,7 @@ use super::{
     await_peers, await_ready_status, cluster_config, nats_addr, readyz, start_cluster, start_node,
     NODE_TIMEOUT_MS,
 };
+use crate::support::metrics::scrape;
 use crate::support::proxy::Proxy;
 use crate::support::WsClient;
 
@@ -71,6 +72,7 @@ async fn bus_outage(outage: Outage) {
         json!({"status": "degraded", "bus": "disconnected"})
     );
     eprintln!("{outage:?}: node 3 reported degraded after {took:?}");
+    let cut_off = scrape(&node_3.base).await;
 
     // Cut off, node 3 still commits, acks and delivers locally.
     let c1 = cat_3.send_message(thread, "c1 during the outage").await;
@@ -91,6 +93,22 @@ async fn bus_outage(outage: Outage) {
     assert_eq!(exactly_messages(&mut ann_1, 2).await, vec![c1, c2]);
     assert_eq!(exactly_messages(&mut cat_3, 1).await, vec![a3.clone()]);
     assert_eq!(exactly_messages(&mut dan_3, 1).await, vec![a3]);
+    // Node 3's metrics tell the story: its bus came back, and it read
+    // back what it had missed.
+    let healed = scrape(&node_3.base).await;
+    for (name, labels) in [
+        ("confab_bus_reconnects_total", &[][..]),
+        (
+            "confab_gap_fill_read_backs_total",
+            &[("reason", "catch_up")][..],
+        ),
+    ] {
+        let (was, is) = (cut_off.value(name, labels), healed.value(name, labels));
+        assert!(
+            is >= was + 1.0,
+            "{name} {labels:?} went from {was} to {is} over the outage"
+        );
+    }
 
     // And live again both ways.
     let a4 = ann_1.send_message(thread, "a4 after").await;

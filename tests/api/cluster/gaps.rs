@@ -3,6 +3,7 @@
 //! a cluster node whose bus lost an event; here the lost announcement is a
 //! message written to the database behind the server's back.
 
+use crate::support::metrics::scrape;
 use crate::support::spawn_app;
 
 #[actix_web::test]
@@ -13,6 +14,11 @@ async fn a_seq_never_announced_is_read_back_and_delivered_in_order() {
     let thread = app.group(&[ann, bob]).await;
     let mut ann_ws = app.connect(ann).await;
     let mut bob_ws = app.connect(bob).await;
+    // Other servers in this process read back too: at least one more.
+    let gap = [("reason", "gap")];
+    let read_backs = scrape(&app.base)
+        .await
+        .value("confab_gap_fill_read_backs_total", &gap);
 
     // Committed as chat:send would, but never announced to the hub.
     let mut db = app.db().await;
@@ -37,4 +43,11 @@ async fn a_seq_never_announced_is_read_back_and_delivered_in_order() {
         announced
     );
     bob_ws.assert_no_event("chat:message").await;
+    let after = scrape(&app.base)
+        .await
+        .value("confab_gap_fill_read_backs_total", &gap);
+    assert!(
+        after >= read_backs + 1.0,
+        "gap read-backs went from {read_backs} to {after}"
+    );
 }

@@ -5,6 +5,7 @@
 mod delivery;
 mod faults;
 mod gaps;
+mod metrics;
 
 use std::net::SocketAddr;
 use std::time::Duration;

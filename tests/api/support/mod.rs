@@ -3,6 +3,7 @@
 
 pub mod child;
 pub mod db;
+pub mod metrics;
 pub mod proxy;
 pub mod raw;
 pub mod tools;
