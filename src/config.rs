@@ -180,6 +180,9 @@ impl Settings {
                 "must be a postgres:// URL naming a database",
             );
         }
+        if let Err(why) = crate::persistence::connect::check_url(&self.database_url) {
+            return fail("database_url", &why);
+        }
         if self.db_pool_size == 0 {
             return fail("db_pool_size", "must be at least 1");
         }

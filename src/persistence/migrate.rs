@@ -1,12 +1,14 @@
 //! Start-up preparation: create the database if it is missing and run the
 //! migrations embedded in the binary, so `cargo run` needs no other step.
+//! Every connection here goes through [`PgConnector`], with the TLS that
+//! `DATABASE_URL` asks for.
 
-use diesel::sql_types::Text;
+use diesel::sql_types::{Integer, Text};
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
-use crate::config::database_name;
+use super::connect::{ConnectError, PgConnector};
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
@@ -14,11 +16,8 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 pub enum PrepareError {
     #[error("database_url: {0}")]
     BadUrl(String),
-    #[error("cannot reach Postgres at {url}: {source}")]
-    Connect {
-        url: String,
-        source: diesel::ConnectionError,
-    },
+    #[error("connecting to Postgres at {url}: {source}")]
+    Connect { url: String, source: ConnectError },
     #[error("creating database {name}: {source}")]
     Create {
         name: String,
@@ -31,44 +30,72 @@ pub enum PrepareError {
 /// Creates the database named by `database_url` if it does not exist, then
 /// runs pending migrations.
 pub async fn prepare_database(database_url: &str) -> Result<(), PrepareError> {
-    create_database_if_missing(database_url).await?;
-    run_migrations(database_url.to_string()).await
+    let target = connector(database_url)?;
+    create_database_if_missing(&target, database_url).await?;
+    let conn = target
+        .connect()
+        .await
+        .map_err(connect_error(database_url))?;
+    run_migrations(conn).await
+}
+
+fn connector(database_url: &str) -> Result<PgConnector, PrepareError> {
+    PgConnector::from_url(database_url).map_err(connect_error(database_url))
+}
+
+fn connect_error(database_url: &str) -> impl Fn(ConnectError) -> PrepareError + '_ {
+    move |source| match source {
+        ConnectError::BadUrl(why) => PrepareError::BadUrl(why),
+        source => PrepareError::Connect {
+            url: redact(database_url),
+            source,
+        },
+    }
+}
+
+fn database_name(target: &PgConnector) -> Result<String, PrepareError> {
+    target
+        .database()
+        .map(String::from)
+        .ok_or_else(|| PrepareError::BadUrl("names no database".into()))
 }
 
 /// Connects to the server's `postgres` database and creates ours. Safe to
 /// race with another process doing the same.
-pub async fn create_database_if_missing(database_url: &str) -> Result<(), PrepareError> {
-    let name = database_name(database_url)
-        .ok_or_else(|| PrepareError::BadUrl("names no database".into()))?;
-    let mut admin_url =
-        url::Url::parse(database_url).map_err(|e| PrepareError::BadUrl(e.to_string()))?;
-    admin_url.set_path("/postgres");
-    let mut conn = AsyncPgConnection::establish(admin_url.as_str())
+async fn create_database_if_missing(
+    target: &PgConnector,
+    database_url: &str,
+) -> Result<(), PrepareError> {
+    let name = database_name(target)?;
+    let mut conn = target
+        .to_database("postgres")
+        .connect()
         .await
-        .map_err(|source| PrepareError::Connect {
-            url: redact(database_url),
-            source,
-        })?;
+        .map_err(connect_error(database_url))?;
+    create_unless_present(&mut conn, &name)
+        .await
+        .map_err(|source| PrepareError::Create { name, source })
+}
 
+async fn create_unless_present(
+    conn: &mut AsyncPgConnection,
+    name: &str,
+) -> Result<(), diesel::result::Error> {
     #[derive(diesel::QueryableByName)]
     struct Found {
-        #[diesel(sql_type = diesel::sql_types::Integer)]
+        #[diesel(sql_type = Integer)]
         #[allow(dead_code)]
         one: i32,
     }
     let exists = diesel::sql_query("SELECT 1 AS one FROM pg_database WHERE datname = $1")
-        .bind::<Text, _>(&name)
-        .load::<Found>(&mut conn)
-        .await
-        .map_err(|source| PrepareError::Create {
-            name: name.clone(),
-            source,
-        })?;
+        .bind::<Text, _>(name)
+        .load::<Found>(conn)
+        .await?;
     if !exists.is_empty() {
         return Ok(());
     }
     match conn
-        .batch_execute(&format!("CREATE DATABASE {}", quote_ident(&name)))
+        .batch_execute(&format!("CREATE DATABASE {}", quote_ident(name)))
         .await
     {
         Ok(()) => {
@@ -81,31 +108,26 @@ pub async fn create_database_if_missing(database_url: &str) -> Result<(), Prepar
         {
             Ok(())
         }
-        Err(source) => Err(PrepareError::Create { name, source }),
+        Err(e) => Err(e),
     }
 }
 
-/// Runs the embedded migrations. Diesel's migration harness is synchronous,
-/// so it runs on a thread of its own over the async connection wrapper.
-pub async fn run_migrations(database_url: String) -> Result<(), PrepareError> {
+/// Runs the embedded migrations on `conn`. Diesel's migration harness is
+/// synchronous, so it runs on a thread of its own over the async
+/// connection wrapper; the connection's I/O stays on the caller's runtime,
+/// which is free while it waits for the thread.
+async fn run_migrations(conn: AsyncPgConnection) -> Result<(), PrepareError> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || {
-        let result = (|| {
-            use diesel::Connection;
-            let mut conn =
-                <AsyncConnectionWrapper<AsyncPgConnection> as Connection>::establish(&database_url)
-                    .map_err(|e| PrepareError::Connect {
-                        url: redact(&database_url),
-                        source: e,
-                    })?;
-            conn.run_pending_migrations(MIGRATIONS)
-                .map(|done| {
-                    for m in done {
-                        log::info!("applied migration {m}");
-                    }
-                })
-                .map_err(|e| PrepareError::Migrate(e.to_string()))
-        })();
+        let mut conn = AsyncConnectionWrapper::<AsyncPgConnection>::from(conn);
+        let result = conn
+            .run_pending_migrations(MIGRATIONS)
+            .map(|done| {
+                for m in done {
+                    log::info!("applied migration {m}");
+                }
+            })
+            .map_err(|e| PrepareError::Migrate(e.to_string()));
         let _ = tx.send(result);
     });
     rx.await

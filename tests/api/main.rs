@@ -21,6 +21,7 @@ mod membership;
 mod messaging;
 mod openapi;
 mod ops;
+mod postgres_tls;
 mod presence;
 mod process;
 mod properties;
