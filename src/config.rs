@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 /// Kept as a table so the README and the code cannot drift apart.
 pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("DATABASE_URL", "database_url"),
+    ("CONFAB_MIGRATE", "migrate"),
     ("CONFAB_BIND", "bind"),
     ("CONFAB_JWT_SECRET", "jwt_secret"),
     ("CONFAB_ADMIN_TOKEN", "admin_token"),
@@ -65,6 +66,10 @@ pub const MAX_BATCH: usize = 10_000;
 pub struct Settings {
     pub bind: String,
     pub database_url: String,
+    /// Create and migrate the database at start-up. Off (`serve
+    /// --no-migrate`) where `confab migrate` runs as a separate step; the
+    /// server then only checks that the schema is complete.
+    pub migrate: bool,
     pub db_pool_size: usize,
     pub db_timeout_ms: u64,
     pub db_request_timeout_ms: u64,

@@ -19,6 +19,7 @@ mod hostile;
 mod limits;
 mod membership;
 mod messaging;
+mod migrations;
 mod openapi;
 mod ops;
 mod postgres_tls;
