@@ -15,6 +15,7 @@ use crate::domain::NodeId;
 /// Kept as a table so the README and the code cannot drift apart.
 pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("DATABASE_URL", "database_url"),
+    ("CONFAB_MIGRATE", "migrate"),
     ("CONFAB_BIND", "bind"),
     ("CONFAB_METRICS_BIND", "metrics_bind"),
     ("CONFAB_JWT_SECRET", "jwt_secret"),
@@ -71,6 +72,10 @@ pub struct Settings {
     /// Empty: /metrics is served on `bind`. An address: only there.
     pub metrics_bind: String,
     pub database_url: String,
+    /// Create and migrate the database at start-up. Off (`serve
+    /// --no-migrate`) where `confab migrate` runs as a separate step; the
+    /// server then only checks that the schema is complete.
+    pub migrate: bool,
     pub db_pool_size: usize,
     pub db_timeout_ms: u64,
     pub db_request_timeout_ms: u64,
@@ -123,6 +128,14 @@ impl PersistenceSettings {
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration: {0}")]
 pub struct ConfigError(String);
+
+impl ConfigError {
+    /// A value that a check outside this module (one that needs what only
+    /// that module knows) found wrong.
+    pub fn invalid(key: &str, why: &str) -> Self {
+        ConfigError(format!("{key}: {why}"))
+    }
+}
 
 impl Settings {
     /// Loads the base file and the environment. `CONFAB_CONFIG` names another

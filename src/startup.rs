@@ -23,7 +23,7 @@ use crate::hub::messages::{Shutdown, UseGapFill};
 use crate::hub::peers::PeerNodes;
 use crate::hub::{ChatHub, HubSettings};
 use crate::metrics::PoolGauge;
-use crate::persistence::migrate::{prepare_database, PrepareError};
+use crate::persistence::migrate::{prepare_or_check, PrepareError};
 use crate::persistence::{build_pool, BatchSettings, Persistence, Subscribers};
 use crate::session::capacity::SessionCapacity;
 use crate::session::{SessionDeps, SessionSettings};
@@ -75,7 +75,7 @@ impl Application {
     /// Prepares everything and binds, without serving yet. Must run inside
     /// an actix system.
     pub async fn build(mut settings: Settings) -> Result<Self, StartError> {
-        prepare_database(&settings.database_url).await?;
+        prepare_or_check(&settings.database_url, settings.migrate).await?;
 
         if settings.admin_token.is_empty() {
             settings.admin_token = random_secret(32);

@@ -33,7 +33,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve HTTP and WebSocket until SIGTERM or SIGINT (the default).
-    Serve,
+    Serve(ServeArgs),
     /// Create the database if it is missing, run pending migrations, exit.
     Migrate,
     /// Seed a demo company (Ann, Bob, Cleo, Dev and a few threads), print a
@@ -43,6 +43,16 @@ enum Command {
     Token(token::TokenArgs),
     /// Print the effective configuration, secrets masked.
     CheckConfig,
+}
+
+#[derive(Debug, Default, clap::Args)]
+struct ServeArgs {
+    /// Neither create nor migrate the database (as CONFAB_MIGRATE=false),
+    /// for deployments that run `confab migrate` as a step of their own.
+    /// The server refuses to start if the database is missing or has
+    /// migrations pending.
+    #[arg(long)]
+    no_migrate: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -76,19 +86,26 @@ impl Cli {
     /// report what they do; the one-shot ones print only their answer.
     pub fn default_log_level(&self) -> &'static str {
         match self.command {
-            None | Some(Command::Serve | Command::Migrate | Command::Demo(_)) => "info",
+            None | Some(Command::Serve(_) | Command::Migrate | Command::Demo(_)) => "info",
             Some(Command::Token(_) | Command::CheckConfig) => "warn",
         }
     }
 
     pub fn run(self) -> Result<(), CliError> {
-        let settings = Settings::load()?;
-        match self.command.unwrap_or(Command::Serve) {
+        let mut settings = Settings::load()?;
+        // The TLS parameters are Persistence's to read; a typo in them is
+        // still a configuration error (exit 2), found before anything runs.
+        crate::persistence::connect::check_url(&settings.database_url)
+            .map_err(|why| ConfigError::invalid("database_url", &why))?;
+        match self.command.unwrap_or(Command::Serve(ServeArgs::default())) {
             Command::CheckConfig => {
                 print!("{}", check_config::render(&settings));
                 Ok(())
             }
-            Command::Serve => {
+            Command::Serve(args) => {
+                if args.no_migrate {
+                    settings.migrate = false;
+                }
                 crate::startup::raise_open_files_limit();
                 actix_web::rt::System::new()
                     .block_on(async move { serve(Application::build(settings).await?).await })

@@ -19,6 +19,7 @@
 //! together by [`group_commit`].
 
 mod accounts;
+pub mod connect;
 mod cursors;
 mod group_commit;
 mod messages;
@@ -260,6 +261,10 @@ pub fn build_pool(database_url: &str, size: usize, timeout: Duration) -> Result<
     // A connection whose socket died is dropped on checkout (is_broken); a
     // live one is handed out without a round trip.
     config.recycling_method = RecyclingMethod::Fast;
+    // With the TLS that DATABASE_URL's sslmode and sslrootcert ask for.
+    config.custom_setup = connect::PgConnector::from_url(database_url)
+        .map_err(|e| AppError::Internal(format!("database_url: {e}")))?
+        .pool_setup();
     let manager =
         AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(database_url, config);
     Pool::builder(manager)
