@@ -10,7 +10,7 @@ use super::extract::Admin;
 use super::openapi::{BadRequest, Conflict, NotFound, PayloadTooLarge, Unauthorized, Unavailable};
 use super::user_api::{self, create_thread_in, Membership, NewMember};
 use super::AppState;
-use crate::domain::{reject_nul, CompanyId, MessageId, ThreadId, UserId};
+use crate::domain::{CompanyId, DisplayName, MessageId, ThreadId, UserId};
 use crate::error::AppError;
 use crate::hub::messages::GetStats;
 use crate::metrics::metrics;
@@ -19,8 +19,6 @@ use crate::persistence::{
 };
 use crate::protocol::views::{rfc3339_millis, CompanyView, ThreadKind, UserView};
 use crate::protocol::{MessageView, ThreadView};
-
-const MAX_NAME_CHARS: usize = 200;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     // One resource per path, so that another method answers 405.
@@ -32,20 +30,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/threads/{id}/members/{user_id}").delete(remove_member))
         .service(web::resource("/messages/{id}").delete(moderate_message))
         .service(web::resource("/stats").get(stats));
-}
-
-fn checked_name(field: &str, name: String) -> Result<String, AppError> {
-    reject_nul(field, &name)?;
-    let name = name.trim().to_string();
-    if name.is_empty() {
-        return Err(AppError::bad_request(format!("{field} must not be empty")));
-    }
-    if name.chars().count() > MAX_NAME_CHARS {
-        return Err(AppError::bad_request(format!(
-            "{field} is longer than {MAX_NAME_CHARS} characters"
-        )));
-    }
-    Ok(name)
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -74,7 +58,7 @@ pub(super) async fn create_company(
     state: web::Data<AppState>,
     body: web::Json<NewCompany>,
 ) -> Result<HttpResponse, AppError> {
-    let name = checked_name("name", body.into_inner().name)?;
+    let name = DisplayName::parse("name", body.into_inner().name)?;
     Ok(HttpResponse::Created().json(state.ask(CreateCompany { name }).await?))
 }
 
@@ -112,7 +96,7 @@ pub(super) async fn create_user(
         company_id,
         display_name,
     } = body.into_inner();
-    let display_name = checked_name("display_name", display_name)?;
+    let display_name = DisplayName::parse("display_name", display_name)?;
     Ok(HttpResponse::Created().json(
         state
             .ask(CreateUser {

@@ -10,7 +10,7 @@ use super::extract::AuthUser;
 use super::openapi::{BadRequest, Conflict, NotFound, PayloadTooLarge, Unauthorized, Unavailable};
 use super::AppState;
 use crate::auth::Claimed;
-use crate::domain::{reject_nul, CompanyId, MessageId, MessageText, ThreadId, UserId};
+use crate::domain::{CompanyId, MessageId, MessageText, ThreadId, ThreadTitle, UserId};
 use crate::error::AppError;
 use crate::hub::messages::OnlineAmong;
 use crate::persistence::{
@@ -97,21 +97,6 @@ pub struct NewThread {
     pub member_ids: Vec<UserId>,
 }
 
-/// Title rules shared by the user and admin APIs.
-pub fn checked_title(title: Option<String>) -> Result<Option<String>, AppError> {
-    const MAX_TITLE_CHARS: usize = 200;
-    if let Some(title) = &title {
-        reject_nul("title", title)?;
-    }
-    match title.map(|t| t.trim().to_string()) {
-        Some(t) if t.chars().count() > MAX_TITLE_CHARS => Err(AppError::bad_request(format!(
-            "title is longer than {MAX_TITLE_CHARS} characters"
-        ))),
-        Some(t) if t.is_empty() => Ok(None),
-        other => Ok(other),
-    }
-}
-
 /// Creates a thread with the caller as a member.
 #[utoipa::path(
     post,
@@ -155,7 +140,7 @@ pub async fn create_thread_in(
             company_id,
             creator,
             kind: kind.unwrap_or(ThreadKind::Group),
-            title: checked_title(title)?,
+            title: ThreadTitle::parse(title)?,
             member_ids,
         })
         .await?;

@@ -17,7 +17,7 @@ use super::rows::{message_views, MessageRow, ThreadRow, ThreadSummaryRow};
 use super::schema::{memberships, threads, users};
 use super::{Answer, Caller, Db, DbConn, Query};
 use crate::auth::Claimed;
-use crate::domain::{CompanyId, ThreadId, UserId};
+use crate::domain::{CompanyId, ThreadId, ThreadTitle, UserId};
 use crate::error::AppError;
 use crate::events::ChatEvent;
 use crate::protocol::views::{rfc3339_millis, ThreadKind};
@@ -137,7 +137,7 @@ pub struct CreateThread {
     pub company_id: CompanyId,
     pub creator: Option<UserId>,
     pub kind: ThreadKind,
-    pub title: Option<String>,
+    pub title: Option<ThreadTitle>,
     pub member_ids: Vec<UserId>,
 }
 
@@ -201,7 +201,7 @@ impl Query for CreateThread {
                             threads::id.eq(Uuid::now_v7()),
                             threads::company_id.eq(company),
                             threads::kind.eq(kind.as_str()),
-                            threads::title.eq(title),
+                            threads::title.eq(title.map(ThreadTitle::into_string)),
                             threads::created_by.eq(creator.map(|c| c.0)),
                             threads::direct_user_low.eq(direct_pair.map(|p| p.0)),
                             threads::direct_user_high.eq(direct_pair.map(|p| p.1)),
