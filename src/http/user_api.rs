@@ -10,7 +10,7 @@ use super::extract::AuthUser;
 use super::openapi::{BadRequest, Conflict, NotFound, PayloadTooLarge, Unauthorized, Unavailable};
 use super::AppState;
 use crate::auth::Claimed;
-use crate::domain::{CompanyId, MessageId, MessageText, ThreadId, ThreadTitle, UserId};
+use crate::domain::{CompanyId, MessageId, MessageText, Seq, ThreadId, ThreadTitle, UserId};
 use crate::error::AppError;
 use crate::hub::messages::OnlineAmong;
 use crate::persistence::{
@@ -166,6 +166,29 @@ pub struct PageQuery {
     limit: Option<i64>,
 }
 
+impl PageQuery {
+    /// The slice of history and the page size this query asks for.
+    fn parse(self) -> Result<(PageBounds, i64), AppError> {
+        let seq = |raw: Option<i64>| {
+            raw.map(|raw| {
+                Seq::new(raw).ok_or_else(|| {
+                    AppError::bad_request("before_seq and after_seq must not be negative")
+                })
+            })
+            .transpose()
+        };
+        let (before_seq, after_seq) = (seq(self.before_seq)?, seq(self.after_seq)?);
+        let bounds = match after_seq {
+            Some(after_seq) => PageBounds::After {
+                after_seq,
+                before_seq,
+            },
+            None => PageBounds::Newest { before_seq },
+        };
+        Ok((bounds, page_limit(self.limit)?))
+    }
+}
+
 /// A page of a thread's history, ascending by seq.
 #[utoipa::path(
     get,
@@ -181,29 +204,13 @@ pub(super) async fn messages(
     thread_id: web::Path<ThreadId>,
     query: web::Query<PageQuery>,
 ) -> Result<HttpResponse, AppError> {
-    let PageQuery {
-        before_seq,
-        after_seq,
-        limit,
-    } = query.into_inner();
-    if before_seq.is_some_and(|s| s < 0) || after_seq.is_some_and(|s| s < 0) {
-        return Err(AppError::bad_request(
-            "before_seq and after_seq must not be negative",
-        ));
-    }
-    let bounds = match after_seq {
-        Some(after_seq) => PageBounds::After {
-            after_seq,
-            before_seq,
-        },
-        None => PageBounds::Newest { before_seq },
-    };
+    let (bounds, limit) = query.into_inner().parse()?;
     let page = state
         .ask(FetchMessages {
             reader: caller.claimed,
             thread_id: thread_id.into_inner(),
             bounds,
-            limit: page_limit(limit)?,
+            limit,
         })
         .await?;
     Ok(HttpResponse::Ok().json(page))
