@@ -17,9 +17,8 @@ use crate::persistence::{
     AddMember, Caller, CreateThread, DeleteMessage, EditMessage, FetchMessages, ListMembers,
     LoadThreads, PageBounds, RemoveMember,
 };
-use crate::persistence::{MemberView, ThreadListItem};
 use crate::protocol::client::page_limit;
-use crate::protocol::views::{MessagePage, ThreadKind, UserView};
+use crate::protocol::views::{MemberView, MessagePage, ThreadKind, ThreadListItem, UserView};
 use crate::protocol::{MessageView, ThreadView};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {

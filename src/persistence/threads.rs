@@ -9,7 +9,6 @@ use diesel::prelude::*;
 use diesel::sql_types::{Array, Uuid as SqlUuid};
 use diesel_async::scoped_futures::ScopedFutureExt;
 use diesel_async::{AsyncConnection, RunQueryDsl};
-use serde::Serialize;
 use uuid::Uuid;
 
 use super::prepared::CachePrepared;
@@ -20,8 +19,8 @@ use crate::auth::Claimed;
 use crate::domain::{CompanyId, ThreadId, ThreadTitle, UserId};
 use crate::error::AppError;
 use crate::events::ChatEvent;
-use crate::protocol::views::{rfc3339_millis, ThreadKind};
-use crate::protocol::{MessageView, ThreadView};
+use crate::protocol::views::{MemberView, ThreadKind, ThreadListItem};
+use crate::protocol::ThreadView;
 
 /// The most members one create request may name.
 pub const MAX_MEMBERS_PER_REQUEST: usize = 10_000;
@@ -62,16 +61,6 @@ const THREAD_SUMMARIES: &str = "
 pub struct LoadThreads {
     pub member: Claimed,
     pub with_last_message: bool,
-}
-
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct ThreadListItem {
-    #[serde(flatten)]
-    pub thread: ThreadView,
-    /// The newest message, null in a thread without messages.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<MessageView>)]
-    pub last_message: Option<Option<MessageView>>,
 }
 
 impl Query for LoadThreads {
@@ -289,17 +278,6 @@ impl Query for CreateThread {
 pub struct ListMembers {
     pub reader: Claimed,
     pub thread_id: ThreadId,
-}
-
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct MemberView {
-    pub user_id: UserId,
-    pub display_name: String,
-    pub online: bool,
-    #[serde(serialize_with = "rfc3339_millis")]
-    pub joined_at: DateTime<Utc>,
-    pub last_delivered_seq: i64,
-    pub last_read_seq: i64,
 }
 
 impl Query for ListMembers {
