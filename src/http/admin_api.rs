@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::extract::Admin;
-use super::openapi::{BadRequest, Conflict, NotFound, PayloadTooLarge, Unauthorized, Unavailable};
+use super::responses::{
+    BadRequest, Conflict, NotFound, PayloadTooLarge, Unauthorized, Unavailable,
+};
 use super::user_api::{self, create_thread_in, Membership, NewMember};
 use super::AppState;
 use crate::domain::{CompanyId, DisplayName, MessageId, ThreadId, UserId};

@@ -7,6 +7,7 @@ mod admin_api;
 pub mod extract;
 pub mod openapi;
 mod ops;
+pub mod responses;
 mod user_api;
 mod web_client;
 mod ws;

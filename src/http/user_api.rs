@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::extract::AuthUser;
-use super::openapi::{BadRequest, Conflict, NotFound, PayloadTooLarge, Unauthorized, Unavailable};
+use super::responses::{
+    BadRequest, Conflict, NotFound, PayloadTooLarge, Unauthorized, Unavailable,
+};
 use super::AppState;
 use crate::auth::Claimed;
 use crate::domain::{CompanyId, MessageId, MessageText, Seq, ThreadId, ThreadTitle, UserId};
