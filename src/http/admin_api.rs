@@ -339,7 +339,7 @@ pub(super) struct QueueStats {
 )]
 pub(super) async fn stats(_: Admin, state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
     let hub = state
-        .hub
+        .hub()
         .send(GetStats)
         .await
         .map_err(|_| AppError::Unavailable)?;

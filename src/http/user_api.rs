@@ -243,7 +243,7 @@ pub(super) async fn members(
         })
         .await?;
     let online = state
-        .hub
+        .hub()
         .send(OnlineAmong(members.iter().map(|m| m.user_id).collect()))
         .await
         .map_err(|_| AppError::Unavailable)?;
