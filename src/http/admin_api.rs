@@ -10,14 +10,14 @@ use super::extract::Admin;
 use super::responses::{
     BadRequest, Conflict, NotFound, PayloadTooLarge, Unauthorized, Unavailable,
 };
-use super::user_api::{self, create_thread_in, Membership, NewMember};
+use super::threads::{self, Membership, NewMember, ThreadFields};
 use super::AppState;
 use crate::domain::{CompanyId, DisplayName, MessageId, ThreadId, UserId};
 use crate::error::AppError;
 use crate::hub::messages::GetStats;
 use crate::metrics::metrics;
 use crate::persistence::{
-    AddMember, Caller, CreateCompany, CreateUser, DeleteMessage, FindUser, RemoveMember,
+    Caller, CreateCompany, CreateUser, DeleteMessage, FindUser, RemoveMember,
 };
 use crate::protocol::views::{rfc3339_millis, CompanyView, ThreadKind, UserView};
 use crate::protocol::{MessageView, ThreadView};
@@ -216,12 +216,12 @@ pub(super) async fn create_thread(
         title,
         member_ids,
     } = body.into_inner();
-    let thread = user_api::NewThread {
+    let fields = ThreadFields {
         kind,
         title,
         member_ids,
     };
-    create_thread_in(&state, company_id, None, thread).await
+    threads::create_thread(&state, company_id, None, fields).await
 }
 
 /// Adds a user of the thread's company to a group thread.
@@ -243,15 +243,13 @@ pub(super) async fn add_member(
     thread_id: web::Path<ThreadId>,
     body: web::Json<NewMember>,
 ) -> Result<HttpResponse, AppError> {
-    let (thread_id, user_id) = (thread_id.into_inner(), body.user_id);
-    state
-        .ask(AddMember {
-            caller: Caller::Admin,
-            thread_id,
-            user_id,
-        })
-        .await?;
-    Ok(HttpResponse::Created().json(Membership { thread_id, user_id }))
+    threads::add_member(
+        &state,
+        Caller::Admin,
+        thread_id.into_inner(),
+        body.into_inner(),
+    )
+    .await
 }
 
 /// Removes a member from a group thread.

@@ -8,6 +8,7 @@ pub mod extract;
 pub mod openapi;
 mod ops;
 pub mod responses;
+mod threads;
 mod user_api;
 mod web_client;
 mod ws;

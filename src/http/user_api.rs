@@ -10,14 +10,15 @@ use super::extract::AuthUser;
 use super::responses::{
     BadRequest, Conflict, NotFound, PayloadTooLarge, Unauthorized, Unavailable,
 };
+use super::threads::{self, Membership, NewMember, ThreadFields};
 use super::AppState;
 use crate::auth::Claimed;
-use crate::domain::{CompanyId, MessageId, MessageText, Seq, ThreadId, ThreadTitle, UserId};
+use crate::domain::{MessageId, MessageText, Seq, ThreadId, UserId};
 use crate::error::AppError;
 use crate::hub::messages::OnlineAmong;
 use crate::persistence::{
-    AddMember, Caller, CreateThread, DeleteMessage, EditMessage, FetchMessages, ListMembers,
-    LoadThreads, PageBounds, RemoveMember,
+    Caller, DeleteMessage, EditMessage, FetchMessages, ListMembers, LoadThreads, PageBounds,
+    RemoveMember,
 };
 use crate::protocol::client::page_limit;
 use crate::protocol::views::{MemberView, MessagePage, ThreadKind, ThreadListItem, UserView};
@@ -86,16 +87,16 @@ pub(super) async fn list_threads(
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct NewThread {
+pub(super) struct NewThread {
     /// Default: group.
-    pub kind: Option<ThreadKind>,
+    kind: Option<ThreadKind>,
     /// Trimmed; empty means none. No NUL.
     #[schema(max_length = 200, pattern = r"^[^\x00]*$")]
-    pub title: Option<String>,
+    title: Option<String>,
     /// Users of the caller's company; the caller is added. A direct thread
     /// has exactly two members in all.
     #[schema(max_items = 1000)]
-    pub member_ids: Vec<UserId>,
+    member_ids: Vec<UserId>,
 }
 
 /// Creates a thread with the caller as a member.
@@ -120,37 +121,17 @@ pub(super) async fn create_thread(
         company_id,
         user_id,
     } = caller.claimed;
-    create_thread_in(&state, company_id, Some(user_id), body.into_inner()).await
-}
-
-/// Creates a thread for a user (`creator`, always a member) or the
-/// operator (`None`): 201 with the new thread, or 200 with the existing
-/// direct thread of the pair.
-pub async fn create_thread_in(
-    state: &AppState,
-    company_id: CompanyId,
-    creator: Option<UserId>,
-    NewThread {
+    let NewThread {
         kind,
         title,
         member_ids,
-    }: NewThread,
-) -> Result<HttpResponse, AppError> {
-    let created = state
-        .ask(CreateThread {
-            company_id,
-            creator,
-            kind: kind.unwrap_or(ThreadKind::Group),
-            title: ThreadTitle::parse(title)?,
-            member_ids,
-        })
-        .await?;
-    let mut response = if created.created {
-        HttpResponse::Created()
-    } else {
-        HttpResponse::Ok()
+    } = body.into_inner();
+    let fields = ThreadFields {
+        kind,
+        title,
+        member_ids,
     };
-    Ok(response.json(created.thread))
+    threads::create_thread(&state, company_id, Some(user_id), fields).await
 }
 
 /// Without `after_seq`: the newest page (before `before_seq` if given).
@@ -253,19 +234,6 @@ pub(super) async fn members(
     Ok(HttpResponse::Ok().json(MemberList { members }))
 }
 
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NewMember {
-    pub user_id: UserId,
-}
-
-/// A membership that was just made.
-#[derive(Serialize, ToSchema)]
-pub struct Membership {
-    pub thread_id: ThreadId,
-    pub user_id: UserId,
-}
-
 /// Adds a user of the caller's company to a group thread the caller is in.
 #[utoipa::path(
     post,
@@ -285,15 +253,8 @@ pub(super) async fn add_member(
     thread_id: web::Path<ThreadId>,
     body: web::Json<NewMember>,
 ) -> Result<HttpResponse, AppError> {
-    let (thread_id, user_id) = (thread_id.into_inner(), body.user_id);
-    state
-        .ask(AddMember {
-            caller: Caller::User(caller.claimed),
-            thread_id,
-            user_id,
-        })
-        .await?;
-    Ok(HttpResponse::Created().json(Membership { thread_id, user_id }))
+    let caller = Caller::User(caller.claimed);
+    threads::add_member(&state, caller, thread_id.into_inner(), body.into_inner()).await
 }
 
 /// The caller leaves a group thread.
