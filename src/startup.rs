@@ -176,8 +176,6 @@ impl Application {
         let state = web::Data::new(crate::http::AppState {
             auth: Auth::new(settings.jwt_secret.as_bytes(), settings.admin_token.clone()),
             settings: settings.clone(),
-            hub: hub.clone(),
-            persistence,
             sessions,
             bus: bus_status,
             db_pool,

@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::{login_link, offline_persistence, serve, user_token_signer, CliError};
 use crate::auth::Claimed;
 use crate::config::Settings;
-use crate::domain::{ClientMsgId, MessageContent, MessageKind};
+use crate::domain::{ClientMsgId, DisplayName, MessageContent, MessageKind, ThreadTitle};
 use crate::persistence::{
     ask, CompanyUsers, CreateCompany, CreateThread, CreateUser, FindCompanyByName, LoadThreads,
     Persistence, SendMessage,
@@ -113,7 +113,7 @@ async fn seed(persistence: &Addr<Persistence>) -> Result<Vec<UserView>, CliError
     let company = match ask(persistence, FindCompanyByName(COMPANY.into())).await? {
         Some(company) => company,
         None => {
-            let name = COMPANY.to_string();
+            let name = DisplayName::parse("name", COMPANY.to_string())?;
             ask(persistence, CreateCompany { name }).await?
         }
     };
@@ -128,7 +128,7 @@ async fn seed(persistence: &Addr<Persistence>) -> Result<Vec<UserView>, CliError
             None => {
                 let request = CreateUser {
                     company_id: company.id,
-                    display_name: name.to_string(),
+                    display_name: DisplayName::parse("display_name", name.to_string())?,
                 };
                 ask(persistence, request).await?
             }
@@ -172,7 +172,7 @@ async fn seed(persistence: &Addr<Persistence>) -> Result<Vec<UserView>, CliError
                         Some(_) => ThreadKind::Group,
                         None => ThreadKind::Direct,
                     },
-                    title: spec.title.map(String::from),
+                    title: ThreadTitle::parse(spec.title.map(String::from))?,
                     member_ids: spec.members.iter().map(|&i| claimed[i].user_id).collect(),
                 };
                 ask(persistence, request).await?.thread.id

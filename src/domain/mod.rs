@@ -1,12 +1,17 @@
 //! Domain types parsed at the edge: ids that cannot be mixed up, and
-//! message content that has already been validated. Code behind the
-//! protocol and HTTP parsers never re-checks them.
+//! message content, names, titles and seqs that have already been
+//! validated. Code behind the protocol and HTTP parsers never re-checks
+//! them.
 
 mod content;
 mod ids;
+mod names;
+mod seq;
 
 pub use content::{reject_nul, MessageContent, MessageKind, MessageText, Metadata};
 pub use ids::{ClientMsgId, CompanyId, MessageId, NodeId, SessionId, ThreadId, UserId};
+pub use names::{DisplayName, ThreadTitle};
+pub use seq::Seq;
 
 /// The largest number of messages one chat:sync or history page returns.
 pub const MAX_PAGE_LIMIT: i64 = 500;

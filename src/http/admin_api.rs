@@ -7,20 +7,20 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::extract::Admin;
-use super::openapi::{BadRequest, Conflict, NotFound, PayloadTooLarge, Unauthorized, Unavailable};
-use super::user_api::{self, create_thread_in, Membership, NewMember};
+use super::responses::{
+    BadRequest, Conflict, NotFound, PayloadTooLarge, Unauthorized, Unavailable,
+};
+use super::threads::{self, Membership, NewMember, ThreadFields};
 use super::AppState;
-use crate::domain::{reject_nul, CompanyId, MessageId, ThreadId, UserId};
+use crate::domain::{CompanyId, DisplayName, MessageId, ThreadId, UserId};
 use crate::error::AppError;
 use crate::hub::messages::GetStats;
 use crate::metrics::metrics;
 use crate::persistence::{
-    AddMember, Caller, CreateCompany, CreateUser, DeleteMessage, FindUser, RemoveMember,
+    Caller, CreateCompany, CreateUser, DeleteMessage, FindUser, RemoveMember,
 };
 use crate::protocol::views::{rfc3339_millis, CompanyView, ThreadKind, UserView};
 use crate::protocol::{MessageView, ThreadView};
-
-const MAX_NAME_CHARS: usize = 200;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     // One resource per path, so that another method answers 405.
@@ -32,20 +32,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/threads/{id}/members/{user_id}").delete(remove_member))
         .service(web::resource("/messages/{id}").delete(moderate_message))
         .service(web::resource("/stats").get(stats));
-}
-
-fn checked_name(field: &str, name: String) -> Result<String, AppError> {
-    reject_nul(field, &name)?;
-    let name = name.trim().to_string();
-    if name.is_empty() {
-        return Err(AppError::bad_request(format!("{field} must not be empty")));
-    }
-    if name.chars().count() > MAX_NAME_CHARS {
-        return Err(AppError::bad_request(format!(
-            "{field} is longer than {MAX_NAME_CHARS} characters"
-        )));
-    }
-    Ok(name)
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -74,7 +60,7 @@ pub(super) async fn create_company(
     state: web::Data<AppState>,
     body: web::Json<NewCompany>,
 ) -> Result<HttpResponse, AppError> {
-    let name = checked_name("name", body.into_inner().name)?;
+    let name = DisplayName::parse("name", body.into_inner().name)?;
     Ok(HttpResponse::Created().json(state.ask(CreateCompany { name }).await?))
 }
 
@@ -112,7 +98,7 @@ pub(super) async fn create_user(
         company_id,
         display_name,
     } = body.into_inner();
-    let display_name = checked_name("display_name", display_name)?;
+    let display_name = DisplayName::parse("display_name", display_name)?;
     Ok(HttpResponse::Created().json(
         state
             .ask(CreateUser {
@@ -230,12 +216,12 @@ pub(super) async fn create_thread(
         title,
         member_ids,
     } = body.into_inner();
-    let thread = user_api::NewThread {
+    let fields = ThreadFields {
         kind,
         title,
         member_ids,
     };
-    create_thread_in(&state, company_id, None, thread).await
+    threads::create_thread(&state, company_id, None, fields).await
 }
 
 /// Adds a user of the thread's company to a group thread.
@@ -257,15 +243,13 @@ pub(super) async fn add_member(
     thread_id: web::Path<ThreadId>,
     body: web::Json<NewMember>,
 ) -> Result<HttpResponse, AppError> {
-    let (thread_id, user_id) = (thread_id.into_inner(), body.user_id);
-    state
-        .ask(AddMember {
-            caller: Caller::Admin,
-            thread_id,
-            user_id,
-        })
-        .await?;
-    Ok(HttpResponse::Created().json(Membership { thread_id, user_id }))
+    threads::add_member(
+        &state,
+        Caller::Admin,
+        thread_id.into_inner(),
+        body.into_inner(),
+    )
+    .await
 }
 
 /// Removes a member from a group thread.
@@ -353,7 +337,7 @@ pub(super) struct QueueStats {
 )]
 pub(super) async fn stats(_: Admin, state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
     let hub = state
-        .hub
+        .hub()
         .send(GetStats)
         .await
         .map_err(|_| AppError::Unavailable)?;

@@ -9,13 +9,16 @@ pub mod metrics_middleware;
 pub mod metrics_server;
 pub mod openapi;
 mod ops;
+pub mod responses;
+mod threads;
 mod user_api;
 mod web_client;
 mod ws;
 
+use std::future::Future;
 use std::sync::Arc;
 
-use actix::Addr;
+use actix::{Addr, Handler};
 use actix_web::dev::ServiceResponse;
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
 use actix_web::http::header::{HeaderValue, CONTENT_TYPE};
@@ -27,7 +30,7 @@ use crate::config::Settings;
 use crate::error::{AppError, ErrorCode};
 use crate::hub::ChatHub;
 use crate::metrics::PoolGauge;
-use crate::persistence::{Persistence, Query};
+use crate::persistence::{self, Persistence};
 use crate::session::SessionDeps;
 
 /// The largest JSON body any endpoint accepts (a message edit is the
@@ -37,8 +40,8 @@ pub const MAX_JSON_BODY_BYTES: usize = 64 * 1024;
 pub struct AppState {
     pub settings: Arc<Settings>,
     pub auth: Auth,
-    pub hub: Addr<ChatHub>,
-    pub persistence: Addr<Persistence>,
+    /// What a WebSocket session is started with; the handlers reach the
+    /// hub and Persistence through it too, so the process holds them once.
     pub sessions: SessionDeps,
     /// Cluster mode only: whether this node's bus connection is up.
     pub bus: Option<crate::cluster::bus::BusStatus>,
@@ -47,16 +50,18 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Runs a query on Persistence. A mailbox failure means Persistence is
-    /// gone or swamped: to a client that is "unavailable".
-    pub async fn ask<Q>(&self, query: Q) -> Result<Q::Output, AppError>
+    pub fn hub(&self) -> &Addr<ChatHub> {
+        &self.sessions.hub
+    }
+
+    /// Runs a query on Persistence, as [`persistence::ask`] does.
+    pub fn ask<Q, T>(&self, query: Q) -> impl Future<Output = Result<T, AppError>> + 'static
     where
-        Q: Query + actix::Message<Result = Result<<Q as Query>::Output, AppError>>,
+        Q: actix::Message<Result = Result<T, AppError>> + Send + 'static,
+        T: Send + 'static,
+        Persistence: Handler<Q>,
     {
-        self.persistence
-            .send(query)
-            .await
-            .map_err(|_| AppError::Unavailable)?
+        persistence::ask(&self.sessions.persistence, query)
     }
 }
 

@@ -1,16 +1,19 @@
 //! The OpenAPI 3 description of the HTTP surface, generated from the
 //! handlers' `#[utoipa::path]` attributes and the views' `ToSchema`
 //! derives, so it changes with the code. Served at GET /api/openapi.json.
+//!
+//! This module only collects: it imports the handlers, and nothing it
+//! defines is imported by them (their error answers are in
+//! [`super::responses`]).
 
 use actix_web::{web, HttpResponse};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{IntoResponses, Modify, OpenApi};
+use utoipa::{Modify, OpenApi};
 
 use serde_json::Value;
 
 use super::AppState;
 use crate::config::Settings;
-use crate::error::HttpErrorBody;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/api/openapi.json").get(openapi_json));
@@ -118,54 +121,3 @@ async fn openapi_json(state: web::Data<AppState>) -> HttpResponse {
         .content_type("application/json")
         .body(document(&state.settings))
 }
-
-// The error answers, one per status, each with the common error body.
-
-#[derive(IntoResponses)]
-#[response(
-    status = 400,
-    description = "A malformed id, query or body (`bad_request`)"
-)]
-pub struct BadRequest(pub HttpErrorBody);
-
-#[derive(IntoResponses)]
-#[response(
-    status = 401,
-    description = "Missing, invalid or expired token (`unauthorized`)"
-)]
-pub struct Unauthorized(pub HttpErrorBody);
-
-#[derive(IntoResponses)]
-#[response(
-    status = 403,
-    description = "The Origin is not on the allowlist (`forbidden`)"
-)]
-pub struct Forbidden(pub HttpErrorBody);
-
-#[derive(IntoResponses)]
-#[response(
-    status = 404,
-    description = "No such record visible to the caller; another company's looks the same (`not_found`)"
-)]
-pub struct NotFound(pub HttpErrorBody);
-
-#[derive(IntoResponses)]
-#[response(
-    status = 409,
-    description = "The change contradicts the current state (`conflict`)"
-)]
-pub struct Conflict(pub HttpErrorBody);
-
-#[derive(IntoResponses)]
-#[response(
-    status = 413,
-    description = "The body is over 64 KiB (`payload_too_large`)"
-)]
-pub struct PayloadTooLarge(pub HttpErrorBody);
-
-#[derive(IntoResponses)]
-#[response(
-    status = 503,
-    description = "The database is unavailable or the server is refusing work; retry (`unavailable`)"
-)]
-pub struct Unavailable(pub HttpErrorBody);

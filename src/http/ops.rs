@@ -4,7 +4,7 @@ use actix_web::{web, HttpResponse};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::openapi::Unavailable;
+use super::responses::Unavailable;
 use super::AppState;
 use crate::error::AppError;
 use crate::persistence::CheckDatabase;

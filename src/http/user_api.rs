@@ -7,19 +7,21 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::extract::AuthUser;
-use super::openapi::{BadRequest, Conflict, NotFound, PayloadTooLarge, Unauthorized, Unavailable};
+use super::responses::{
+    BadRequest, Conflict, NotFound, PayloadTooLarge, Unauthorized, Unavailable,
+};
+use super::threads::{self, Membership, NewMember, ThreadFields};
 use super::AppState;
 use crate::auth::Claimed;
-use crate::domain::{reject_nul, CompanyId, MessageId, MessageText, ThreadId, UserId};
+use crate::domain::{MessageId, MessageText, Seq, ThreadId, UserId};
 use crate::error::AppError;
 use crate::hub::messages::OnlineAmong;
 use crate::persistence::{
-    AddMember, Caller, CreateThread, DeleteMessage, EditMessage, FetchMessages, ListMembers,
-    LoadThreads, PageBounds, RemoveMember,
+    Caller, DeleteMessage, EditMessage, FetchMessages, ListMembers, LoadThreads, PageBounds,
+    RemoveMember,
 };
-use crate::persistence::{MemberView, ThreadListItem};
 use crate::protocol::client::page_limit;
-use crate::protocol::views::{MessagePage, ThreadKind, UserView};
+use crate::protocol::views::{MemberView, MessagePage, ThreadKind, ThreadListItem, UserView};
 use crate::protocol::{MessageView, ThreadView};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -85,31 +87,16 @@ pub(super) async fn list_threads(
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct NewThread {
+pub(super) struct NewThread {
     /// Default: group.
-    pub kind: Option<ThreadKind>,
+    kind: Option<ThreadKind>,
     /// Trimmed; empty means none. No NUL.
     #[schema(max_length = 200, pattern = r"^[^\x00]*$")]
-    pub title: Option<String>,
+    title: Option<String>,
     /// Users of the caller's company; the caller is added. A direct thread
     /// has exactly two members in all.
     #[schema(max_items = 1000)]
-    pub member_ids: Vec<UserId>,
-}
-
-/// Title rules shared by the user and admin APIs.
-pub fn checked_title(title: Option<String>) -> Result<Option<String>, AppError> {
-    const MAX_TITLE_CHARS: usize = 200;
-    if let Some(title) = &title {
-        reject_nul("title", title)?;
-    }
-    match title.map(|t| t.trim().to_string()) {
-        Some(t) if t.chars().count() > MAX_TITLE_CHARS => Err(AppError::bad_request(format!(
-            "title is longer than {MAX_TITLE_CHARS} characters"
-        ))),
-        Some(t) if t.is_empty() => Ok(None),
-        other => Ok(other),
-    }
+    member_ids: Vec<UserId>,
 }
 
 /// Creates a thread with the caller as a member.
@@ -134,37 +121,17 @@ pub(super) async fn create_thread(
         company_id,
         user_id,
     } = caller.claimed;
-    create_thread_in(&state, company_id, Some(user_id), body.into_inner()).await
-}
-
-/// Creates a thread for a user (`creator`, always a member) or the
-/// operator (`None`): 201 with the new thread, or 200 with the existing
-/// direct thread of the pair.
-pub async fn create_thread_in(
-    state: &AppState,
-    company_id: CompanyId,
-    creator: Option<UserId>,
-    NewThread {
+    let NewThread {
         kind,
         title,
         member_ids,
-    }: NewThread,
-) -> Result<HttpResponse, AppError> {
-    let created = state
-        .ask(CreateThread {
-            company_id,
-            creator,
-            kind: kind.unwrap_or(ThreadKind::Group),
-            title: checked_title(title)?,
-            member_ids,
-        })
-        .await?;
-    let mut response = if created.created {
-        HttpResponse::Created()
-    } else {
-        HttpResponse::Ok()
+    } = body.into_inner();
+    let fields = ThreadFields {
+        kind,
+        title,
+        member_ids,
     };
-    Ok(response.json(created.thread))
+    threads::create_thread(&state, company_id, Some(user_id), fields).await
 }
 
 /// Without `after_seq`: the newest page (before `before_seq` if given).
@@ -179,6 +146,29 @@ pub struct PageQuery {
     /// Default 100; larger values are cut to 500.
     #[param(minimum = 1)]
     limit: Option<i64>,
+}
+
+impl PageQuery {
+    /// The slice of history and the page size this query asks for.
+    fn parse(self) -> Result<(PageBounds, i64), AppError> {
+        let seq = |raw: Option<i64>| {
+            raw.map(|raw| {
+                Seq::new(raw).ok_or_else(|| {
+                    AppError::bad_request("before_seq and after_seq must not be negative")
+                })
+            })
+            .transpose()
+        };
+        let (before_seq, after_seq) = (seq(self.before_seq)?, seq(self.after_seq)?);
+        let bounds = match after_seq {
+            Some(after_seq) => PageBounds::After {
+                after_seq,
+                before_seq,
+            },
+            None => PageBounds::Newest { before_seq },
+        };
+        Ok((bounds, page_limit(self.limit)?))
+    }
 }
 
 /// A page of a thread's history, ascending by seq.
@@ -196,29 +186,13 @@ pub(super) async fn messages(
     thread_id: web::Path<ThreadId>,
     query: web::Query<PageQuery>,
 ) -> Result<HttpResponse, AppError> {
-    let PageQuery {
-        before_seq,
-        after_seq,
-        limit,
-    } = query.into_inner();
-    if before_seq.is_some_and(|s| s < 0) || after_seq.is_some_and(|s| s < 0) {
-        return Err(AppError::bad_request(
-            "before_seq and after_seq must not be negative",
-        ));
-    }
-    let bounds = match after_seq {
-        Some(after_seq) => PageBounds::After {
-            after_seq,
-            before_seq,
-        },
-        None => PageBounds::Newest { before_seq },
-    };
+    let (bounds, limit) = query.into_inner().parse()?;
     let page = state
         .ask(FetchMessages {
             reader: caller.claimed,
             thread_id: thread_id.into_inner(),
             bounds,
-            limit: page_limit(limit)?,
+            limit,
         })
         .await?;
     Ok(HttpResponse::Ok().json(page))
@@ -250,7 +224,7 @@ pub(super) async fn members(
         })
         .await?;
     let online = state
-        .hub
+        .hub()
         .send(OnlineAmong(members.iter().map(|m| m.user_id).collect()))
         .await
         .map_err(|_| AppError::Unavailable)?;
@@ -258,19 +232,6 @@ pub(super) async fn members(
         member.online = online.contains(&member.user_id);
     }
     Ok(HttpResponse::Ok().json(MemberList { members }))
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NewMember {
-    pub user_id: UserId,
-}
-
-/// A membership that was just made.
-#[derive(Serialize, ToSchema)]
-pub struct Membership {
-    pub thread_id: ThreadId,
-    pub user_id: UserId,
 }
 
 /// Adds a user of the caller's company to a group thread the caller is in.
@@ -292,15 +253,8 @@ pub(super) async fn add_member(
     thread_id: web::Path<ThreadId>,
     body: web::Json<NewMember>,
 ) -> Result<HttpResponse, AppError> {
-    let (thread_id, user_id) = (thread_id.into_inner(), body.user_id);
-    state
-        .ask(AddMember {
-            caller: Caller::User(caller.claimed),
-            thread_id,
-            user_id,
-        })
-        .await?;
-    Ok(HttpResponse::Created().json(Membership { thread_id, user_id }))
+    let caller = Caller::User(caller.claimed);
+    threads::add_member(&state, caller, thread_id.into_inner(), body.into_inner()).await
 }
 
 /// The caller leaves a group thread.

@@ -8,7 +8,7 @@ use actix_web_actors::ws::{self, WebsocketContext};
 use bytes::Bytes;
 
 use super::extract::{bearer_token, AuthUser};
-use super::openapi::{Forbidden, Unauthorized};
+use super::responses::{Forbidden, Unauthorized};
 use super::AppState;
 use crate::error::{AppError, HttpErrorBody};
 use crate::outbound::{MeteredStream, OutboundGauge};

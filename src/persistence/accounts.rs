@@ -9,7 +9,7 @@ use super::rows::{CompanyRow, UserRow};
 use super::schema::{companies, users};
 use super::{Answer, Db, Query};
 use crate::auth::Claimed;
-use crate::domain::{CompanyId, UserId};
+use crate::domain::{CompanyId, DisplayName, UserId};
 use crate::error::AppError;
 use crate::protocol::views::{CompanyView, UserView};
 
@@ -30,7 +30,7 @@ impl Query for CheckDatabase {
 #[derive(Message)]
 #[rtype(result = "Result<CompanyView, AppError>")]
 pub struct CreateCompany {
-    pub name: String,
+    pub name: DisplayName,
 }
 
 impl Query for CreateCompany {
@@ -40,7 +40,7 @@ impl Query for CreateCompany {
         let row: CompanyRow = diesel::insert_into(companies::table)
             .values((
                 companies::id.eq(Uuid::now_v7()),
-                companies::name.eq(self.name),
+                companies::name.eq(self.name.into_string()),
             ))
             .returning(CompanyRow::as_returning())
             .get_result(&mut conn)
@@ -53,7 +53,7 @@ impl Query for CreateCompany {
 #[rtype(result = "Result<UserView, AppError>")]
 pub struct CreateUser {
     pub company_id: CompanyId,
-    pub display_name: String,
+    pub display_name: DisplayName,
 }
 
 impl Query for CreateUser {
@@ -65,7 +65,7 @@ impl Query for CreateUser {
             .values((
                 users::id.eq(Uuid::now_v7()),
                 users::company_id.eq(self.company_id.0),
-                users::display_name.eq(self.display_name),
+                users::display_name.eq(self.display_name.into_string()),
             ))
             .returning(UserRow::as_returning())
             .get_result(&mut conn)

@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::prepared::CachePrepared;
 use super::{Answer, Db, DbConn, Query};
 use crate::auth::Claimed;
-use crate::domain::{SessionId, ThreadId, UserId};
+use crate::domain::{Seq, SessionId, ThreadId, UserId};
 use crate::error::AppError;
 use crate::events::{ChatEvent, ReceiptRange};
 
@@ -33,7 +33,7 @@ pub struct AdvanceCursor {
     pub member: Claimed,
     pub thread_id: ThreadId,
     pub kind: CursorKind,
-    pub up_to_seq: i64,
+    pub up_to_seq: Seq,
     pub origin: Option<SessionId>,
 }
 
@@ -90,7 +90,7 @@ impl Query for AdvanceCursor {
                     .optional()?
                     .ok_or(AppError::NotMember)?;
 
-                    let target = up_to_seq.min(current.last_seq);
+                    let target = up_to_seq.get().min(current.last_seq);
                     let old = CursorOutcome {
                         last_delivered_seq: current.last_delivered_seq,
                         last_read_seq: current.last_read_seq,

@@ -17,7 +17,9 @@ use super::schema::messages;
 use super::threads::require_member;
 use super::{Answer, Caller, Db, Query};
 use crate::auth::Claimed;
-use crate::domain::{ClientMsgId, MessageContent, MessageId, MessageText, SessionId, ThreadId};
+use crate::domain::{
+    ClientMsgId, MessageContent, MessageId, MessageText, Seq, SessionId, ThreadId,
+};
 use crate::error::AppError;
 use crate::events::ChatEvent;
 use crate::protocol::views::MessagePage;
@@ -47,11 +49,11 @@ pub struct SendOutcome {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum PageBounds {
     /// The newest messages, optionally only those below `before_seq`.
-    Newest { before_seq: Option<i64> },
+    Newest { before_seq: Option<Seq> },
     /// The oldest messages above `after_seq`, optionally below `before_seq`.
     After {
-        after_seq: i64,
-        before_seq: Option<i64>,
+        after_seq: Seq,
+        before_seq: Option<Seq>,
     },
 }
 
@@ -79,7 +81,7 @@ impl Query for FetchMessages {
         let ascending = match self.bounds {
             PageBounds::Newest { before_seq } => {
                 if let Some(before) = before_seq {
-                    query = query.filter(messages::seq.lt(before));
+                    query = query.filter(messages::seq.lt(before.get()));
                 }
                 query = query.order(messages::seq.desc());
                 false
@@ -88,9 +90,9 @@ impl Query for FetchMessages {
                 after_seq,
                 before_seq,
             } => {
-                query = query.filter(messages::seq.gt(after_seq));
+                query = query.filter(messages::seq.gt(after_seq.get()));
                 if let Some(before) = before_seq {
-                    query = query.filter(messages::seq.lt(before));
+                    query = query.filter(messages::seq.lt(before.get()));
                 }
                 query = query.order(messages::seq.asc());
                 true

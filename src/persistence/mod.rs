@@ -47,9 +47,7 @@ pub use cursors::{AdvanceCursor, CursorKind, CursorOutcome};
 pub use messages::{
     DeleteMessage, EditMessage, FetchMessages, PageBounds, SendMessage, SendOutcome,
 };
-pub use threads::{
-    AddMember, CreateThread, ListMembers, LoadThreads, MemberView, RemoveMember, ThreadListItem,
-};
+pub use threads::{AddMember, CreateThread, ListMembers, LoadThreads, RemoveMember};
 
 pub use group_commit::BatchSettings;
 

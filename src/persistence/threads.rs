@@ -9,7 +9,6 @@ use diesel::prelude::*;
 use diesel::sql_types::{Array, Uuid as SqlUuid};
 use diesel_async::scoped_futures::ScopedFutureExt;
 use diesel_async::{AsyncConnection, RunQueryDsl};
-use serde::Serialize;
 use uuid::Uuid;
 
 use super::prepared::CachePrepared;
@@ -17,11 +16,11 @@ use super::rows::{message_views, MessageRow, ThreadRow, ThreadSummaryRow};
 use super::schema::{memberships, threads, users};
 use super::{Answer, Caller, Db, DbConn, Query};
 use crate::auth::Claimed;
-use crate::domain::{CompanyId, ThreadId, UserId};
+use crate::domain::{CompanyId, ThreadId, ThreadTitle, UserId};
 use crate::error::AppError;
 use crate::events::ChatEvent;
-use crate::protocol::views::{rfc3339_millis, ThreadKind};
-use crate::protocol::{MessageView, ThreadView};
+use crate::protocol::views::{MemberView, ThreadKind, ThreadListItem};
+use crate::protocol::ThreadView;
 
 /// The most members one create request may name.
 pub const MAX_MEMBERS_PER_REQUEST: usize = 10_000;
@@ -62,16 +61,6 @@ const THREAD_SUMMARIES: &str = "
 pub struct LoadThreads {
     pub member: Claimed,
     pub with_last_message: bool,
-}
-
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct ThreadListItem {
-    #[serde(flatten)]
-    pub thread: ThreadView,
-    /// The newest message, null in a thread without messages.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<MessageView>)]
-    pub last_message: Option<Option<MessageView>>,
 }
 
 impl Query for LoadThreads {
@@ -137,7 +126,7 @@ pub struct CreateThread {
     pub company_id: CompanyId,
     pub creator: Option<UserId>,
     pub kind: ThreadKind,
-    pub title: Option<String>,
+    pub title: Option<ThreadTitle>,
     pub member_ids: Vec<UserId>,
 }
 
@@ -201,7 +190,7 @@ impl Query for CreateThread {
                             threads::id.eq(Uuid::now_v7()),
                             threads::company_id.eq(company),
                             threads::kind.eq(kind.as_str()),
-                            threads::title.eq(title),
+                            threads::title.eq(title.map(ThreadTitle::into_string)),
                             threads::created_by.eq(creator.map(|c| c.0)),
                             threads::direct_user_low.eq(direct_pair.map(|p| p.0)),
                             threads::direct_user_high.eq(direct_pair.map(|p| p.1)),
@@ -289,17 +278,6 @@ impl Query for CreateThread {
 pub struct ListMembers {
     pub reader: Claimed,
     pub thread_id: ThreadId,
-}
-
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct MemberView {
-    pub user_id: UserId,
-    pub display_name: String,
-    pub online: bool,
-    #[serde(serialize_with = "rfc3339_millis")]
-    pub joined_at: DateTime<Utc>,
-    pub last_delivered_seq: i64,
-    pub last_read_seq: i64,
 }
 
 impl Query for ListMembers {

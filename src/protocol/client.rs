@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::domain::{
-    ClientMsgId, MessageContent, MessageKind, Metadata, ThreadId, DEFAULT_PAGE_LIMIT,
+    ClientMsgId, MessageContent, MessageKind, Metadata, Seq, ThreadId, DEFAULT_PAGE_LIMIT,
     MAX_PAGE_LIMIT,
 };
 use crate::error::AppError;
@@ -48,13 +48,13 @@ pub struct SendRequest {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CursorUpdate {
     pub thread_id: ThreadId,
-    pub up_to_seq: i64,
+    pub up_to_seq: Seq,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SyncRequest {
     pub thread_id: ThreadId,
-    pub after_seq: i64,
+    pub after_seq: Seq,
     pub limit: i64,
 }
 
@@ -177,12 +177,10 @@ impl ClientEvent {
             }
             "chat:sync" => {
                 let d: SyncData = data_of(data)?;
-                if d.after_seq < 0 {
-                    return Err(AppError::bad_request("after_seq must be at least 0"));
-                }
+                let after_seq = Seq::parse("after_seq", d.after_seq)?;
                 Ok(ClientEvent::Sync(SyncRequest {
                     thread_id: d.thread_id,
-                    after_seq: d.after_seq,
+                    after_seq,
                     limit: page_limit(d.limit)?,
                 }))
             }
@@ -213,12 +211,9 @@ pub fn page_limit(limit: Option<i64>) -> Result<i64, AppError> {
 
 fn cursor_of(data: Option<&RawValue>) -> Result<CursorUpdate, AppError> {
     let d: CursorData = data_of(data)?;
-    if d.up_to_seq < 0 {
-        return Err(AppError::bad_request("up_to_seq must be at least 0"));
-    }
     Ok(CursorUpdate {
         thread_id: d.thread_id,
-        up_to_seq: d.up_to_seq,
+        up_to_seq: Seq::parse("up_to_seq", d.up_to_seq)?,
     })
 }
 

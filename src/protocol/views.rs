@@ -85,6 +85,31 @@ pub struct ThreadView {
     pub unread: i64,
 }
 
+// A thread in a member's list (GET /api/threads): the thread as they see
+// it, and its newest message when the list was asked with it. (Plain
+// comments: a doc comment would change the OpenAPI document.)
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ThreadListItem {
+    #[serde(flatten)]
+    pub thread: ThreadView,
+    /// The newest message, null in a thread without messages.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<MessageView>)]
+    pub last_message: Option<Option<MessageView>>,
+}
+
+// A member of a thread with their cursors; `online` comes from the hub.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MemberView {
+    pub user_id: UserId,
+    pub display_name: String,
+    pub online: bool,
+    #[serde(serialize_with = "rfc3339_millis")]
+    pub joined_at: DateTime<Utc>,
+    pub last_delivered_seq: i64,
+    pub last_read_seq: i64,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct UserView {
     pub id: UserId,
