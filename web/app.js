@@ -167,9 +167,13 @@ async function onReady({ threads }) {
   // Online status may have changed while we were away.
   if (state.openThreadId) loadMembers(state.openThreadId).catch(reportError);
   for (const view of threads) {
+    // Delivered means this device holds the messages: a thread that was
+    // never opened here was only counted (last_seq), not downloaded, so its
+    // senders must not see it delivered.
     const store = state.stores.get(view.id);
-    if (store && view.last_seq > store.newestSeq) await syncThread(view.id, store.newestSeq);
-    markDelivered(view.id, view.last_seq);
+    if (!store) continue;
+    if (view.last_seq > store.newestSeq) await syncThread(view.id, store.newestSeq);
+    markDelivered(view.id, store.newestSeq);
   }
   if (!state.openThreadId && threads.length > 0) openThread(threads[0].id);
   maybeMarkRead();
@@ -202,7 +206,7 @@ const handlers = {
       thread.unread += 1;
     }
     renderThreadList();
-    markDelivered(message.thread_id, message.seq);
+    noteArrival(message.thread_id, message.seq);
     stopShowingTyping(message.thread_id, message.sender_id);
   },
   'chat:message-edited': ({ message }) => storeMessage(message),
@@ -227,6 +231,8 @@ const handlers = {
       const thread = state.threads.get(thread_id);
       if (thread && up_to_seq > thread.last_read_seq) {
         thread.last_read_seq = up_to_seq;
+        // Reading delivers too (the server moved both cursors).
+        thread.last_delivered_seq = Math.max(thread.last_delivered_seq ?? 0, up_to_seq);
         recountUnread(thread_id);
         renderThreadList();
       }
@@ -288,6 +294,7 @@ function upsertThread(view) {
     // Cursors never move back, whatever order the news comes in.
     view.last_seq = Math.max(view.last_seq, current.last_seq);
     view.last_read_seq = Math.max(view.last_read_seq, current.last_read_seq);
+    view.last_delivered_seq = Math.max(view.last_delivered_seq ?? 0, current.last_delivered_seq ?? 0);
   }
   state.threads.set(view.id, view);
 }
@@ -649,11 +656,27 @@ function scrollToBottom() {
 
 const delivered = new Map(); // thread id -> highest seq we reported
 
+function deliveredUpTo(threadId) {
+  return Math.max(delivered.get(threadId) ?? 0, state.threads.get(threadId)?.last_delivered_seq ?? 0);
+}
+
 function markDelivered(threadId, seq) {
-  const thread = state.threads.get(threadId);
-  if (!thread || seq <= (delivered.get(threadId) ?? thread.last_delivered_seq ?? 0)) return;
+  // Offline, the report would be lost yet counted as made.
+  if (!state.conn.ready || !state.threads.has(threadId) || seq <= deliveredUpTo(threadId)) return;
   delivered.set(threadId, seq);
   state.conn.notify('chat:delivered', { thread_id: threadId, up_to_seq: seq });
+}
+
+// A cursor covers every seq below it, so a live message is reported only
+// when this client holds everything between the last report and it. After
+// a reconnect, a thread never opened here has messages that were only
+// counted; they are reported when the thread is opened (and read).
+function noteArrival(threadId, seq) {
+  const store = state.stores.get(threadId);
+  for (let missing = deliveredUpTo(threadId) + 1; missing < seq; missing += 1) {
+    if (!store?.bySeq.has(missing)) return;
+  }
+  markDelivered(threadId, seq);
 }
 
 // Read means seen: the message is on screen, in a visible tab, in the
