@@ -212,13 +212,15 @@ const handlers = {
   'chat:message-edited': ({ message }) => storeMessage(message),
   'chat:message-deleted': ({ thread_id, message_id, seq, deleted_at }) => {
     const store = state.stores.get(thread_id);
-    const old = store?.bySeq.get(seq);
     const thread = state.threads.get(thread_id);
-    if (thread && seq > thread.last_read_seq && old && old.sender_id !== state.me.id && !old.deleted_at) {
-      thread.unread = Math.max(0, thread.unread - 1);
+    // A thread never opened here holds no messages, only its last one.
+    const old = store?.bySeq.get(seq) ?? (thread?.last_message?.id === message_id ? thread.last_message : undefined);
+    if (thread && seq > thread.last_read_seq && !old?.deleted_at) {
+      if (!old) refreshUnread().catch(reportError); // whose it was is unknown here
+      else if (old.sender_id !== state.me.id) thread.unread = Math.max(0, thread.unread - 1);
     }
     const tombstone = { ...(old ?? {}), id: message_id, thread_id, seq, body: null, metadata: null, deleted_at };
-    if (old) storeMessage(tombstone);
+    if (store?.bySeq.has(seq)) storeMessage(tombstone);
     if (thread?.last_message?.id === message_id) thread.last_message = tombstone;
     renderThreadList();
   },
@@ -233,7 +235,7 @@ const handlers = {
         thread.last_read_seq = up_to_seq;
         // Reading delivers too (the server moved both cursors).
         thread.last_delivered_seq = Math.max(thread.last_delivered_seq ?? 0, up_to_seq);
-        recountUnread(thread_id);
+        if (!recountUnread(thread_id)) refreshUnread().catch(reportError);
         renderThreadList();
       }
       return;
@@ -450,6 +452,7 @@ function renderMembers() {
 }
 
 function nameOf(userId) {
+  if (!userId) return 'Someone';
   return state.names.get(userId) ?? `user ${userId.slice(-6)}`;
 }
 
@@ -707,18 +710,49 @@ function maybeMarkRead() {
   state.conn.request('chat:mark-read', { thread_id: threadId, up_to_seq: upTo }).catch(reportError);
 }
 
+// Whether the count could be worked out here.
 function recountUnread(threadId) {
   const thread = state.threads.get(threadId);
   const store = state.stores.get(threadId);
-  if (!thread) return;
+  if (!thread) return true;
   if (thread.last_read_seq >= thread.last_seq) {
     thread.unread = 0;
-    return;
+    return true;
   }
   // Exact only when we hold every message after the read cursor.
   if (store && store.oldestSeq <= thread.last_read_seq + 1) {
     thread.unread = [...store.bySeq.values()].filter((m) =>
       m.seq > thread.last_read_seq && m.sender_id !== state.me.id && !m.deleted_at).length;
+    return true;
+  }
+  return false;
+}
+
+// Counts this client cannot work out (it does not hold the messages) come
+// from the server. Calls while one is out are folded into one more.
+const unreadRefresh = { running: false, again: false };
+
+async function refreshUnread() {
+  if (unreadRefresh.running) {
+    unreadRefresh.again = true;
+    return;
+  }
+  unreadRefresh.running = true;
+  try {
+    do {
+      unreadRefresh.again = false;
+      const { threads } = await state.api.threads();
+      for (const listed of threads) {
+        const thread = state.threads.get(listed.id);
+        // An answer older than news already here would undo it.
+        if (!thread || listed.last_seq !== thread.last_seq || listed.last_read_seq < thread.last_read_seq) continue;
+        thread.last_read_seq = listed.last_read_seq;
+        thread.unread = listed.unread;
+      }
+      renderThreadList();
+    } while (unreadRefresh.again);
+  } finally {
+    unreadRefresh.running = false;
   }
 }
 
