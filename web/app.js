@@ -256,6 +256,8 @@ const handlers = {
   'chat:thread-joined': ({ thread }) => {
     upsertThread({ ...thread, last_message: state.threads.get(thread.id)?.last_message ?? null });
     renderThreadList();
+    // Named after its members, as an opened one is.
+    if (!thread.title) loadMembers(thread.id).catch(reportError);
     if (!state.openThreadId) openThread(thread.id);
     // The thread may already hold messages this session never saw.
     const store = state.stores.get(thread.id);
@@ -269,6 +271,9 @@ const handlers = {
     noteMemberChange(thread_id);
     if (thread_id === state.openThreadId) {
       loadMembers(thread_id).then(() => notice(thread_id, `${nameOf(user_id)} joined`), reportError);
+    } else if (state.threads.get(thread_id) && !state.threads.get(thread_id).title) {
+      // Its name is its members'.
+      loadMembers(thread_id).catch(reportError);
     } else {
       state.members.delete(thread_id);
     }
@@ -282,6 +287,7 @@ const handlers = {
       renderMembers();
       notice(thread_id, `${name} left`);
     }
+    renderThreadList();
   },
   'chat:error': ({ code, message }) => {
     console.warn(`confab: ${code}: ${message}`);
