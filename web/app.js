@@ -497,7 +497,7 @@ function renderMessage(message) {
   const meta = el('div', { class: 'meta' });
   meta.append(
     el('span', { class: 'sender' }, mine ? 'You' : nameOf(message.sender_id)),
-    el('time', { datetime: message.created_at }, formatTime(message.created_at)),
+    el('time', { datetime: message.created_at, title: fullTime(message.created_at) }, formatTime(message.created_at)),
   );
   if (message.edited_at && !message.deleted_at) meta.append(el('span', { class: 'edited', 'data-testid': 'edited' }, 'edited'));
   const body = el('div', { class: 'body', 'data-testid': 'message-body' });
@@ -613,9 +613,27 @@ function notice(threadId, text) {
   if (stick) scrollToBottom();
 }
 
-function formatTime(iso) {
+// The time alone today, the day as well before that (and the year when it
+// is not this one); the full date is in the title.
+function formatTime(iso, now = new Date()) {
   const date = new Date(iso);
-  return Number.isNaN(date.getTime()) ? '' : date.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+  if (Number.isNaN(date.getTime())) return '';
+  const time = date.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+  if (sameDay(date, now)) return time;
+  const yesterday = new Date(now.getFullYear(), now.getMonth(), now.getDate() - 1);
+  if (sameDay(date, yesterday)) return `Yesterday ${time}`;
+  const day = { day: 'numeric', month: 'short' };
+  if (date.getFullYear() !== now.getFullYear()) day.year = 'numeric';
+  return `${date.toLocaleDateString([], day)} ${time}`;
+}
+
+function fullTime(iso) {
+  const date = new Date(iso);
+  return Number.isNaN(date.getTime()) ? '' : date.toLocaleString([], { dateStyle: 'full', timeStyle: 'short' });
+}
+
+function sameDay(a, b) {
+  return a.getFullYear() === b.getFullYear() && a.getMonth() === b.getMonth() && a.getDate() === b.getDate();
 }
 
 // ---- history paging ------------------------------------------------------
