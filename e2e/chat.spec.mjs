@@ -59,6 +59,11 @@ async function step(name, body) {
 
 function watch(page, who) {
   page.on('pageerror', (err) => problems.push(`${who}: page error: ${err.message}`));
+  // The page asks in its own dialogs; a native alert() or confirm() blocks it.
+  page.on('dialog', (dialog) => {
+    problems.push(`${who}: a native ${dialog.type()} dialog: ${dialog.message()}`);
+    dialog.dismiss().catch(() => {});
+  });
   page.on('console', (msg) => {
     const text = msg.text();
     // A CSP violation means the page tried something the policy forbids.
@@ -94,6 +99,15 @@ async function adminRemoveMember(threadId, userId) {
     headers: { Authorization: `Bearer ${ADMIN_TOKEN}` },
   });
   if (res.status !== 204) throw new Error(`removing a member: ${res.status} ${await res.text()}`);
+}
+
+// Confirms in the page's own dialog (there is no native confirm()).
+async function confirmInPage(page, shot) {
+  const dialog = page.getByTestId('confirm-dialog');
+  await dialog.waitFor({ timeout: TIMEOUT_MS });
+  if (shot) await page.screenshot({ path: join(SHOTS, shot) });
+  await dialog.getByTestId('confirm-ok').click();
+  await dialog.waitFor({ state: 'hidden', timeout: TIMEOUT_MS });
 }
 
 async function openThread(page, id) {
@@ -191,10 +205,10 @@ try {
     await message(pageA, edited).getByTestId('edited').waitFor({ timeout: TIMEOUT_MS });
   });
 
-  await step('A deletes a message; B sees it become a tombstone', async () => {
+  await step('A deletes a message after confirming in the page; B sees it become a tombstone', async () => {
     const seq = await message(pageA, second).getAttribute('data-seq');
-    pageA.once('dialog', (dialog) => dialog.accept());
     await message(pageA, second).getByTestId('delete').click();
+    await confirmInPage(pageA, 'a-confirms-delete.png');
     const onB = pageB.locator(`[data-testid="message"][data-seq="${seq}"].deleted`);
     await expectText(onB.getByTestId('message-body'), 'message deleted');
     if (await message(pageB, second).count() !== 0) throw new Error('the deleted text is still shown to B');

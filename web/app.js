@@ -885,38 +885,94 @@ function send(threadId, body) {
   );
 }
 
+// A textarea, so a message of several lines keeps them: Enter saves,
+// Shift+Enter starts a new line and Escape gives up, as in the composer.
 function startEdit(item, message) {
   const body = item.querySelector('.body');
+  if (!body) return; // already being edited
   const form = el('form', { class: 'edit-form' });
-  const input = el('input', { type: 'text', value: message.body ?? '', 'data-testid': 'edit-input', maxlength: '8000' });
+  const input = el('textarea', { 'data-testid': 'edit-input', maxlength: '8000', 'aria-label': 'Edit message' });
   input.value = message.body ?? '';
+  const fit = () => { input.rows = Math.min(10, input.value.split('\n').length + 1); };
+  fit();
   const save = el('button', { type: 'submit', 'data-testid': 'edit-save' }, 'Save');
-  const cancel = el('button', { type: 'button' }, 'Cancel');
+  const cancel = el('button', { type: 'button', 'data-testid': 'edit-cancel' }, 'Cancel');
   form.append(input, save, cancel);
   body.replaceWith(form);
   input.focus();
-  cancel.addEventListener('click', () => renderMessage(state.stores.get(message.thread_id)?.bySeq.get(message.seq) ?? message));
+  input.setSelectionRange(input.value.length, input.value.length);
+  const stopEditing = () => {
+    renderMessage(state.stores.get(message.thread_id)?.bySeq.get(message.seq) ?? message);
+    messageElement(message)?.querySelector('[data-testid="edit"]')?.focus();
+  };
+  cancel.addEventListener('click', stopEditing);
+  input.addEventListener('input', fit);
+  input.addEventListener('keydown', (e) => {
+    if (e.isComposing) return;
+    if (e.key === 'Enter' && !e.shiftKey) {
+      e.preventDefault();
+      form.requestSubmit();
+    } else if (e.key === 'Escape') {
+      e.preventDefault();
+      stopEditing();
+    }
+  });
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
     const text = input.value;
     if (text.trim() === '') return;
     try {
       storeMessage(await state.api.editMessage(message.id, text));
+      messageElement(message)?.querySelector('[data-testid="edit"]')?.focus();
     } catch (err) {
-      alert(`Edit failed: ${err.message}`);
+      showNotice(`Edit failed: ${err.message}`);
     }
   });
 }
 
 async function deleteMessage(message) {
-  if (!confirm('Delete this message for everyone?')) return;
+  if (!await confirmInPage('Delete this message for everyone?', 'Delete')) return;
   try {
     storeMessage(await state.api.deleteMessage(message.id));
     renderThreadList();
   } catch (err) {
-    alert(`Delete failed: ${err.message}`);
+    showNotice(`Delete failed: ${err.message}`);
   }
 }
+
+// ---- in-page notices and questions ---------------------------------------
+
+// Instead of alert(): the page keeps working while it shows.
+function showNotice(text) {
+  $('page-notice-text').textContent = text;
+  $('page-notice').hidden = false;
+}
+
+$('page-notice-close').addEventListener('click', () => {
+  $('page-notice').hidden = true;
+});
+
+// Instead of confirm(): resolves true when the person confirms, false on
+// Cancel or Escape. Cancel has the focus, so a stray Enter destroys nothing.
+function confirmInPage(question, confirmLabel) {
+  const dialog = $('confirm-dialog');
+  if (dialog.open) return Promise.resolve(false);
+  const opener = document.activeElement;
+  $('confirm-text').textContent = question;
+  $('confirm-ok').textContent = confirmLabel;
+  dialog.returnValue = '';
+  dialog.showModal();
+  $('confirm-cancel').focus();
+  return new Promise((resolve) => {
+    dialog.addEventListener('close', () => {
+      if (opener?.isConnected) opener.focus();
+      resolve(dialog.returnValue === 'confirm');
+    }, { once: true });
+  });
+}
+
+$('confirm-ok').addEventListener('click', () => $('confirm-dialog').close('confirm'));
+$('confirm-cancel').addEventListener('click', () => $('confirm-dialog').close(''));
 
 // ---- DOM helper ----------------------------------------------------------
 
