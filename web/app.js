@@ -208,6 +208,7 @@ const handlers = {
     renderThreadList();
     noteArrival(message.thread_id, message.seq);
     stopShowingTyping(message.thread_id, message.sender_id);
+    announceArrival(message, thread);
   },
   'chat:message-edited': ({ message }) => storeMessage(message),
   'chat:message-deleted': ({ thread_id, message_id, seq, deleted_at }) => {
@@ -335,14 +336,19 @@ function renderThreadList() {
     lastActivity(b).localeCompare(lastActivity(a)) || a.id.localeCompare(b.id));
   list.replaceChildren(...threads.map((thread) => {
     const item = el('li', { class: 'thread-item', 'data-testid': 'thread-item', 'data-thread-id': thread.id });
-    if (thread.id === state.openThreadId) item.classList.add('open');
     const button = el('button', { type: 'button' });
+    if (thread.id === state.openThreadId) {
+      item.classList.add('open');
+      button.setAttribute('aria-current', 'true');
+    }
     button.addEventListener('click', () => openThread(thread.id));
     const title = el('span', { class: 'thread-name', 'data-testid': 'thread-name' }, threadName(thread));
     const badge = el('span', { class: 'unread', 'data-testid': 'unread' }, String(thread.unread));
-    badge.hidden = thread.unread === 0;
+    // The badge is a bare number on screen; a screen reader says what it counts.
+    const badgeMeaning = el('span', { class: 'visually-hidden' }, thread.unread === 1 ? 'unread message' : 'unread messages');
+    badge.hidden = badgeMeaning.hidden = thread.unread === 0;
     const preview = el('span', { class: 'preview', 'data-testid': 'last-message' }, previewOf(thread.last_message));
-    button.append(title, badge, preview);
+    button.append(title, badge, badgeMeaning, preview);
     item.append(button);
     return item;
   }));
@@ -449,8 +455,11 @@ function renderMembers() {
     const item = el('li', {
       class: 'member', 'data-testid': 'member', 'data-user-id': m.user_id, 'data-online': String(online),
     });
+    // A filled or a hollow circle, so presence is not told by colour alone.
+    const presence = online ? 'online' : 'offline';
     item.append(
-      el('span', { class: online ? 'dot online' : 'dot', title: online ? 'online' : 'offline' }),
+      el('span', { class: `presence ${presence}`, role: 'img', 'aria-label': presence, title: presence, 'data-testid': 'presence' },
+        online ? '●' : '○'),
       el('span', {}, m.user_id === state.me.id ? `${m.display_name} (you)` : m.display_name),
     );
     return item;
@@ -582,9 +591,12 @@ function updateReceipt(item, message) {
     mark = '✓✓';
     title = `delivered to ${deliveredTo.map((m) => m.display_name).join(', ')}`;
   }
+  if (receipt.dataset.status === status && receipt.title === title) return;
   receipt.dataset.status = status;
-  receipt.textContent = mark;
   receipt.title = title;
+  // Said in words as well as ticks and colour: delivered and read differ
+  // only in colour otherwise.
+  receipt.replaceChildren(el('span', { class: 'ticks', 'aria-hidden': 'true' }, mark), ` ${status}`);
 }
 
 function refreshReceipts(threadId) {
@@ -940,7 +952,7 @@ async function deleteMessage(message) {
   }
 }
 
-// ---- in-page notices and questions ---------------------------------------
+// ---- in-page notices, questions and announcements -----------------------
 
 // Instead of alert(): the page keeps working while it shows.
 function showNotice(text) {
@@ -973,6 +985,22 @@ function confirmInPage(question, confirmLabel) {
 
 $('confirm-ok').addEventListener('click', () => $('confirm-dialog').close('confirm'));
 $('confirm-cancel').addEventListener('click', () => $('confirm-dialog').close(''));
+
+// Read out by screen readers (an aria-live region), shown to no one.
+function announce(text) {
+  $('announcer').textContent = text;
+}
+
+function announceArrival(message, thread) {
+  if (message.sender_id === state.me.id || message.deleted_at) return;
+  const who = nameOf(message.sender_id);
+  if (message.thread_id === state.openThreadId) {
+    const text = message.body ?? message.metadata?.name ?? '';
+    announce(`${who}: ${text.length > 300 ? `${text.slice(0, 300)}…` : text}`);
+  } else {
+    announce(`New message from ${who} in ${threadName(thread)}`);
+  }
+}
 
 // ---- DOM helper ----------------------------------------------------------
 
