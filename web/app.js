@@ -375,6 +375,8 @@ async function openThread(threadId) {
   renderTyping();
   const thread = state.threads.get(threadId);
   $('thread-title').textContent = threadName(thread);
+  // The server refuses to leave a direct thread: it has exactly two members.
+  $('leave').hidden = thread.kind === 'direct';
   await loadMembers(threadId);
   if (state.openThreadId !== threadId) return;
   let store = state.stores.get(threadId);
@@ -409,6 +411,29 @@ function closeThread() {
   $('typing').textContent = '';
 }
 
+// ---- leaving -------------------------------------------------------------
+
+$('leave').addEventListener('click', async () => {
+  const threadId = state.openThreadId;
+  const thread = state.threads.get(threadId);
+  if (!thread) return;
+  const name = threadName(thread);
+  const leave = await confirmInPage(
+    `Leave “${name}”? You will no longer see its messages unless someone adds you again.`, 'Leave');
+  if (!leave) return;
+  try {
+    await state.api.leave(threadId);
+  } catch (err) {
+    showNotice(`Could not leave “${name}”: ${err.message}`);
+    return;
+  }
+  // chat:thread-left says the same; the page need not wait for it.
+  forgetThread(threadId);
+  renderThreadList();
+  announce(`You left ${name}`);
+  $('thread-list').querySelector('button')?.focus();
+});
+
 function newStore(threadId, page) {
   const seqs = page.messages.map((m) => m.seq);
   const thread = state.threads.get(threadId);
@@ -431,6 +456,7 @@ async function loadMembers(threadId) {
   // A change announced while the request was out may not be in its answer:
   // ask again rather than show a member who has left.
   if ((state.memberChanges.get(threadId) ?? 0) !== changesBefore) return loadMembers(threadId);
+  if (!state.threads.has(threadId)) return; // left meanwhile
   const map = new Map();
   for (const member of members) {
     map.set(member.user_id, member);
