@@ -17,6 +17,8 @@ const TYPING_IDLE_MS = 2000;
 const TYPING_SHOWN_MAX_MS = 7000;
 
 const $ = (id) => document.getElementById(id);
+// One pane at a time below this width (the same number as in style.css).
+const narrow = matchMedia('(max-width: 700px)');
 
 const state = {
   api: null,
@@ -175,7 +177,7 @@ async function onReady({ threads }) {
     if (view.last_seq > store.newestSeq) await syncThread(view.id, store.newestSeq);
     markDelivered(view.id, store.newestSeq);
   }
-  if (!state.openThreadId && threads.length > 0) openThread(threads[0].id);
+  if (threads.length > 0) autoOpen(threads[0].id);
   maybeMarkRead();
 }
 
@@ -259,7 +261,7 @@ const handlers = {
     renderThreadList();
     // Named after its members, as an opened one is.
     if (!thread.title) loadMembers(thread.id).catch(reportError);
-    if (!state.openThreadId) openThread(thread.id);
+    autoOpen(thread.id);
     // The thread may already hold messages this session never saw.
     const store = state.stores.get(thread.id);
     if (store && thread.last_seq > store.newestSeq) syncThread(thread.id, store.newestSeq).catch(reportError);
@@ -361,16 +363,25 @@ function previewOf(message) {
   return `${who}: ${message.body ?? message.metadata?.name ?? ''}`;
 }
 
-async function openThread(threadId) {
+// Opens a thread the person did not pick (at start, when added to one):
+// only where the list and the thread are side by side, so a narrow screen
+// stays on the list it shows.
+function autoOpen(threadId) {
+  if (!state.openThreadId && !narrow.matches) openThread(threadId, { show: false });
+}
+
+async function openThread(threadId, { show = true } = {}) {
   if (!state.threads.has(threadId)) return;
   stopTyping();
   state.openThreadId = threadId;
   state.visibleSeqs.clear();
+  if (show) showThreadPane();
   $('no-thread').hidden = true;
   $('thread-header').hidden = false;
   $('messages').hidden = false;
   $('composer').hidden = false;
   $('message-list').replaceChildren();
+  $('member-list').replaceChildren();
   renderThreadList();
   renderTyping();
   const thread = state.threads.get(threadId);
@@ -399,17 +410,53 @@ async function openThread(threadId) {
   markDelivered(threadId, store.newestSeq);
   historyObserver.observe($('history-sentinel'));
   maybeMarkRead();
-  $('composer-input').focus();
+  // On a narrow screen the list that had the focus is gone; the keyboard a
+  // focused composer would open on a phone would hide the thread.
+  if (narrow.matches) $('thread-title').focus();
+  else $('composer-input').focus();
 }
 
 function closeThread() {
+  stopTyping();
   state.openThreadId = null;
+  state.visibleSeqs.clear();
+  $('app').dataset.view = 'list';
   $('no-thread').hidden = false;
   $('thread-header').hidden = true;
   $('messages').hidden = true;
   $('composer').hidden = true;
   $('typing').textContent = '';
 }
+
+// ---- one pane at a time on a narrow screen ------------------------------
+
+function showThreadPane() {
+  const app = $('app');
+  if (app.dataset.view === 'thread') return;
+  app.dataset.view = 'thread';
+  // The browser's own back (a phone's back gesture) returns to the list too.
+  if (narrow.matches) history.pushState({ confabView: 'thread' }, '');
+}
+
+function backToList() {
+  const threadId = state.openThreadId;
+  closeThread();
+  renderThreadList();
+  threadListButton(threadId)?.focus();
+}
+
+function threadListButton(threadId) {
+  return threadId ? $('thread-list').querySelector(`[data-thread-id="${threadId}"] button`) : null;
+}
+
+$('back').addEventListener('click', () => {
+  if (history.state?.confabView === 'thread') history.back(); // popstate does the rest
+  else backToList();
+});
+
+window.addEventListener('popstate', () => {
+  if ($('app').dataset.view === 'thread') backToList();
+});
 
 // ---- leaving -------------------------------------------------------------
 
