@@ -97,7 +97,8 @@ async function start(token) {
   // For the end-to-end test and for debugging: drop the socket as a
   // network failure would.
   window.confabDebug = { drop: () => conn.drop() };
-  conn.addEventListener('status', (e) => showStatus(e.detail));
+  // Online only once caught up: until then the lists may be behind.
+  conn.addEventListener('status', (e) => showStatus(e.detail.state === 'online' ? { state: 'syncing' } : e.detail));
   conn.addEventListener('closed', (e) => onClosed(e.detail));
   conn.addEventListener('ready', (e) => onReady(e.detail).catch(reportError));
   for (const [event, handler] of Object.entries(handlers)) {
@@ -121,7 +122,9 @@ function showStatus({ state: connState, delay }) {
     countdown = setInterval(tick, 1000);
     return;
   }
-  status.textContent = { connecting: 'Connecting…', online: 'Online', closed: 'Disconnected' }[connState];
+  status.textContent = {
+    connecting: 'Connecting…', syncing: 'Catching up…', online: 'Online', closed: 'Disconnected',
+  }[connState];
 }
 
 async function onClosed({ wasReady }) {
@@ -149,7 +152,19 @@ function reportError(err) {
 
 // ---- (re)connected: catch up ------------------------------------------
 
-async function onReady({ threads }) {
+let readyCount = 0;
+
+async function onReady(ready) {
+  const generation = ++readyCount;
+  try {
+    await catchUp(ready);
+  } finally {
+    // A newer connection, or none, has its own status by now.
+    if (generation === readyCount && state.conn.ready) showStatus({ state: 'online' });
+  }
+}
+
+async function catchUp({ threads }) {
   const listed = await state.api.threads();
   const byId = new Map(listed.threads.map((t) => [t.id, t]));
   const live = new Set();
