@@ -27,11 +27,13 @@ function env(name) {
 
 const BASE_URL = env('BASE_URL');
 const ADMIN_TOKEN = env('ADMIN_TOKEN');
-const A = { token: env('TOKEN_A'), name: env('NAME_A') };
+const A = { id: env('USER_A_ID'), token: env('TOKEN_A'), name: env('NAME_A') };
 const B = { id: env('USER_B_ID'), token: env('TOKEN_B'), name: env('NAME_B') };
 const C = { id: env('USER_C_ID'), name: env('NAME_C') };
 const TEAM = env('TEAM_THREAD_ID');
 const SIDE = env('SIDE_THREAD_ID');
+// A thread B never opens: what B's client does with messages it was only told about.
+const QUIET = env('QUIET_THREAD_ID');
 const HISTORY = env('HISTORY_THREAD_ID');
 const HISTORY_SIZE = Number(env('HISTORY_SIZE'));
 const SHOTS = process.env.SCREENSHOT_DIR ?? 'target/e2e-screenshots';
@@ -59,6 +61,11 @@ async function step(name, body) {
 
 function watch(page, who) {
   page.on('pageerror', (err) => problems.push(`${who}: page error: ${err.message}`));
+  // The page asks in its own dialogs; a native alert() or confirm() blocks it.
+  page.on('dialog', (dialog) => {
+    problems.push(`${who}: a native ${dialog.type()} dialog: ${dialog.message()}`);
+    dialog.dismiss().catch(() => {});
+  });
   page.on('console', (msg) => {
     const text = msg.text();
     // A CSP violation means the page tried something the policy forbids.
@@ -96,6 +103,33 @@ async function adminRemoveMember(threadId, userId) {
   if (res.status !== 204) throw new Error(`removing a member: ${res.status} ${await res.text()}`);
 }
 
+async function userCall(user, method, path, body) {
+  const res = await fetch(`${BASE_URL}${path}`, {
+    method,
+    headers: { Authorization: `Bearer ${user.token}`, 'Content-Type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  return { status: res.status, body: text ? JSON.parse(text) : null };
+}
+
+async function memberCursor(threadId, userId) {
+  const reply = await userCall(A, 'GET', `/api/threads/${threadId}/members`);
+  if (reply.status !== 200) throw new Error(`members: ${reply.status} ${JSON.stringify(reply.body)}`);
+  const member = reply.body.members.find((m) => m.user_id === userId);
+  if (!member) throw new Error(`${userId} is not a member of ${threadId}`);
+  return member;
+}
+
+// Confirms in the page's own dialog (there is no native confirm()).
+async function confirmInPage(page, shot) {
+  const dialog = page.getByTestId('confirm-dialog');
+  await dialog.waitFor({ timeout: TIMEOUT_MS });
+  if (shot) await page.screenshot({ path: join(SHOTS, shot) });
+  await dialog.getByTestId('confirm-ok').click();
+  await dialog.waitFor({ state: 'hidden', timeout: TIMEOUT_MS });
+}
+
 async function openThread(page, id) {
   await threadItem(page, id).locator('button').click();
   await page.locator(`[data-testid="thread-item"].open[data-thread-id="${id}"]`).waitFor({ timeout: TIMEOUT_MS });
@@ -125,6 +159,15 @@ try {
   const pageB = await contextB.newPage();
   watch(pageA, 'A');
   watch(pageB, 'B');
+  // Every frame B's page sends, to show what its receipts claimed.
+  const sentByB = [];
+  pageB.on('websocket', (socket) => socket.on('framesent', ({ payload }) => {
+    try {
+      sentByB.push(JSON.parse(payload));
+    } catch {
+      // not a frame of ours
+    }
+  }));
 
   await step('both sign in from a login link, and the token leaves the address bar', async () => {
     for (const [page, user] of [[pageA, A], [pageB, B]]) {
@@ -142,7 +185,11 @@ try {
     await openThread(pageA, TEAM);
     await openThread(pageB, SIDE);
     await expectText(pageA.getByTestId('thread-title'), 'team');
-    await waitForAttr(pageA.locator(`[data-testid="member"]`).filter({ hasText: B.name }), 'data-online', 'true');
+    const bob = pageA.locator(`[data-testid="member"]`).filter({ hasText: B.name });
+    await waitForAttr(bob, 'data-online', 'true');
+    // Presence in words for screen readers, not only a colour.
+    await bob.getByRole('img', { name: 'online' }).waitFor({ timeout: TIMEOUT_MS });
+    await pageA.getByRole('textbox', { name: 'Message' }).waitFor({ timeout: TIMEOUT_MS });
   });
 
   const first = 'Hello B, this is A';
@@ -151,23 +198,30 @@ try {
     const item = threadItem(pageB, TEAM);
     await expectText(item.getByTestId('last-message'), first);
     await expectText(item.getByTestId('unread'), '1');
+    await expectText(pageB.getByTestId('announcer'), `New message from ${A.name} in team`);
   });
 
-  await step('B\'s client reports delivery; A sees the delivered mark', async () => {
+  await step('B\'s client reports delivery; A sees the delivered mark, in words too', async () => {
     await waitForAttr(receipt(pageA, first), 'data-status', 'delivered');
+    await expectText(receipt(pageA, first), 'delivered');
   });
 
   await step('B opens the thread and reads; A sees the read mark and B\'s unread count clears', async () => {
     await openThread(pageB, TEAM);
     await message(pageB, first).waitFor({ timeout: TIMEOUT_MS });
     await waitForAttr(receipt(pageA, first), 'data-status', 'read');
+    await expectText(receipt(pageA, first), 'read');
     await threadItem(pageB, TEAM).getByTestId('unread').waitFor({ state: 'hidden', timeout: TIMEOUT_MS });
+    // Today's messages show the time; the title has the whole date.
+    const title = await message(pageB, first).locator('time').getAttribute('title');
+    if (!title?.includes(String(new Date().getFullYear()))) throw new Error(`no date in the time's title: ${title}`);
   });
 
   const second = 'Are you there?';
   await step('with the thread open, B sees A\'s next message live and reads it at once', async () => {
     await send(pageA, second);
     await message(pageB, second).waitFor({ timeout: TIMEOUT_MS });
+    await expectText(pageB.getByTestId('announcer'), `${A.name}: ${second}`);
     await waitForAttr(receipt(pageA, second), 'data-status', 'read');
   });
 
@@ -191,13 +245,63 @@ try {
     await message(pageA, edited).getByTestId('edited').waitFor({ timeout: TIMEOUT_MS });
   });
 
-  await step('A deletes a message; B sees it become a tombstone', async () => {
+  const secondLine = 'and a second line';
+  const multiLine = `${edited}\n${secondLine}`;
+  await step('A edits it over two lines (Shift+Enter, Enter saves); Escape gives up; B sees both lines', async () => {
+    await message(pageA, edited).getByTestId('edit').click();
+    const box = pageA.getByRole('textbox', { name: 'Edit message' });
+    await box.press('End');
+    await box.pressSequentially(' never mind');
+    await box.press('Escape');
+    await box.waitFor({ state: 'detached', timeout: TIMEOUT_MS });
+    if (await message(pageA, 'never mind').count() !== 0) throw new Error('Escape saved the edit');
+
+    await message(pageA, edited).getByTestId('edit').click();
+    await box.press('End');
+    await box.press('Shift+Enter');
+    await box.pressSequentially(secondLine);
+    if (await box.inputValue() !== multiLine) throw new Error(`the edit box holds ${JSON.stringify(await box.inputValue())}`);
+    await box.press('Enter');
+    const onB = message(pageB, secondLine).getByTestId('message-body');
+    await onB.waitFor({ timeout: TIMEOUT_MS });
+    if (await onB.textContent() !== multiLine) throw new Error(`B sees ${JSON.stringify(await onB.textContent())}`);
+    const onA = message(pageA, secondLine).getByTestId('message-body');
+    if (await onA.textContent() !== multiLine) throw new Error(`A sees ${JSON.stringify(await onA.textContent())}`);
+    await pageB.screenshot({ path: join(SHOTS, 'b-sees-multi-line-edit.png') });
+  });
+
+  await step('A deletes a message after confirming in the page; B sees it become a tombstone', async () => {
     const seq = await message(pageA, second).getAttribute('data-seq');
-    pageA.once('dialog', (dialog) => dialog.accept());
     await message(pageA, second).getByTestId('delete').click();
+    await confirmInPage(pageA, 'a-confirms-delete.png');
     const onB = pageB.locator(`[data-testid="message"][data-seq="${seq}"].deleted`);
     await expectText(onB.getByTestId('message-body'), 'message deleted');
     if (await message(pageB, second).count() !== 0) throw new Error('the deleted text is still shown to B');
+  });
+
+  const oops = 'Oops, wrong thread';
+  await step('A deletes a message in a thread B never opened; B\'s list keeps working', async () => {
+    await openThread(pageA, QUIET);
+    await send(pageA, oops);
+    const item = threadItem(pageB, QUIET);
+    await expectText(item.getByTestId('last-message'), oops);
+    await expectText(item.getByTestId('unread'), '1');
+    await expectText(pageB.getByTestId('announcer'), `New message from ${A.name} in plans`);
+    // Live messages are on B's device: delivered.
+    await waitForAttr(receipt(pageA, oops), 'data-status', 'delivered');
+    await message(pageA, oops).getByTestId('delete').click();
+    await confirmInPage(pageA);
+    await expectText(item.getByTestId('last-message'), `${A.name}: message deleted`);
+    await item.getByTestId('unread').waitFor({ state: 'hidden', timeout: TIMEOUT_MS });
+    const still = 'Still here after the delete';
+    await openThread(pageB, SIDE);
+    await send(pageB, still);
+    await expectText(threadItem(pageB, SIDE).getByTestId('last-message'), still);
+    await expectText(threadItem(pageA, SIDE).getByTestId('last-message'), still);
+    await pageB.screenshot({ path: join(SHOTS, 'b-after-delete-in-unopened-thread.png') });
+    if (problems.length > 0) throw new Error(problems.join('\n'));
+    await openThread(pageA, TEAM);
+    await openThread(pageB, TEAM);
   });
 
   await step('the operator adds C; both see the member appear live, offline', async () => {
@@ -216,11 +320,18 @@ try {
     await waitForAttr(pageA.getByTestId('member').filter({ hasText: B.name }), 'data-online', 'false');
   });
 
+  const away = 'Sent to plans while B was away';
+  let awaySeq = null;
   await step('A sends while B is offline; it stays undelivered', async () => {
     await send(pageA, missed);
     await waitForAttr(receipt(pageA, missed), 'data-status', 'sent');
     await pageB.screenshot({ path: join(SHOTS, 'b-offline-reconnecting.png') });
     if (await message(pageB, missed).count() !== 0) throw new Error('B got a message while offline');
+    // And one in the thread B has never opened.
+    await openThread(pageA, QUIET);
+    await send(pageA, away);
+    awaySeq = Number(await message(pageA, away).getAttribute('data-seq'));
+    await openThread(pageA, TEAM);
   });
 
   await step('B comes back, syncs and catches up; A sees it delivered and read', async () => {
@@ -233,6 +344,24 @@ try {
     const seqs = await pageB.locator('[data-testid="message"][data-seq]').evaluateAll(
       (items) => items.map((item) => item.dataset.seq));
     if (new Set(seqs).size !== seqs.length) throw new Error(`duplicate messages after sync: ${seqs}`);
+  });
+
+  await step('B\'s reconnect does not claim delivery of what it never downloaded (no early ✓✓)', async () => {
+    // B is online again and has read TEAM since: its catch-up is over.
+    const claimed = sentByB.filter((frame) =>
+      ['chat:delivered', 'chat:mark-read'].includes(frame.event) &&
+      frame.data?.thread_id === QUIET && frame.data.up_to_seq >= awaySeq);
+    if (claimed.length > 0) throw new Error(`B claimed it: ${JSON.stringify(claimed)}`);
+    const bob = await memberCursor(QUIET, B.id);
+    if (bob.last_delivered_seq !== awaySeq - 1) {
+      throw new Error(`B's delivered cursor in plans is ${bob.last_delivered_seq}, not ${awaySeq - 1}`);
+    }
+    await expectText(threadItem(pageB, QUIET).getByTestId('last-message'), away);
+    await expectText(threadItem(pageB, QUIET).getByTestId('unread'), '1');
+    await openThread(pageA, QUIET);
+    await waitForAttr(receipt(pageA, away), 'data-status', 'sent');
+    await pageA.screenshot({ path: join(SHOTS, 'a-sees-sent-not-delivered.png') });
+    await openThread(pageA, TEAM);
   });
 
   await step('a send made while offline is retried and delivered once after reconnecting', async () => {
@@ -296,6 +425,44 @@ try {
     if (count !== HISTORY_SIZE) throw new Error(`expected ${HISTORY_SIZE} messages, saw ${count}`);
   });
 
+  let group = null;
+  let dm = null;
+  await step('a DM and an untitled group that arrive live are named after the people in them', async () => {
+    const direct = await userCall(A, 'POST', '/api/threads', { kind: 'direct', member_ids: [B.id] });
+    if (direct.status !== 201) throw new Error(`creating the DM: ${direct.status} ${JSON.stringify(direct.body)}`);
+    const created = await userCall(A, 'POST', '/api/threads', { kind: 'group', member_ids: [B.id] });
+    if (created.status !== 201) throw new Error(`creating the group: ${created.status} ${JSON.stringify(created.body)}`);
+    group = created.body.id;
+    dm = direct.body.id;
+    for (const id of [dm, group]) {
+      await expectText(threadItem(pageB, id).getByTestId('thread-name'), A.name);
+      await expectText(threadItem(pageA, id).getByTestId('thread-name'), B.name);
+    }
+    await pageB.screenshot({ path: join(SHOTS, 'b-sees-new-threads-named.png') });
+  });
+
+  await step('B leaves the group from the page after confirming; A sees B leave', async () => {
+    await openThread(pageA, group);
+    await openThread(pageB, group);
+    await pageB.getByTestId('leave').click();
+    await pageB.getByTestId('confirm-dialog').waitFor({ timeout: TIMEOUT_MS });
+    await pageB.getByTestId('confirm-cancel').click();
+    await pageB.getByTestId('confirm-dialog').waitFor({ state: 'hidden', timeout: TIMEOUT_MS });
+    await pageB.locator(`[data-testid="thread-item"].open[data-thread-id="${group}"]`).waitFor({ timeout: TIMEOUT_MS });
+    await pageB.getByTestId('leave').click();
+    await confirmInPage(pageB, 'b-confirms-leaving.png');
+    await threadItem(pageB, group).waitFor({ state: 'detached', timeout: TIMEOUT_MS });
+    await pageB.locator('#no-thread').waitFor({ timeout: TIMEOUT_MS });
+    await expectText(pageA.getByTestId('notice'), `${B.name} left`);
+    await pageA.getByTestId('member').filter({ hasText: B.name }).waitFor({ state: 'detached', timeout: TIMEOUT_MS });
+    await pageB.screenshot({ path: join(SHOTS, 'b-after-leaving.png') });
+    // A direct thread cannot be left (the server refuses): no button offers it.
+    await openThread(pageA, dm);
+    await expectText(pageA.getByTestId('thread-title'), B.name);
+    if (await pageA.getByTestId('leave').isVisible()) throw new Error('a direct thread offers to leave it');
+    await openThread(pageA, TEAM);
+  });
+
   await step('the operator removes C and B; both see it live', async () => {
     await openThread(pageB, TEAM);
     await adminRemoveMember(TEAM, C.id);
@@ -306,6 +473,45 @@ try {
     await adminRemoveMember(SIDE, B.id);
     await threadItem(pageB, SIDE).waitFor({ state: 'detached', timeout: TIMEOUT_MS });
     await threadItem(pageA, SIDE).waitFor({ timeout: TIMEOUT_MS });
+  });
+
+  const fromPhone = 'Sent from a narrow screen';
+  await step('at 375 px wide one pane shows at a time: list, thread, and back', async () => {
+    const context = await browser.newContext({ viewport: { width: 375, height: 740 }, isMobile: true, hasTouch: true });
+    const page = await context.newPage();
+    watch(page, 'B (narrow)');
+    await page.goto(`${BASE_URL}/#token=${B.token}`);
+    await page.locator('[data-testid="conn-status"][data-state="online"]').waitFor({ timeout: TIMEOUT_MS });
+    const list = page.getByTestId('thread-list');
+    const pane = page.getByTestId('thread-pane');
+    const fits = () => page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth);
+    await threadItem(page, TEAM).waitFor({ timeout: TIMEOUT_MS });
+    if (!await list.isVisible() || await pane.isVisible()) throw new Error('the list is not shown alone');
+    if (!await fits()) throw new Error('the list is wider than the screen');
+    await page.screenshot({ path: join(SHOTS, 'narrow-1-list.png') });
+
+    await threadItem(page, TEAM).locator('button').click();
+    await pane.waitFor({ timeout: TIMEOUT_MS });
+    await list.waitFor({ state: 'hidden', timeout: TIMEOUT_MS });
+    await expectText(page.getByTestId('thread-title'), 'team');
+    await message(page, secondLine).waitFor({ timeout: TIMEOUT_MS });
+    await send(page, fromPhone);
+    await message(pageA, fromPhone).waitFor({ timeout: TIMEOUT_MS });
+    if (!await fits()) throw new Error('the thread is wider than the screen');
+    await page.screenshot({ path: join(SHOTS, 'narrow-2-thread.png') });
+
+    await page.getByTestId('back').click();
+    await list.waitFor({ timeout: TIMEOUT_MS });
+    await pane.waitFor({ state: 'hidden', timeout: TIMEOUT_MS });
+    await page.screenshot({ path: join(SHOTS, 'narrow-3-back-to-list.png') });
+
+    // The browser's back (a phone's back gesture) does the same.
+    await threadItem(page, TEAM).locator('button').click();
+    await pane.waitFor({ timeout: TIMEOUT_MS });
+    await page.goBack();
+    await list.waitFor({ timeout: TIMEOUT_MS });
+    await pane.waitFor({ state: 'hidden', timeout: TIMEOUT_MS });
+    await context.close();
   });
 
   await step('screenshots', async () => {

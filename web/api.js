@@ -36,6 +36,7 @@ export function userApi(token) {
     me: () => call('GET', '/api/me'),
     threads: () => call('GET', '/api/threads'),
     members: (threadId) => call('GET', `/api/threads/${threadId}/members`),
+    leave: (threadId) => call('DELETE', `/api/threads/${threadId}/members/me`),
     newestMessages: (threadId, limit) =>
       call('GET', `/api/threads/${threadId}/messages?limit=${limit}`),
     messagesBefore: (threadId, beforeSeq, limit) =>

@@ -17,6 +17,8 @@ const TYPING_IDLE_MS = 2000;
 const TYPING_SHOWN_MAX_MS = 7000;
 
 const $ = (id) => document.getElementById(id);
+// One pane at a time below this width (the same number as in style.css).
+const narrow = matchMedia('(max-width: 700px)');
 
 const state = {
   api: null,
@@ -95,7 +97,8 @@ async function start(token) {
   // For the end-to-end test and for debugging: drop the socket as a
   // network failure would.
   window.confabDebug = { drop: () => conn.drop() };
-  conn.addEventListener('status', (e) => showStatus(e.detail));
+  // Online only once caught up: until then the lists may be behind.
+  conn.addEventListener('status', (e) => showStatus(e.detail.state === 'online' ? { state: 'syncing' } : e.detail));
   conn.addEventListener('closed', (e) => onClosed(e.detail));
   conn.addEventListener('ready', (e) => onReady(e.detail).catch(reportError));
   for (const [event, handler] of Object.entries(handlers)) {
@@ -119,7 +122,9 @@ function showStatus({ state: connState, delay }) {
     countdown = setInterval(tick, 1000);
     return;
   }
-  status.textContent = { connecting: 'Connecting…', online: 'Online', closed: 'Disconnected' }[connState];
+  status.textContent = {
+    connecting: 'Connecting…', syncing: 'Catching up…', online: 'Online', closed: 'Disconnected',
+  }[connState];
 }
 
 async function onClosed({ wasReady }) {
@@ -147,7 +152,19 @@ function reportError(err) {
 
 // ---- (re)connected: catch up ------------------------------------------
 
-async function onReady({ threads }) {
+let readyCount = 0;
+
+async function onReady(ready) {
+  const generation = ++readyCount;
+  try {
+    await catchUp(ready);
+  } finally {
+    // A newer connection, or none, has its own status by now.
+    if (generation === readyCount && state.conn.ready) showStatus({ state: 'online' });
+  }
+}
+
+async function catchUp({ threads }) {
   const listed = await state.api.threads();
   const byId = new Map(listed.threads.map((t) => [t.id, t]));
   const live = new Set();
@@ -167,11 +184,15 @@ async function onReady({ threads }) {
   // Online status may have changed while we were away.
   if (state.openThreadId) loadMembers(state.openThreadId).catch(reportError);
   for (const view of threads) {
+    // Delivered means this device holds the messages: a thread that was
+    // never opened here was only counted (last_seq), not downloaded, so its
+    // senders must not see it delivered.
     const store = state.stores.get(view.id);
-    if (store && view.last_seq > store.newestSeq) await syncThread(view.id, store.newestSeq);
-    markDelivered(view.id, view.last_seq);
+    if (!store) continue;
+    if (view.last_seq > store.newestSeq) await syncThread(view.id, store.newestSeq);
+    markDelivered(view.id, store.newestSeq);
   }
-  if (!state.openThreadId && threads.length > 0) openThread(threads[0].id);
+  if (threads.length > 0) autoOpen(threads[0].id);
   maybeMarkRead();
 }
 
@@ -202,19 +223,22 @@ const handlers = {
       thread.unread += 1;
     }
     renderThreadList();
-    markDelivered(message.thread_id, message.seq);
+    noteArrival(message.thread_id, message.seq);
     stopShowingTyping(message.thread_id, message.sender_id);
+    announceArrival(message, thread);
   },
   'chat:message-edited': ({ message }) => storeMessage(message),
   'chat:message-deleted': ({ thread_id, message_id, seq, deleted_at }) => {
     const store = state.stores.get(thread_id);
-    const old = store?.bySeq.get(seq);
     const thread = state.threads.get(thread_id);
-    if (thread && seq > thread.last_read_seq && old && old.sender_id !== state.me.id && !old.deleted_at) {
-      thread.unread = Math.max(0, thread.unread - 1);
+    // A thread never opened here holds no messages, only its last one.
+    const old = store?.bySeq.get(seq) ?? (thread?.last_message?.id === message_id ? thread.last_message : undefined);
+    if (thread && seq > thread.last_read_seq && !old?.deleted_at) {
+      if (!old) refreshUnread().catch(reportError); // whose it was is unknown here
+      else if (old.sender_id !== state.me.id) thread.unread = Math.max(0, thread.unread - 1);
     }
     const tombstone = { ...(old ?? {}), id: message_id, thread_id, seq, body: null, metadata: null, deleted_at };
-    if (old) storeMessage(tombstone);
+    if (store?.bySeq.has(seq)) storeMessage(tombstone);
     if (thread?.last_message?.id === message_id) thread.last_message = tombstone;
     renderThreadList();
   },
@@ -227,7 +251,9 @@ const handlers = {
       const thread = state.threads.get(thread_id);
       if (thread && up_to_seq > thread.last_read_seq) {
         thread.last_read_seq = up_to_seq;
-        recountUnread(thread_id);
+        // Reading delivers too (the server moved both cursors).
+        thread.last_delivered_seq = Math.max(thread.last_delivered_seq ?? 0, up_to_seq);
+        if (!recountUnread(thread_id)) refreshUnread().catch(reportError);
         renderThreadList();
       }
       return;
@@ -248,7 +274,9 @@ const handlers = {
   'chat:thread-joined': ({ thread }) => {
     upsertThread({ ...thread, last_message: state.threads.get(thread.id)?.last_message ?? null });
     renderThreadList();
-    if (!state.openThreadId) openThread(thread.id);
+    // Named after its members, as an opened one is.
+    if (!thread.title) loadMembers(thread.id).catch(reportError);
+    autoOpen(thread.id);
     // The thread may already hold messages this session never saw.
     const store = state.stores.get(thread.id);
     if (store && thread.last_seq > store.newestSeq) syncThread(thread.id, store.newestSeq).catch(reportError);
@@ -261,6 +289,9 @@ const handlers = {
     noteMemberChange(thread_id);
     if (thread_id === state.openThreadId) {
       loadMembers(thread_id).then(() => notice(thread_id, `${nameOf(user_id)} joined`), reportError);
+    } else if (state.threads.get(thread_id) && !state.threads.get(thread_id).title) {
+      // Its name is its members'.
+      loadMembers(thread_id).catch(reportError);
     } else {
       state.members.delete(thread_id);
     }
@@ -274,6 +305,7 @@ const handlers = {
       renderMembers();
       notice(thread_id, `${name} left`);
     }
+    renderThreadList();
   },
   'chat:error': ({ code, message }) => {
     console.warn(`confab: ${code}: ${message}`);
@@ -288,6 +320,7 @@ function upsertThread(view) {
     // Cursors never move back, whatever order the news comes in.
     view.last_seq = Math.max(view.last_seq, current.last_seq);
     view.last_read_seq = Math.max(view.last_read_seq, current.last_read_seq);
+    view.last_delivered_seq = Math.max(view.last_delivered_seq ?? 0, current.last_delivered_seq ?? 0);
   }
   state.threads.set(view.id, view);
 }
@@ -320,14 +353,19 @@ function renderThreadList() {
     lastActivity(b).localeCompare(lastActivity(a)) || a.id.localeCompare(b.id));
   list.replaceChildren(...threads.map((thread) => {
     const item = el('li', { class: 'thread-item', 'data-testid': 'thread-item', 'data-thread-id': thread.id });
-    if (thread.id === state.openThreadId) item.classList.add('open');
     const button = el('button', { type: 'button' });
+    if (thread.id === state.openThreadId) {
+      item.classList.add('open');
+      button.setAttribute('aria-current', 'true');
+    }
     button.addEventListener('click', () => openThread(thread.id));
     const title = el('span', { class: 'thread-name', 'data-testid': 'thread-name' }, threadName(thread));
     const badge = el('span', { class: 'unread', 'data-testid': 'unread' }, String(thread.unread));
-    badge.hidden = thread.unread === 0;
+    // The badge is a bare number on screen; a screen reader says what it counts.
+    const badgeMeaning = el('span', { class: 'visually-hidden' }, thread.unread === 1 ? 'unread message' : 'unread messages');
+    badge.hidden = badgeMeaning.hidden = thread.unread === 0;
     const preview = el('span', { class: 'preview', 'data-testid': 'last-message' }, previewOf(thread.last_message));
-    button.append(title, badge, preview);
+    button.append(title, badge, badgeMeaning, preview);
     item.append(button);
     return item;
   }));
@@ -340,20 +378,31 @@ function previewOf(message) {
   return `${who}: ${message.body ?? message.metadata?.name ?? ''}`;
 }
 
-async function openThread(threadId) {
+// Opens a thread the person did not pick (at start, when added to one):
+// only where the list and the thread are side by side, so a narrow screen
+// stays on the list it shows.
+function autoOpen(threadId) {
+  if (!state.openThreadId && !narrow.matches) openThread(threadId, { show: false });
+}
+
+async function openThread(threadId, { show = true } = {}) {
   if (!state.threads.has(threadId)) return;
   stopTyping();
   state.openThreadId = threadId;
   state.visibleSeqs.clear();
+  if (show) showThreadPane();
   $('no-thread').hidden = true;
   $('thread-header').hidden = false;
   $('messages').hidden = false;
   $('composer').hidden = false;
   $('message-list').replaceChildren();
+  $('member-list').replaceChildren();
   renderThreadList();
   renderTyping();
   const thread = state.threads.get(threadId);
   $('thread-title').textContent = threadName(thread);
+  // The server refuses to leave a direct thread: it has exactly two members.
+  $('leave').hidden = thread.kind === 'direct';
   await loadMembers(threadId);
   if (state.openThreadId !== threadId) return;
   let store = state.stores.get(threadId);
@@ -376,17 +425,76 @@ async function openThread(threadId) {
   markDelivered(threadId, store.newestSeq);
   historyObserver.observe($('history-sentinel'));
   maybeMarkRead();
-  $('composer-input').focus();
+  // On a narrow screen the list that had the focus is gone; the keyboard a
+  // focused composer would open on a phone would hide the thread.
+  if (narrow.matches) $('thread-title').focus();
+  else $('composer-input').focus();
 }
 
 function closeThread() {
+  stopTyping();
   state.openThreadId = null;
+  state.visibleSeqs.clear();
+  $('app').dataset.view = 'list';
   $('no-thread').hidden = false;
   $('thread-header').hidden = true;
   $('messages').hidden = true;
   $('composer').hidden = true;
   $('typing').textContent = '';
 }
+
+// ---- one pane at a time on a narrow screen ------------------------------
+
+function showThreadPane() {
+  const app = $('app');
+  if (app.dataset.view === 'thread') return;
+  app.dataset.view = 'thread';
+  // The browser's own back (a phone's back gesture) returns to the list too.
+  if (narrow.matches) history.pushState({ confabView: 'thread' }, '');
+}
+
+function backToList() {
+  const threadId = state.openThreadId;
+  closeThread();
+  renderThreadList();
+  threadListButton(threadId)?.focus();
+}
+
+function threadListButton(threadId) {
+  return threadId ? $('thread-list').querySelector(`[data-thread-id="${threadId}"] button`) : null;
+}
+
+$('back').addEventListener('click', () => {
+  if (history.state?.confabView === 'thread') history.back(); // popstate does the rest
+  else backToList();
+});
+
+window.addEventListener('popstate', () => {
+  if ($('app').dataset.view === 'thread') backToList();
+});
+
+// ---- leaving -------------------------------------------------------------
+
+$('leave').addEventListener('click', async () => {
+  const threadId = state.openThreadId;
+  const thread = state.threads.get(threadId);
+  if (!thread) return;
+  const name = threadName(thread);
+  const leave = await confirmInPage(
+    `Leave “${name}”? You will no longer see its messages unless someone adds you again.`, 'Leave');
+  if (!leave) return;
+  try {
+    await state.api.leave(threadId);
+  } catch (err) {
+    showNotice(`Could not leave “${name}”: ${err.message}`);
+    return;
+  }
+  // chat:thread-left says the same; the page need not wait for it.
+  forgetThread(threadId);
+  renderThreadList();
+  announce(`You left ${name}`);
+  $('thread-list').querySelector('button')?.focus();
+});
 
 function newStore(threadId, page) {
   const seqs = page.messages.map((m) => m.seq);
@@ -410,6 +518,7 @@ async function loadMembers(threadId) {
   // A change announced while the request was out may not be in its answer:
   // ask again rather than show a member who has left.
   if ((state.memberChanges.get(threadId) ?? 0) !== changesBefore) return loadMembers(threadId);
+  if (!state.threads.has(threadId)) return; // left meanwhile
   const map = new Map();
   for (const member of members) {
     map.set(member.user_id, member);
@@ -434,8 +543,11 @@ function renderMembers() {
     const item = el('li', {
       class: 'member', 'data-testid': 'member', 'data-user-id': m.user_id, 'data-online': String(online),
     });
+    // A filled or a hollow circle, so presence is not told by colour alone.
+    const presence = online ? 'online' : 'offline';
     item.append(
-      el('span', { class: online ? 'dot online' : 'dot', title: online ? 'online' : 'offline' }),
+      el('span', { class: `presence ${presence}`, role: 'img', 'aria-label': presence, title: presence, 'data-testid': 'presence' },
+        online ? '●' : '○'),
       el('span', {}, m.user_id === state.me.id ? `${m.display_name} (you)` : m.display_name),
     );
     return item;
@@ -443,6 +555,7 @@ function renderMembers() {
 }
 
 function nameOf(userId) {
+  if (!userId) return 'Someone';
   return state.names.get(userId) ?? `user ${userId.slice(-6)}`;
 }
 
@@ -481,7 +594,7 @@ function renderMessage(message) {
   const meta = el('div', { class: 'meta' });
   meta.append(
     el('span', { class: 'sender' }, mine ? 'You' : nameOf(message.sender_id)),
-    el('time', { datetime: message.created_at }, formatTime(message.created_at)),
+    el('time', { datetime: message.created_at, title: fullTime(message.created_at) }, formatTime(message.created_at)),
   );
   if (message.edited_at && !message.deleted_at) meta.append(el('span', { class: 'edited', 'data-testid': 'edited' }, 'edited'));
   const body = el('div', { class: 'body', 'data-testid': 'message-body' });
@@ -566,9 +679,12 @@ function updateReceipt(item, message) {
     mark = '✓✓';
     title = `delivered to ${deliveredTo.map((m) => m.display_name).join(', ')}`;
   }
+  if (receipt.dataset.status === status && receipt.title === title) return;
   receipt.dataset.status = status;
-  receipt.textContent = mark;
   receipt.title = title;
+  // Said in words as well as ticks and colour: delivered and read differ
+  // only in colour otherwise.
+  receipt.replaceChildren(el('span', { class: 'ticks', 'aria-hidden': 'true' }, mark), ` ${status}`);
 }
 
 function refreshReceipts(threadId) {
@@ -597,9 +713,27 @@ function notice(threadId, text) {
   if (stick) scrollToBottom();
 }
 
-function formatTime(iso) {
+// The time alone today, the day as well before that (and the year when it
+// is not this one); the full date is in the title.
+function formatTime(iso, now = new Date()) {
   const date = new Date(iso);
-  return Number.isNaN(date.getTime()) ? '' : date.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+  if (Number.isNaN(date.getTime())) return '';
+  const time = date.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+  if (sameDay(date, now)) return time;
+  const yesterday = new Date(now.getFullYear(), now.getMonth(), now.getDate() - 1);
+  if (sameDay(date, yesterday)) return `Yesterday ${time}`;
+  const day = { day: 'numeric', month: 'short' };
+  if (date.getFullYear() !== now.getFullYear()) day.year = 'numeric';
+  return `${date.toLocaleDateString([], day)} ${time}`;
+}
+
+function fullTime(iso) {
+  const date = new Date(iso);
+  return Number.isNaN(date.getTime()) ? '' : date.toLocaleString([], { dateStyle: 'full', timeStyle: 'short' });
+}
+
+function sameDay(a, b) {
+  return a.getFullYear() === b.getFullYear() && a.getMonth() === b.getMonth() && a.getDate() === b.getDate();
 }
 
 // ---- history paging ------------------------------------------------------
@@ -649,11 +783,27 @@ function scrollToBottom() {
 
 const delivered = new Map(); // thread id -> highest seq we reported
 
+function deliveredUpTo(threadId) {
+  return Math.max(delivered.get(threadId) ?? 0, state.threads.get(threadId)?.last_delivered_seq ?? 0);
+}
+
 function markDelivered(threadId, seq) {
-  const thread = state.threads.get(threadId);
-  if (!thread || seq <= (delivered.get(threadId) ?? thread.last_delivered_seq ?? 0)) return;
+  // Offline, the report would be lost yet counted as made.
+  if (!state.conn.ready || !state.threads.has(threadId) || seq <= deliveredUpTo(threadId)) return;
   delivered.set(threadId, seq);
   state.conn.notify('chat:delivered', { thread_id: threadId, up_to_seq: seq });
+}
+
+// A cursor covers every seq below it, so a live message is reported only
+// when this client holds everything between the last report and it. After
+// a reconnect, a thread never opened here has messages that were only
+// counted; they are reported when the thread is opened (and read).
+function noteArrival(threadId, seq) {
+  const store = state.stores.get(threadId);
+  for (let missing = deliveredUpTo(threadId) + 1; missing < seq; missing += 1) {
+    if (!store?.bySeq.has(missing)) return;
+  }
+  markDelivered(threadId, seq);
 }
 
 // Read means seen: the message is on screen, in a visible tab, in the
@@ -684,18 +834,49 @@ function maybeMarkRead() {
   state.conn.request('chat:mark-read', { thread_id: threadId, up_to_seq: upTo }).catch(reportError);
 }
 
+// Whether the count could be worked out here.
 function recountUnread(threadId) {
   const thread = state.threads.get(threadId);
   const store = state.stores.get(threadId);
-  if (!thread) return;
+  if (!thread) return true;
   if (thread.last_read_seq >= thread.last_seq) {
     thread.unread = 0;
-    return;
+    return true;
   }
   // Exact only when we hold every message after the read cursor.
   if (store && store.oldestSeq <= thread.last_read_seq + 1) {
     thread.unread = [...store.bySeq.values()].filter((m) =>
       m.seq > thread.last_read_seq && m.sender_id !== state.me.id && !m.deleted_at).length;
+    return true;
+  }
+  return false;
+}
+
+// Counts this client cannot work out (it does not hold the messages) come
+// from the server. Calls while one is out are folded into one more.
+const unreadRefresh = { running: false, again: false };
+
+async function refreshUnread() {
+  if (unreadRefresh.running) {
+    unreadRefresh.again = true;
+    return;
+  }
+  unreadRefresh.running = true;
+  try {
+    do {
+      unreadRefresh.again = false;
+      const { threads } = await state.api.threads();
+      for (const listed of threads) {
+        const thread = state.threads.get(listed.id);
+        // An answer older than news already here would undo it.
+        if (!thread || listed.last_seq !== thread.last_seq || listed.last_read_seq < thread.last_read_seq) continue;
+        thread.last_read_seq = listed.last_read_seq;
+        thread.unread = listed.unread;
+      }
+      renderThreadList();
+    } while (unreadRefresh.again);
+  } finally {
+    unreadRefresh.running = false;
   }
 }
 
@@ -804,36 +985,108 @@ function send(threadId, body) {
   );
 }
 
+// A textarea, so a message of several lines keeps them: Enter saves,
+// Shift+Enter starts a new line and Escape gives up, as in the composer.
 function startEdit(item, message) {
   const body = item.querySelector('.body');
+  if (!body) return; // already being edited
   const form = el('form', { class: 'edit-form' });
-  const input = el('input', { type: 'text', value: message.body ?? '', 'data-testid': 'edit-input', maxlength: '8000' });
+  const input = el('textarea', { 'data-testid': 'edit-input', maxlength: '8000', 'aria-label': 'Edit message' });
   input.value = message.body ?? '';
+  const fit = () => { input.rows = Math.min(10, input.value.split('\n').length + 1); };
+  fit();
   const save = el('button', { type: 'submit', 'data-testid': 'edit-save' }, 'Save');
-  const cancel = el('button', { type: 'button' }, 'Cancel');
+  const cancel = el('button', { type: 'button', 'data-testid': 'edit-cancel' }, 'Cancel');
   form.append(input, save, cancel);
   body.replaceWith(form);
   input.focus();
-  cancel.addEventListener('click', () => renderMessage(state.stores.get(message.thread_id)?.bySeq.get(message.seq) ?? message));
+  input.setSelectionRange(input.value.length, input.value.length);
+  const stopEditing = () => {
+    renderMessage(state.stores.get(message.thread_id)?.bySeq.get(message.seq) ?? message);
+    messageElement(message)?.querySelector('[data-testid="edit"]')?.focus();
+  };
+  cancel.addEventListener('click', stopEditing);
+  input.addEventListener('input', fit);
+  input.addEventListener('keydown', (e) => {
+    if (e.isComposing) return;
+    if (e.key === 'Enter' && !e.shiftKey) {
+      e.preventDefault();
+      form.requestSubmit();
+    } else if (e.key === 'Escape') {
+      e.preventDefault();
+      stopEditing();
+    }
+  });
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
     const text = input.value;
     if (text.trim() === '') return;
     try {
       storeMessage(await state.api.editMessage(message.id, text));
+      messageElement(message)?.querySelector('[data-testid="edit"]')?.focus();
     } catch (err) {
-      alert(`Edit failed: ${err.message}`);
+      showNotice(`Edit failed: ${err.message}`);
     }
   });
 }
 
 async function deleteMessage(message) {
-  if (!confirm('Delete this message for everyone?')) return;
+  if (!await confirmInPage('Delete this message for everyone?', 'Delete')) return;
   try {
     storeMessage(await state.api.deleteMessage(message.id));
     renderThreadList();
   } catch (err) {
-    alert(`Delete failed: ${err.message}`);
+    showNotice(`Delete failed: ${err.message}`);
+  }
+}
+
+// ---- in-page notices, questions and announcements -----------------------
+
+// Instead of alert(): the page keeps working while it shows.
+function showNotice(text) {
+  $('page-notice-text').textContent = text;
+  $('page-notice').hidden = false;
+}
+
+$('page-notice-close').addEventListener('click', () => {
+  $('page-notice').hidden = true;
+});
+
+// Instead of confirm(): resolves true when the person confirms, false on
+// Cancel or Escape. Cancel has the focus, so a stray Enter destroys nothing.
+function confirmInPage(question, confirmLabel) {
+  const dialog = $('confirm-dialog');
+  if (dialog.open) return Promise.resolve(false);
+  const opener = document.activeElement;
+  $('confirm-text').textContent = question;
+  $('confirm-ok').textContent = confirmLabel;
+  dialog.returnValue = '';
+  dialog.showModal();
+  $('confirm-cancel').focus();
+  return new Promise((resolve) => {
+    dialog.addEventListener('close', () => {
+      if (opener?.isConnected) opener.focus();
+      resolve(dialog.returnValue === 'confirm');
+    }, { once: true });
+  });
+}
+
+$('confirm-ok').addEventListener('click', () => $('confirm-dialog').close('confirm'));
+$('confirm-cancel').addEventListener('click', () => $('confirm-dialog').close(''));
+
+// Read out by screen readers (an aria-live region), shown to no one.
+function announce(text) {
+  $('announcer').textContent = text;
+}
+
+function announceArrival(message, thread) {
+  if (message.sender_id === state.me.id || message.deleted_at) return;
+  const who = nameOf(message.sender_id);
+  if (message.thread_id === state.openThreadId) {
+    const text = message.body ?? message.metadata?.name ?? '';
+    announce(`${who}: ${text.length > 300 ? `${text.slice(0, 300)}…` : text}`);
+  } else {
+    announce(`New message from ${who} in ${threadName(thread)}`);
   }
 }
 

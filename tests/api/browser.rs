@@ -65,6 +65,8 @@ async fn two_people_chat_in_two_browser_sessions() {
     let history = titled_group(&app, "archive", &[&alice, &bob]).await;
     let side = titled_group(&app, "random", &[&alice, &bob]).await;
     let team = titled_group(&app, "team", &[&alice, &bob]).await;
+    // Bob never opens this one.
+    let quiet = titled_group(&app, "plans", &[&alice, &bob]).await;
 
     let mut seeder = app.connect(&alice).await;
     for n in 1..=HISTORY_SIZE {
@@ -78,6 +80,7 @@ async fn two_people_chat_in_two_browser_sessions() {
         .current_dir(root)
         .env("BASE_URL", &app.base)
         .env("ADMIN_TOKEN", &app.admin_token)
+        .env("USER_A_ID", alice.id.to_string())
         .env("TOKEN_A", &alice.token)
         .env("NAME_A", "Alice")
         .env("TOKEN_B", &bob.token)
@@ -87,6 +90,7 @@ async fn two_people_chat_in_two_browser_sessions() {
         .env("NAME_C", "Carol")
         .env("TEAM_THREAD_ID", team.to_string())
         .env("SIDE_THREAD_ID", side.to_string())
+        .env("QUIET_THREAD_ID", quiet.to_string())
         .env("HISTORY_THREAD_ID", history.to_string())
         .env("HISTORY_SIZE", HISTORY_SIZE.to_string())
         .env("SCREENSHOT_DIR", &screenshots)
@@ -122,11 +126,12 @@ async fn two_people_chat_in_two_browser_sessions() {
     assert_eq!(
         bodies,
         [
-            &json!("Hello B, this is A (edited)"),
+            &json!("Hello B, this is A (edited)\nand a second line"),
             &Value::Null,
             &json!("Yes, typing a reply right now"),
             &json!("Sent while B was offline"),
             &json!("Queued while offline"),
+            &json!("Sent from a narrow screen"),
         ],
         "{messages:#?}"
     );
@@ -136,13 +141,7 @@ async fn two_people_chat_in_two_browser_sessions() {
     let members = app
         .get(&format!("/api/threads/{team}/members"), &alice.token)
         .await;
-    let bob_cursor = members.body["members"]
-        .as_array()
-        .expect("members")
-        .iter()
-        .find(|m| m["user_id"] == json!(bob.id))
-        .expect("Bob is a member")
-        .clone();
+    let bob_cursor = member(&members.body, bob.id);
     // Seq 4 is Alice's last message; Bob's own (5) needs no reading.
     assert!(
         bob_cursor["last_read_seq"].as_i64() >= Some(4),
@@ -164,4 +163,63 @@ async fn two_people_chat_in_two_browser_sessions() {
         .map(|t| crate::support::uuid(&t["id"]))
         .collect();
     assert!(!bob_threads.contains(&side), "{bob_threads:?}");
+
+    // Bob's client, reconnecting twice and signing in once more, never
+    // reported the message it was only told about in "plans" (seq 2) as
+    // delivered: only the one it got live (seq 1).
+    let plans = app
+        .get(&format!("/api/threads/{quiet}/messages"), &alice.token)
+        .await;
+    let plans_bodies: Vec<&Value> = plans.body["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| &m["body"])
+        .collect();
+    assert_eq!(
+        plans_bodies,
+        [&Value::Null, &json!("Sent to plans while B was away")],
+        "{plans:?}"
+    );
+    let plans_members = app
+        .get(&format!("/api/threads/{quiet}/members"), &alice.token)
+        .await;
+    let bob_in_plans = member(&plans_members.body, bob.id);
+    assert_eq!(
+        bob_in_plans["last_delivered_seq"],
+        json!(1),
+        "{bob_in_plans}"
+    );
+    assert_eq!(bob_in_plans["last_read_seq"], json!(0), "{bob_in_plans}");
+
+    // Bob left the untitled group from the page; Alice is still in it.
+    let alices = app.get("/api/threads", &alice.token).await;
+    let untitled_group = alices.body["threads"]
+        .as_array()
+        .expect("threads")
+        .iter()
+        .find(|t| t["kind"] == json!("group") && t["title"].is_null())
+        .expect("Alice's untitled group");
+    let group = crate::support::uuid(&untitled_group["id"]);
+    assert!(!bob_threads.contains(&group), "{bob_threads:?}");
+    let group_members = app
+        .get(&format!("/api/threads/{group}/members"), &alice.token)
+        .await;
+    let ids: Vec<&Value> = group_members.body["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .map(|m| &m["user_id"])
+        .collect();
+    assert_eq!(ids, [&json!(alice.id)], "{group_members:?}");
+}
+
+fn member(members: &Value, user: uuid::Uuid) -> Value {
+    members["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .find(|m| m["user_id"] == json!(user))
+        .unwrap_or_else(|| panic!("{user} is a member: {members}"))
+        .clone()
 }
