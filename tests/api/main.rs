@@ -5,7 +5,6 @@
 mod support;
 
 mod admin_api;
-mod bench;
 mod browser;
 mod capacity;
 mod cli;
