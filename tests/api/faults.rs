@@ -15,11 +15,11 @@ use std::net::SocketAddr;
 use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
-use awc::http::Method;
 use diesel::sql_types::{BigInt, Text};
 use diesel::QueryableByName;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures_util::{SinkExt, StreamExt};
+use reqwest::Method;
 use serde_json::{json, Value};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::watch;

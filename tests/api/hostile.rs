@@ -849,7 +849,7 @@ async fn ten_thousand_hostile_frames_each_get_one_error_and_change_nothing_anyon
     // The server is up, every hostile session still works, and a normal
     // message still reaches the observer.
     let health = app
-        .request(awc::http::Method::GET, "/healthz", None, None)
+        .request(reqwest::Method::GET, "/healthz", None, None)
         .await;
     assert_eq!(health.status, 200, "{health:?}");
     for client in &mut sessions {

@@ -7,11 +7,9 @@
 //! checked right after this test's server updated it, retrying when another
 //! server wrote in between).
 
-use std::time::Duration;
-
 use serde_json::json;
 
-use crate::support::{spawn_app, uuid, TestApp, WsClient};
+use crate::support::{http_client, spawn_app, uuid, TestApp, WsClient};
 
 struct Scrape {
     status: u16,
@@ -20,27 +18,22 @@ struct Scrape {
 }
 
 async fn scrape(app: &TestApp) -> Scrape {
-    let client = awc::Client::builder()
-        .timeout(Duration::from_secs(20))
-        .finish();
-    let mut res = client
+    let res = http_client()
         .get(format!("{}/metrics", app.base))
         .send()
         .await
         .expect("GET /metrics completes");
-    let bytes = res
-        .body()
-        .limit(16 * 1024 * 1024)
-        .await
-        .expect("the metrics body arrives");
+    let status = res.status().as_u16();
+    let content_type = res
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let bytes = res.bytes().await.expect("the metrics body arrives");
     Scrape {
-        status: res.status().as_u16(),
-        content_type: res
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string(),
+        status,
+        content_type,
         text: String::from_utf8_lossy(&bytes).into_owned(),
     }
 }
@@ -88,7 +81,7 @@ async fn gauges_read(
 async fn healthz_answers_200() {
     let app = spawn_app().await;
     let reply = app
-        .request(awc::http::Method::GET, "/healthz", None, None)
+        .request(reqwest::Method::GET, "/healthz", None, None)
         .await;
     assert_eq!(reply.status, 200, "{reply:?}");
 }
@@ -97,7 +90,7 @@ async fn healthz_answers_200() {
 async fn readyz_answers_200_when_the_database_is_up() {
     let app = spawn_app().await;
     let reply = app
-        .request(awc::http::Method::GET, "/readyz", None, None)
+        .request(reqwest::Method::GET, "/readyz", None, None)
         .await;
     assert_eq!(reply.status, 200, "{reply:?}");
 }
