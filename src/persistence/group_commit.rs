@@ -27,7 +27,6 @@ use std::time::{Duration, Instant};
 
 use diesel::sql_types::{Array, BigInt, Bool, Jsonb, Nullable, Text, Uuid as SqlUuid};
 use diesel::QueryableByName;
-use diesel_async::scoped_futures::ScopedFutureExt;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
@@ -262,9 +261,7 @@ async fn commit_batch(db: &Db, requests: &[SendMessage]) -> Result<Committed, Ap
         attempt += 1;
         let candidates = &candidates;
         let result = conn
-            .transaction::<_, BatchError, _>(|conn| {
-                async move { write_batch(conn, candidates).await }.scope_boxed()
-            })
+            .transaction::<_, BatchError, _>(async |conn| write_batch(conn, candidates).await)
             .await;
         match result {
             Ok(written) => break written,

@@ -457,7 +457,7 @@ fn catalogue() -> Vec<Template> {
 /// The flood: alternately a send and a typing-start into a thread the
 /// sender is not in. Each passes validation, so each takes a token.
 fn flood_frame(i: usize) -> String {
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         send_data(r#""thread_id":"@U@","client_msg_id":"@C@","body":"let me in""#)
     } else {
         event_with("chat:typing-start", r#"{"thread_id":"@U@"}"#)
