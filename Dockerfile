@@ -4,7 +4,8 @@
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked --bin confab
+# The server package only; the workspace's bench/ (the load tool) is not built.
+RUN cargo build --release --locked -p confab --bin confab
 
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \

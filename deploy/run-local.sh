@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Three confab nodes, HAProxy in front, on this box: the compose layout as
 # plain processes. Needs Postgres on 5432 and NATS on 4222 (apt packages
-# postgresql, nats-server, haproxy) and a built binary (cargo build --release).
+# postgresql, nats-server, haproxy) and a built binary (cargo build --release -p confab).
 # Clients use http://127.0.0.1:18090 and ws://127.0.0.1:18090/ws.
 # Stops everything it started on Ctrl-C.
 set -euo pipefail

@@ -12,7 +12,7 @@ export CONFAB_BENCH_URL=http://127.0.0.1:$PORT
 export CONFAB_ADMIN_TOKEN=bench-admin-token
 export DATABASE_URL=postgres://postgres@127.0.0.1:5432/confab_bench
 
-cargo build --release --bin confab --bin confab-bench
+cargo build --release -p confab -p confab-bench
 ulimit -n 65536 2>/dev/null || true  # the bench and the server raise their own too
 
 # The server under test: bench-sized rate limits, everything else default.

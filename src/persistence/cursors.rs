@@ -8,7 +8,6 @@ use actix::Message;
 use chrono::Utc;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Uuid as SqlUuid};
-use diesel_async::scoped_futures::ScopedFutureExt;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use uuid::Uuid;
 
@@ -73,96 +72,93 @@ impl Query for AdvanceCursor {
         let (member, thread_id, kind, up_to_seq) =
             (self.member, self.thread_id, self.kind, self.up_to_seq);
         let advanced = conn
-            .transaction::<_, AppError, _>(|conn| {
-                async move {
-                    let current: CursorRow = diesel::sql_query(
-                        "SELECT m.last_delivered_seq, m.last_read_seq, t.last_seq
+            .transaction::<_, AppError, _>(async move |conn| {
+                let current: CursorRow = diesel::sql_query(
+                    "SELECT m.last_delivered_seq, m.last_read_seq, t.last_seq
                          FROM memberships m JOIN threads t ON t.id = m.thread_id
                          WHERE m.thread_id = $1 AND m.user_id = $2 AND t.company_id = $3
                          FOR UPDATE OF m",
-                    )
-                    .bind::<SqlUuid, _>(thread_id.0)
-                    .bind::<SqlUuid, _>(member.user_id.0)
-                    .bind::<SqlUuid, _>(member.company_id.0)
-                    .cached()
-                    .get_result(conn)
-                    .await
-                    .optional()?
-                    .ok_or(AppError::NotMember)?;
+                )
+                .bind::<SqlUuid, _>(thread_id.0)
+                .bind::<SqlUuid, _>(member.user_id.0)
+                .bind::<SqlUuid, _>(member.company_id.0)
+                .cached()
+                .get_result(conn)
+                .await
+                .optional()?
+                .ok_or(AppError::NotMember)?;
 
-                    let target = up_to_seq.get().min(current.last_seq);
-                    let old = CursorOutcome {
-                        last_delivered_seq: current.last_delivered_seq,
-                        last_read_seq: current.last_read_seq,
-                    };
-                    let new = match kind {
-                        CursorKind::Delivered => CursorOutcome {
-                            last_delivered_seq: old.last_delivered_seq.max(target),
-                            last_read_seq: old.last_read_seq,
-                        },
-                        CursorKind::Read => {
-                            let read = old.last_read_seq.max(target);
-                            CursorOutcome {
-                                last_delivered_seq: old.last_delivered_seq.max(read),
-                                last_read_seq: read,
-                            }
+                let target = up_to_seq.get().min(current.last_seq);
+                let old = CursorOutcome {
+                    last_delivered_seq: current.last_delivered_seq,
+                    last_read_seq: current.last_read_seq,
+                };
+                let new = match kind {
+                    CursorKind::Delivered => CursorOutcome {
+                        last_delivered_seq: old.last_delivered_seq.max(target),
+                        last_read_seq: old.last_read_seq,
+                    },
+                    CursorKind::Read => {
+                        let read = old.last_read_seq.max(target);
+                        CursorOutcome {
+                            last_delivered_seq: old.last_delivered_seq.max(read),
+                            last_read_seq: read,
                         }
-                    };
-                    if new == old {
-                        return Ok(Advanced {
-                            outcome: old,
-                            delivered: None,
-                            read: None,
-                        });
                     }
-                    diesel::sql_query(
-                        "UPDATE memberships SET last_delivered_seq = $3, last_read_seq = $4
-                         WHERE thread_id = $1 AND user_id = $2",
-                    )
-                    .bind::<SqlUuid, _>(thread_id.0)
-                    .bind::<SqlUuid, _>(member.user_id.0)
-                    .bind::<BigInt, _>(new.last_delivered_seq)
-                    .bind::<BigInt, _>(new.last_read_seq)
-                    .cached()
-                    .execute(conn)
-                    .await?;
-                    let delivered = if new.last_delivered_seq > old.last_delivered_seq {
-                        Some(ReceiptRange {
-                            up_to_seq: new.last_delivered_seq,
-                            senders: senders_between(
-                                conn,
-                                thread_id,
-                                member.user_id,
-                                old.last_delivered_seq,
-                                new.last_delivered_seq,
-                            )
-                            .await?,
-                        })
-                    } else {
-                        None
-                    };
-                    let read = if new.last_read_seq > old.last_read_seq {
-                        Some(ReceiptRange {
-                            up_to_seq: new.last_read_seq,
-                            senders: senders_between(
-                                conn,
-                                thread_id,
-                                member.user_id,
-                                old.last_read_seq,
-                                new.last_read_seq,
-                            )
-                            .await?,
-                        })
-                    } else {
-                        None
-                    };
-                    Ok(Advanced {
-                        outcome: new,
-                        delivered,
-                        read,
-                    })
+                };
+                if new == old {
+                    return Ok(Advanced {
+                        outcome: old,
+                        delivered: None,
+                        read: None,
+                    });
                 }
-                .scope_boxed()
+                diesel::sql_query(
+                    "UPDATE memberships SET last_delivered_seq = $3, last_read_seq = $4
+                         WHERE thread_id = $1 AND user_id = $2",
+                )
+                .bind::<SqlUuid, _>(thread_id.0)
+                .bind::<SqlUuid, _>(member.user_id.0)
+                .bind::<BigInt, _>(new.last_delivered_seq)
+                .bind::<BigInt, _>(new.last_read_seq)
+                .cached()
+                .execute(conn)
+                .await?;
+                let delivered = if new.last_delivered_seq > old.last_delivered_seq {
+                    Some(ReceiptRange {
+                        up_to_seq: new.last_delivered_seq,
+                        senders: senders_between(
+                            conn,
+                            thread_id,
+                            member.user_id,
+                            old.last_delivered_seq,
+                            new.last_delivered_seq,
+                        )
+                        .await?,
+                    })
+                } else {
+                    None
+                };
+                let read = if new.last_read_seq > old.last_read_seq {
+                    Some(ReceiptRange {
+                        up_to_seq: new.last_read_seq,
+                        senders: senders_between(
+                            conn,
+                            thread_id,
+                            member.user_id,
+                            old.last_read_seq,
+                            new.last_read_seq,
+                        )
+                        .await?,
+                    })
+                } else {
+                    None
+                };
+                Ok(Advanced {
+                    outcome: new,
+                    delivered,
+                    read,
+                })
             })
             .await?;
         let mut events = Vec::new();

@@ -31,9 +31,7 @@ use std::time::{Duration, Instant};
 
 use diesel::sql_types::{Array, BigInt, Bool, Jsonb, Nullable, Text, Uuid as SqlUuid};
 use diesel::QueryableByName;
-use diesel_async::scoped_futures::ScopedFutureExt;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use futures_util::FutureExt;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
@@ -278,9 +276,7 @@ async fn commit_batch(db: &Db, requests: &[SendMessage]) -> Result<BatchOutcome,
         attempt += 1;
         let candidates = &candidates;
         let result = conn
-            .transaction::<_, BatchError, _>(|conn| {
-                async move { write_batch(conn, candidates).await }.scope_boxed()
-            })
+            .transaction::<_, BatchError, _>(async |conn| write_batch(conn, candidates).await)
             .await;
         match result {
             Ok(written) => break written,
@@ -449,10 +445,13 @@ async fn write_batch(
     // held. try_join polls the lock first, and both statements enter a
     // connection's cache in its first batch, so the lock is always sent
     // first.
+    // Shared references: diesel-async pipelines queries issued through
+    // `&AsyncPgConnection` concurrently.
+    let (mut lock_conn, mut look_up_conn) = (&*conn, &*conn);
     let lock = diesel::sql_query(LOCK_THREADS)
         .bind::<Array<SqlUuid>, _>(&thread_ids)
         .cached()
-        .execute(conn);
+        .execute(&mut lock_conn);
     let look_up = diesel::sql_query(LOOK_UP)
         .bind::<Array<SqlUuid>, _>(candidates.iter().map(|c| c.thread_id).collect::<Vec<_>>())
         .bind::<Array<SqlUuid>, _>(candidates.iter().map(|c| c.company_id).collect::<Vec<_>>())
@@ -464,10 +463,7 @@ async fn write_batch(
                 .collect::<Vec<_>>(),
         )
         .cached()
-        .load::<Standing>(conn)
-        // Boxed: the stream type inside is too general for the
-        // transaction's scoped future otherwise.
-        .boxed();
+        .load::<Standing>(&mut look_up_conn);
     let (_, mut standings) = futures_util::try_join!(lock, look_up)?;
     // Seqs follow arrival order, which is the order of the arrays.
     standings.sort_unstable_by_key(|s| s.ord);

@@ -45,3 +45,7 @@ impl<DB: Backend, Q: QueryFragment<DB>> QueryFragment<DB> for Prepared<Q> {
         Ok(true)
     }
 }
+
+// diesel (2.4) offers its query methods (`load`, `execute`, …) only to the
+// query types that opt in.
+impl<Q> diesel::query_dsl::RunQueryDslSupport for Prepared<Q> {}

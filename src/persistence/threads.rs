@@ -7,7 +7,6 @@ use actix::Message;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{Array, Uuid as SqlUuid};
-use diesel_async::scoped_futures::ScopedFutureExt;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use uuid::Uuid;
 
@@ -183,54 +182,51 @@ impl Query for CreateThread {
         }
         let (kind, title, creator) = (self.kind, self.title, self.creator);
         let outcome = conn
-            .transaction::<_, AppError, _>(|conn| {
-                async move {
-                    let inserted: Option<ThreadRow> = diesel::insert_into(threads::table)
-                        .values((
-                            threads::id.eq(Uuid::now_v7()),
-                            threads::company_id.eq(company),
-                            threads::kind.eq(kind.as_str()),
-                            threads::title.eq(title.map(ThreadTitle::into_string)),
-                            threads::created_by.eq(creator.map(|c| c.0)),
-                            threads::direct_user_low.eq(direct_pair.map(|p| p.0)),
-                            threads::direct_user_high.eq(direct_pair.map(|p| p.1)),
-                        ))
-                        .on_conflict_do_nothing()
-                        .returning(ThreadRow::as_returning())
-                        .get_result(conn)
-                        .await
-                        .optional()?;
-                    let Some(thread) = inserted else {
-                        let (low, high) = direct_pair.ok_or_else(|| {
-                            AppError::Internal("group thread insert conflicted".into())
-                        })?;
-                        let existing: ThreadRow = threads::table
-                            .filter(threads::company_id.eq(company))
-                            .filter(threads::kind.eq("direct"))
-                            .filter(threads::direct_user_low.eq(low))
-                            .filter(threads::direct_user_high.eq(high))
-                            .select(ThreadRow::as_select())
-                            .first(conn)
-                            .await?;
-                        return Ok((existing, false));
-                    };
-                    let rows: Vec<_> = member_list
-                        .iter()
-                        .map(|u| {
-                            (
-                                memberships::thread_id.eq(thread.id),
-                                memberships::user_id.eq(*u),
-                                memberships::company_id.eq(company),
-                            )
-                        })
-                        .collect();
-                    diesel::insert_into(memberships::table)
-                        .values(rows)
-                        .execute(conn)
+            .transaction::<_, AppError, _>(async move |conn| {
+                let inserted: Option<ThreadRow> = diesel::insert_into(threads::table)
+                    .values((
+                        threads::id.eq(Uuid::now_v7()),
+                        threads::company_id.eq(company),
+                        threads::kind.eq(kind.as_str()),
+                        threads::title.eq(title.map(ThreadTitle::into_string)),
+                        threads::created_by.eq(creator.map(|c| c.0)),
+                        threads::direct_user_low.eq(direct_pair.map(|p| p.0)),
+                        threads::direct_user_high.eq(direct_pair.map(|p| p.1)),
+                    ))
+                    .on_conflict_do_nothing()
+                    .returning(ThreadRow::as_returning())
+                    .get_result(conn)
+                    .await
+                    .optional()?;
+                let Some(thread) = inserted else {
+                    let (low, high) = direct_pair.ok_or_else(|| {
+                        AppError::Internal("group thread insert conflicted".into())
+                    })?;
+                    let existing: ThreadRow = threads::table
+                        .filter(threads::company_id.eq(company))
+                        .filter(threads::kind.eq("direct"))
+                        .filter(threads::direct_user_low.eq(low))
+                        .filter(threads::direct_user_high.eq(high))
+                        .select(ThreadRow::as_select())
+                        .first(conn)
                         .await?;
-                    Ok((thread, true))
-                }
-                .scope_boxed()
+                    return Ok((existing, false));
+                };
+                let rows: Vec<_> = member_list
+                    .iter()
+                    .map(|u| {
+                        (
+                            memberships::thread_id.eq(thread.id),
+                            memberships::user_id.eq(*u),
+                            memberships::company_id.eq(company),
+                        )
+                    })
+                    .collect();
+                diesel::insert_into(memberships::table)
+                    .values(rows)
+                    .execute(conn)
+                    .await?;
+                Ok((thread, true))
             })
             .await?;
         let (row, created) = outcome;
@@ -348,48 +344,45 @@ impl Query for AddMember {
         let mut conn = db.conn().await?;
         let (caller, thread_id, user_id) = (self.caller, self.thread_id, self.user_id);
         let thread = conn
-            .transaction::<_, AppError, _>(|conn| {
-                async move {
-                    let thread = thread_for(conn, caller, thread_id).await?;
-                    if thread.kind == "direct" {
-                        return Err(AppError::Conflict(
-                            "a direct thread has exactly two members".into(),
-                        ));
-                    }
-                    // Lock the thread so no message commits between reading
-                    // last_seq and the membership row that starts there.
-                    let thread: ThreadRow = threads::table
-                        .find(thread.id)
-                        .select(ThreadRow::as_select())
-                        .for_update()
-                        .first(conn)
-                        .await?;
-                    let same_company = users::table
-                        .filter(users::id.eq(user_id.0))
-                        .filter(users::company_id.eq(thread.company_id));
-                    let exists: bool = diesel::select(diesel::dsl::exists(same_company))
-                        .get_result(conn)
-                        .await?;
-                    if !exists {
-                        return Err(AppError::NotFound("user"));
-                    }
-                    let inserted = diesel::insert_into(memberships::table)
-                        .values((
-                            memberships::thread_id.eq(thread.id),
-                            memberships::user_id.eq(user_id.0),
-                            memberships::company_id.eq(thread.company_id),
-                            memberships::last_delivered_seq.eq(thread.last_seq),
-                            memberships::last_read_seq.eq(thread.last_seq),
-                        ))
-                        .on_conflict_do_nothing()
-                        .execute(conn)
-                        .await?;
-                    if inserted == 0 {
-                        return Err(AppError::Conflict("already a member".into()));
-                    }
-                    Ok(thread)
+            .transaction::<_, AppError, _>(async move |conn| {
+                let thread = thread_for(conn, caller, thread_id).await?;
+                if thread.kind == "direct" {
+                    return Err(AppError::Conflict(
+                        "a direct thread has exactly two members".into(),
+                    ));
                 }
-                .scope_boxed()
+                // Lock the thread so no message commits between reading
+                // last_seq and the membership row that starts there.
+                let thread: ThreadRow = threads::table
+                    .find(thread.id)
+                    .select(ThreadRow::as_select())
+                    .for_update()
+                    .first(conn)
+                    .await?;
+                let same_company = users::table
+                    .filter(users::id.eq(user_id.0))
+                    .filter(users::company_id.eq(thread.company_id));
+                let exists: bool = diesel::select(diesel::dsl::exists(same_company))
+                    .get_result(conn)
+                    .await?;
+                if !exists {
+                    return Err(AppError::NotFound("user"));
+                }
+                let inserted = diesel::insert_into(memberships::table)
+                    .values((
+                        memberships::thread_id.eq(thread.id),
+                        memberships::user_id.eq(user_id.0),
+                        memberships::company_id.eq(thread.company_id),
+                        memberships::last_delivered_seq.eq(thread.last_seq),
+                        memberships::last_read_seq.eq(thread.last_seq),
+                    ))
+                    .on_conflict_do_nothing()
+                    .execute(conn)
+                    .await?;
+                if inserted == 0 {
+                    return Err(AppError::Conflict("already a member".into()));
+                }
+                Ok(thread)
             })
             .await?;
         let view = thread.view(thread.last_seq, thread.last_seq, 0)?;
@@ -422,30 +415,27 @@ impl Query for RemoveMember {
             ));
         }
         let (thread_id, user_id) = (thread.id, self.user_id.0);
-        conn.transaction::<_, AppError, _>(|conn| {
-            async move {
-                // Lock the thread as a send does: a message either commits
-                // before the removal (and the member saw it) or after it
-                // (and its event follows this one to the hub).
-                threads::table
-                    .find(thread_id)
-                    .select(threads::id)
-                    .for_update()
-                    .first::<Uuid>(conn)
-                    .await?;
-                let removed = diesel::delete(
-                    memberships::table
-                        .filter(memberships::thread_id.eq(thread_id))
-                        .filter(memberships::user_id.eq(user_id)),
-                )
-                .execute(conn)
+        conn.transaction::<_, AppError, _>(async move |conn| {
+            // Lock the thread as a send does: a message either commits
+            // before the removal (and the member saw it) or after it
+            // (and its event follows this one to the hub).
+            threads::table
+                .find(thread_id)
+                .select(threads::id)
+                .for_update()
+                .first::<Uuid>(conn)
                 .await?;
-                if removed == 0 {
-                    return Err(AppError::NotFound("member"));
-                }
-                Ok(())
+            let removed = diesel::delete(
+                memberships::table
+                    .filter(memberships::thread_id.eq(thread_id))
+                    .filter(memberships::user_id.eq(user_id)),
+            )
+            .execute(conn)
+            .await?;
+            if removed == 0 {
+                return Err(AppError::NotFound("member"));
             }
-            .scope_boxed()
+            Ok(())
         })
         .await?;
         let event = ChatEvent::MemberRemoved {

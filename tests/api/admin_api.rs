@@ -2,9 +2,9 @@
 //! members, moderation and live figures; and that only the admin token
 //! opens it.
 
-use awc::http::Method;
 use chrono::{DateTime, Utc};
 use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
+use reqwest::Method;
 use serde_json::{json, Value};
 use uuid::Uuid;
 

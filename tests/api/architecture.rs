@@ -45,7 +45,7 @@ fn without_tests(text: &str) -> String {
         let brace = after.find('{');
         let semi = after.find(';');
         match (brace, semi) {
-            (_, Some(s)) if brace.map_or(true, |b| s < b) => rest = &after[s + 1..],
+            (_, Some(s)) if brace.is_none_or(|b| s < b) => rest = &after[s + 1..],
             (Some(b), _) => {
                 let mut depth = 0;
                 let mut end = after.len();

@@ -3,7 +3,7 @@
 
 use std::process::Output;
 
-use awc::http::Method;
+use reqwest::Method;
 
 use crate::support::child::{confab, ChildConfig, ChildDb, Running};
 use crate::support::{http_request, uuid, WsClient};

@@ -534,7 +534,7 @@ async fn with_the_database_unreachable_sends_are_unavailable_and_a_retry_later_l
     bob_ws.assert_no_event("chat:message").await;
 
     let ready = app
-        .request(awc::http::Method::GET, "/readyz", None, None)
+        .request(reqwest::Method::GET, "/readyz", None, None)
         .await;
     assert_eq!(ready.status, 503, "{ready:?}");
     assert_eq!(ready.error_code(), "unavailable", "{ready:?}");
@@ -548,7 +548,7 @@ async fn with_the_database_unreachable_sends_are_unavailable_and_a_retry_later_l
     set_connections_allowed(&app, true).await;
 
     let ready = app
-        .request(awc::http::Method::GET, "/readyz", None, None)
+        .request(reqwest::Method::GET, "/readyz", None, None)
         .await;
     assert_eq!(ready.status, 200, "{ready:?}");
     let reply = ann_ws.request("chat:send", send.clone()).await;

@@ -15,11 +15,11 @@ use std::net::SocketAddr;
 use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
-use awc::http::Method;
 use diesel::sql_types::{BigInt, Text};
 use diesel::QueryableByName;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures_util::{SinkExt, StreamExt};
+use reqwest::Method;
 use serde_json::{json, Value};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::watch;
@@ -510,7 +510,7 @@ async fn load_session(
         let seq = seq_in(&reply);
         load.acked.push((cmid, seq));
         progress.send_modify(|n| *n += 1);
-        if load.acked.len() % 5 == 0 {
+        if load.acked.len().is_multiple_of(5) {
             let reference = format!("r{k}");
             let frame = json!({"event": "chat:mark-read", "ref": reference,
                                "data": {"thread_id": thread, "up_to_seq": seq}});

@@ -457,7 +457,7 @@ fn catalogue() -> Vec<Template> {
 /// The flood: alternately a send and a typing-start into a thread the
 /// sender is not in. Each passes validation, so each takes a token.
 fn flood_frame(i: usize) -> String {
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         send_data(r#""thread_id":"@U@","client_msg_id":"@C@","body":"let me in""#)
     } else {
         event_with("chat:typing-start", r#"{"thread_id":"@U@"}"#)
@@ -849,7 +849,7 @@ async fn ten_thousand_hostile_frames_each_get_one_error_and_change_nothing_anyon
     // The server is up, every hostile session still works, and a normal
     // message still reaches the observer.
     let health = app
-        .request(awc::http::Method::GET, "/healthz", None, None)
+        .request(reqwest::Method::GET, "/healthz", None, None)
         .await;
     assert_eq!(health.status, 200, "{health:?}");
     for client in &mut sessions {

@@ -4,10 +4,10 @@
 use std::net::SocketAddr;
 use std::process::{Command, Output};
 
-use awc::http::Method;
 use confab::persistence::migrate::MIGRATIONS;
 use diesel::migration::MigrationSource;
 use diesel::pg::Pg;
+use reqwest::Method;
 
 use crate::support::child::{ChildConfig, Running};
 use crate::support::db::Db;

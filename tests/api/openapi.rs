@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::process::Command;
 
-use awc::http::Method;
+use reqwest::Method;
 use serde_json::Value;
 
 use crate::support::child::{ChildConfig, ChildServer};

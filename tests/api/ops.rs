@@ -64,7 +64,7 @@ async fn gauges_read(
 async fn healthz_answers_200() {
     let app = spawn_app().await;
     let reply = app
-        .request(awc::http::Method::GET, "/healthz", None, None)
+        .request(reqwest::Method::GET, "/healthz", None, None)
         .await;
     assert_eq!(reply.status, 200, "{reply:?}");
 }
@@ -73,7 +73,7 @@ async fn healthz_answers_200() {
 async fn readyz_answers_200_when_the_database_is_up() {
     let app = spawn_app().await;
     let reply = app
-        .request(awc::http::Method::GET, "/readyz", None, None)
+        .request(reqwest::Method::GET, "/readyz", None, None)
         .await;
     assert_eq!(reply.status, 200, "{reply:?}");
 }
@@ -461,22 +461,17 @@ async fn with_metrics_bind_metrics_are_served_there_and_not_on_the_public_addres
     assert!(private.text.contains("# TYPE confab_sessions gauge"));
 
     let public = server
-        .request(awc::http::Method::GET, "/metrics", None, None)
+        .request(reqwest::Method::GET, "/metrics", None, None)
         .await;
     assert_eq!(public.status, 404, "{public:?}");
     // The metrics address serves nothing else.
-    let health = crate::support::http_request(
-        &metrics_base,
-        awc::http::Method::GET,
-        "/healthz",
-        None,
-        None,
-    )
-    .await;
+    let health =
+        crate::support::http_request(&metrics_base, reqwest::Method::GET, "/healthz", None, None)
+            .await;
     assert_eq!(health.status, 404, "{health:?}");
     // And the public address still serves everything else.
     let health = server
-        .request(awc::http::Method::GET, "/healthz", None, None)
+        .request(reqwest::Method::GET, "/healthz", None, None)
         .await;
     assert_eq!(health.status, 200, "{health:?}");
 }

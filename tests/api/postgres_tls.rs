@@ -5,11 +5,11 @@
 use std::path::PathBuf;
 use std::process::Output;
 
-use awc::http::Method;
 use confab::persistence::connect::PgConnector;
 use diesel::sql_types::Bool;
 use diesel::QueryableByName;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use reqwest::Method;
 use uuid::Uuid;
 
 use crate::support::child::{ChildConfig, ChildServer};

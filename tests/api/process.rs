@@ -3,10 +3,11 @@
 
 use std::time::Duration;
 
-use awc::http::Method;
+use reqwest::Method;
 use serde_json::json;
 
 use crate::support::child::{confab, ChildDb, Running};
+use crate::support::http_client;
 
 #[test]
 fn a_bad_setting_exits_non_zero_with_a_message_naming_its_key() {
@@ -53,11 +54,11 @@ async fn on_a_fresh_database_the_binary_creates_it_logs_its_admin_token_once_and
         .to_string();
 
     // The generated token works, so the migrations ran on the new database.
-    let client = awc::Client::default();
-    let res = client
+    let res = http_client()
         .request(Method::POST, format!("{base}/admin/companies"))
         .bearer_auth(&admin_token)
-        .send_json(&json!({"name": "Fresh"}))
+        .json(&json!({"name": "Fresh"}))
+        .send()
         .await
         .expect("the server answers");
     assert_eq!(res.status().as_u16(), 201);

@@ -8,10 +8,10 @@
 
 use std::time::Duration;
 
-use awc::http::Method;
 use chrono::Utc;
 use futures_util::StreamExt;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use reqwest::Method;
 use serde_json::{json, Value};
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -22,7 +22,7 @@ use uuid::Uuid;
 
 use crate::support::child::ChildConfig;
 use crate::support::ws::{Socket, ARRIVAL};
-use crate::support::{spawn_app, spawn_app_with, uuid, Reply, TestApp, TestUser};
+use crate::support::{http_client, spawn_app, spawn_app_with, uuid, Reply, TestApp, TestUser};
 
 // ---- helpers ----------------------------------------------------------------
 
@@ -85,25 +85,18 @@ async fn http(
     headers: &[(&str, &str)],
     body: Option<Value>,
 ) -> Reply {
-    let client = awc::Client::builder()
-        .timeout(Duration::from_secs(20))
-        .finish();
-    let mut req = client.request(method, format!("{base}{path}"));
-    for header in headers {
-        req = req.insert_header(*header);
+    let mut req = http_client().request(method, format!("{base}{path}"));
+    for (name, value) in headers {
+        req = req.header(*name, *value);
     }
-    let mut res = match body {
-        Some(body) => req.send_json(&body).await,
-        None => req.send().await,
+    if let Some(body) = body {
+        req = req.json(&body);
     }
-    .expect("the HTTP request completes");
-    let bytes = res
-        .body()
-        .limit(1024 * 1024)
-        .await
-        .expect("the HTTP body arrives");
+    let res = req.send().await.expect("the HTTP request completes");
+    let status = res.status().as_u16();
+    let bytes = res.bytes().await.expect("the HTTP body arrives");
     Reply {
-        status: res.status().as_u16(),
+        status,
         body: serde_json::from_slice(&bytes)
             .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into())),
     }
@@ -875,4 +868,43 @@ async fn allowed_origins_compare_without_case_or_trailing_slash_and_only_the_upg
         let reply = http(&app.base, Method::GET, path, &headers, None).await;
         assert_eq!(reply.status, 200, "{path} with a foreign Origin: {reply:?}");
     }
+}
+
+// ---- HTTP/2 ---------------------------------------------------------------------------
+
+/// confab serves HTTP/1.1 only (no HTTP/2 code is in the server: see
+/// docs/GUARANTEES.md, "Dependencies"), so HTTP/2 frame handling cannot be
+/// reached. A client speaking HTTP/2 with prior knowledge on the plain port
+/// gets an HTTP/1.1 error and a closed connection, never a SETTINGS frame.
+#[actix_web::test]
+async fn an_http2_prior_knowledge_preface_is_refused_not_served_as_http2() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let app = spawn_app().await;
+    let mut socket = tokio::net::TcpStream::connect(app.base.trim_start_matches("http://"))
+        .await
+        .expect("connect to the server");
+    // The connection preface, then an empty SETTINGS frame (length 0,
+    // type 4, no flags, stream 0), as an HTTP/2 client opens.
+    let mut preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    preface.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+    socket.write_all(&preface).await.expect("send the preface");
+
+    let mut answer = Vec::new();
+    timeout(ARRIVAL, socket.read_to_end(&mut answer))
+        .await
+        .expect("the server closes the connection")
+        .expect("read the answer");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(
+        text.starts_with("HTTP/1.1 400"),
+        "an HTTP/1.1 400, not HTTP/2 frames; got {answer:?}"
+    );
+    assert_eq!(
+        http(&app.base, Method::GET, "/healthz", &[], None)
+            .await
+            .status,
+        200,
+        "the server serves on"
+    );
 }

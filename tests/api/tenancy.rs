@@ -3,11 +3,11 @@
 //! nothing, and A's members hear nothing; and the database itself refuses
 //! rows that would join two companies.
 
-use awc::http::Method;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::sql_types::Text;
 use diesel::QueryableByName;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use reqwest::Method;
 use serde_json::{json, Value};
 use uuid::Uuid;
 

@@ -1,13 +1,13 @@
 //! The user HTTP API (/api): every endpoint's success status and shape, and
 //! the errors a client can get from it.
 
-use awc::http::Method;
 use chrono::Utc;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use reqwest::Method;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::support::{spawn_app, uuid, Reply, TestApp, TestUser};
+use crate::support::{http_client, spawn_app, uuid, Reply, TestApp, TestUser};
 
 /// Sends `body` as it is, labelled JSON: for bodies `send_json` cannot make.
 async fn raw_request(
@@ -17,31 +17,23 @@ async fn raw_request(
     bearer: &str,
     body: impl Into<String>,
 ) -> Reply {
-    let client = awc::Client::builder()
-        .timeout(std::time::Duration::from_secs(20))
-        .finish();
-    let mut res = client
+    let res = http_client()
         .request(method, format!("{}{path}", app.base))
         .bearer_auth(bearer)
-        .insert_header(("content-type", "application/json"))
-        .send_body(body.into())
+        .header("content-type", "application/json")
+        .body(body.into())
+        .send()
         .await
         .expect("the HTTP request completes");
-    let bytes = res
-        .body()
-        .limit(16 * 1024 * 1024)
-        .await
-        .expect("the HTTP body arrives");
+    let status = res.status().as_u16();
+    let bytes = res.bytes().await.expect("the HTTP body arrives");
     let body = if bytes.is_empty() {
         Value::Null
     } else {
         serde_json::from_slice(&bytes)
             .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()))
     };
-    Reply {
-        status: res.status().as_u16(),
-        body,
-    }
+    Reply { status, body }
 }
 
 /// A JWT with these claims, signed HS256 with `secret`.

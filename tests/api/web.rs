@@ -2,13 +2,11 @@
 //! `/static/…` with their content types and the security headers that keep
 //! a message body from ever running as code.
 
-use std::time::Duration;
-
-use crate::support::{spawn_app, TestApp};
+use crate::support::{http_client, spawn_app, TestApp};
 
 struct Fetched {
     status: u16,
-    headers: awc::http::header::HeaderMap,
+    headers: reqwest::header::HeaderMap,
     body: Vec<u8>,
 }
 
@@ -22,22 +20,17 @@ impl Fetched {
 }
 
 async fn fetch(app: &TestApp, path: &str, if_none_match: Option<&str>) -> Fetched {
-    let client = awc::Client::builder()
-        .timeout(Duration::from_secs(20))
-        .finish();
-    let mut req = client.get(format!("{}{path}", app.base));
+    let mut req = http_client().get(format!("{}{path}", app.base));
     if let Some(tag) = if_none_match {
-        req = req.insert_header(("If-None-Match", tag));
+        req = req.header("If-None-Match", tag);
     }
-    let mut res = req.send().await.expect("the request completes");
-    let body = res
-        .body()
-        .limit(4 * 1024 * 1024)
-        .await
-        .expect("the body arrives");
+    let res = req.send().await.expect("the request completes");
+    let status = res.status().as_u16();
+    let headers = res.headers().clone();
+    let body = res.bytes().await.expect("the body arrives");
     Fetched {
-        status: res.status().as_u16(),
-        headers: res.headers().clone(),
+        status,
+        headers,
         body: body.to_vec(),
     }
 }
@@ -124,7 +117,7 @@ async fn an_unknown_static_path_is_the_usual_json_404() {
         "/static/",
         "/index.html",
     ] {
-        let reply = app.request(awc::http::Method::GET, path, None, None).await;
+        let reply = app.request(reqwest::Method::GET, path, None, None).await;
         assert_eq!(reply.status, 404, "{path}: {reply:?}");
         assert_eq!(reply.error_code(), "not_found", "{path}");
     }
@@ -135,7 +128,7 @@ async fn the_page_answers_only_get() {
     let app = spawn_app().await;
     let reply = app
         .request(
-            awc::http::Method::POST,
+            reqwest::Method::POST,
             "/",
             None,
             Some(serde_json::json!({})),

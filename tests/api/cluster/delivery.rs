@@ -2,8 +2,8 @@
 //! recipients, order, receipts, typing, presence, membership, and a client
 //! that comes back through another node.
 
-use awc::http::Method;
 use futures_util::future::join3;
+use reqwest::Method;
 use serde_json::{json, Value};
 use uuid::Uuid;
 

@@ -10,7 +10,7 @@ mod metrics;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use awc::http::Method;
+use reqwest::Method;
 use serde_json::Value;
 use tokio::time::{timeout, Instant};
 use uuid::Uuid;

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::Duration;
 
-use awc::http::Method;
+use reqwest::Method;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch};
 use tokio::time::timeout;

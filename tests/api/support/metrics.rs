@@ -2,7 +2,6 @@
 //! found by name and labels, whatever order the labels come in.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 pub struct Scrape {
     pub status: u16,
@@ -19,27 +18,22 @@ pub struct Sample {
 }
 
 pub async fn scrape(base: &str) -> Scrape {
-    let client = awc::Client::builder()
-        .timeout(Duration::from_secs(20))
-        .finish();
-    let mut res = client
+    let res = super::http_client()
         .get(format!("{base}/metrics"))
         .send()
         .await
         .expect("GET /metrics completes");
-    let bytes = res
-        .body()
-        .limit(16 * 1024 * 1024)
-        .await
-        .expect("the metrics body arrives");
+    let status = res.status().as_u16();
+    let content_type = res
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let bytes = res.bytes().await.expect("the metrics body arrives");
     Scrape {
-        status: res.status().as_u16(),
-        content_type: res
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string(),
+        status,
+        content_type,
         text: String::from_utf8_lossy(&bytes).into_owned(),
     }
 }

@@ -13,9 +13,9 @@ use std::sync::mpsc;
 use std::sync::OnceLock;
 use std::thread::JoinHandle;
 
-use awc::http::Method;
 use confab::config::Settings;
 use confab::startup::{Application, ShutdownHandle};
+use reqwest::Method;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -171,33 +171,33 @@ pub async fn http_request(
     bearer: Option<&str>,
     body: Option<Value>,
 ) -> Reply {
-    let client = awc::Client::builder()
-        .timeout(std::time::Duration::from_secs(20))
-        .finish();
-    let mut req = client.request(method, format!("{base}{path}"));
+    let mut req = http_client().request(method, format!("{base}{path}"));
     if let Some(token) = bearer {
         req = req.bearer_auth(token);
     }
-    let mut res = match body {
-        Some(body) => req.send_json(&body).await,
-        None => req.send().await,
+    if let Some(body) = body {
+        req = req.json(&body);
     }
-    .expect("the HTTP request completes");
-    let bytes = res
-        .body()
-        .limit(16 * 1024 * 1024)
-        .await
-        .expect("the HTTP body arrives");
+    let res = req.send().await.expect("the HTTP request completes");
+    let status = res.status().as_u16();
+    let bytes = res.bytes().await.expect("the HTTP body arrives");
     let body = if bytes.is_empty() {
         Value::Null
     } else {
         serde_json::from_slice(&bytes)
             .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()))
     };
-    Reply {
-        status: res.status().as_u16(),
-        body,
-    }
+    Reply { status, body }
+}
+
+/// The tests' HTTP client: HTTP/1.1 only, as confab serves, and never
+/// through a proxy the environment may name.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(20))
+        .no_proxy()
+        .build()
+        .expect("an HTTP client")
 }
 
 impl TestApp {

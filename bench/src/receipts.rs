@@ -26,7 +26,7 @@ pub async fn run(
     watch: &Watch,
 ) -> BenchResult<RunReport> {
     let behaviour = |i: usize| {
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             Behaviour {
                 send_on_read: true,
                 ..Behaviour::default()

@@ -1,11 +1,17 @@
 //! confab-bench, the real binary, against a real server: a tiny fan-out
 //! run must account for every message and report one JSON line.
 
+// A test that unwraps fails, which is what it should do; the workspace's
+// unwrap_used denial is for code that serves.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
 use serde_json::Value;
 
-use crate::support::spawn_app_with;
+use support::spawn_app_with;
 
-#[actix_web::test]
+#[tokio::test]
 async fn a_small_fanout_run_delivers_every_message_once_in_order_and_reports_a_json_line() {
     let app = spawn_app_with(|s| {
         s.websocket.rate_limit_per_second = 10_000.0;
