@@ -288,7 +288,8 @@ mod tests {
         }
     }
 
-    fn message(thread_id: ThreadId, seq: i64) -> MessageView {
+    /// A committed text message of a fresh sender.
+    pub(super) fn message(thread_id: ThreadId, seq: i64) -> MessageView {
         MessageView {
             id: MessageId::new_v7(),
             thread_id,

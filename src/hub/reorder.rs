@@ -168,29 +168,11 @@ impl Reorder {
 
 #[cfg(test)]
 mod tests {
-    use chrono::Utc;
-
     use super::*;
-    use crate::domain::{ClientMsgId, MessageId, MessageKind, UserId};
+    use crate::hub::tests::message;
 
     fn thread() -> ThreadId {
         ThreadId(uuid::Uuid::new_v4())
-    }
-
-    fn message(thread_id: ThreadId, seq: i64) -> MessageView {
-        MessageView {
-            id: MessageId::new_v7(),
-            thread_id,
-            seq,
-            sender_id: UserId(uuid::Uuid::new_v4()),
-            client_msg_id: ClientMsgId(uuid::Uuid::new_v4()),
-            kind: MessageKind::Text,
-            body: Some(format!("m{seq}")),
-            metadata: None,
-            created_at: Utc::now(),
-            edited_at: None,
-            deleted_at: None,
-        }
     }
 
     /// The seqs routed, and whether a hold was started, in order.

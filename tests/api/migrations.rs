@@ -1,7 +1,6 @@
 //! Migrations as a deployment runs them: several nodes starting at once on
 //! a fresh database, and servers that leave migrating to `confab migrate`.
 
-use std::net::SocketAddr;
 use std::process::{Command, Output};
 
 use confab::persistence::migrate::MIGRATIONS;
@@ -9,7 +8,7 @@ use diesel::migration::MigrationSource;
 use diesel::pg::Pg;
 use reqwest::Method;
 
-use crate::support::child::{ChildConfig, Running};
+use crate::support::child::{listening_addr, ChildConfig, Running};
 use crate::support::db::Db;
 use crate::support::{http_request, PG_SERVER};
 
@@ -24,14 +23,7 @@ fn embedded() -> Vec<(String, String)> {
 
 /// Waits for a started server to listen, and returns its base URL.
 async fn base_url(process: &mut Running) -> String {
-    let listening = process.wait_for_line("listening on http://").await;
-    let addr: SocketAddr = listening
-        .split("listening on http://")
-        .nth(1)
-        .map(str::trim)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no address in {listening:?}"));
-    format!("http://{addr}")
+    format!("http://{}", listening_addr(process).await)
 }
 
 async fn assert_ready(base: &str) {

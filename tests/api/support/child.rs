@@ -286,13 +286,7 @@ impl ChildConfig {
     /// Starts the binary and waits until it listens.
     pub async fn start(&self) -> ChildServer {
         let mut process = Running::start(self.command());
-        let listening = process.wait_for_line("listening on http://").await;
-        let addr: SocketAddr = listening
-            .split("listening on http://")
-            .nth(1)
-            .map(str::trim)
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("no address in {listening:?}"));
+        let addr = listening_addr(&mut process).await;
         ChildServer {
             process,
             addr,
@@ -374,4 +368,15 @@ impl ChildServer {
     pub async fn connect(&self, user: &TestUser) -> WsClient {
         WsClient::connect(&self.ws_url, &user.token).await
     }
+}
+
+/// Waits until a started binary says it listens, and returns the address.
+pub async fn listening_addr(process: &mut Running) -> SocketAddr {
+    let listening = process.wait_for_line("listening on http://").await;
+    listening
+        .split("listening on http://")
+        .nth(1)
+        .map(str::trim)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {listening:?}"))
 }
