@@ -14,6 +14,7 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod hub;
+pub mod logging;
 pub mod metrics;
 pub mod persistence;
 pub mod protocol;

@@ -82,8 +82,11 @@ impl Cli {
         }
     }
 
+    /// Loads the settings, starts the log in their format and runs the
+    /// command. A bad configuration is reported before any log exists.
     pub fn run(self) -> Result<(), CliError> {
         let settings = Settings::load()?;
+        crate::logging::init(settings.log_format, self.default_log_level());
         match self.command.unwrap_or(Command::Serve) {
             Command::CheckConfig => {
                 print!("{}", check_config::render(&settings));

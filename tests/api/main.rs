@@ -17,6 +17,7 @@ mod faults;
 mod group_commit;
 mod hostile;
 mod limits;
+mod logs;
 mod membership;
 mod messaging;
 mod openapi;

@@ -287,10 +287,11 @@ impl ChildConfig {
     pub async fn start(&self) -> ChildServer {
         let mut process = Running::start(self.command());
         let listening = process.wait_for_line("listening on http://").await;
+        // The address ends the text, or a JSON string (CONFAB_LOG_FORMAT=json).
         let addr: SocketAddr = listening
             .split("listening on http://")
             .nth(1)
-            .map(str::trim)
+            .and_then(|rest| rest.split(|c: char| c == '"' || c.is_whitespace()).next())
             .and_then(|a| a.parse().ok())
             .unwrap_or_else(|| panic!("no address in {listening:?}"));
         ChildServer {
