@@ -26,6 +26,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("CONFAB_TOKEN_TTL_SECONDS", "token_ttl_seconds"),
     ("CONFAB_MAX_TOKEN_TTL_SECONDS", "max_token_ttl_seconds"),
     ("CONFAB_WORKERS", "workers"),
+    ("CONFAB_LOG_FORMAT", "log_format"),
     ("CONFAB_MAX_FRAME_BYTES", "websocket.max_frame_bytes"),
     (
         "CONFAB_HEARTBEAT_INTERVAL_MS",
@@ -85,6 +86,7 @@ pub struct Settings {
     pub max_token_ttl_seconds: u64,
     pub allowed_origins: Vec<String>,
     pub workers: usize,
+    pub log_format: crate::logging::LogFormat,
     pub websocket: WebSocketSettings,
     pub shutdown: ShutdownSettings,
     pub persistence: PersistenceSettings,

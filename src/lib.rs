@@ -15,6 +15,7 @@ pub mod error;
 pub mod events;
 pub mod http;
 pub mod hub;
+pub mod logging;
 pub mod metrics;
 pub mod outbound;
 pub mod persistence;

@@ -6,12 +6,8 @@ use clap::Parser;
 use confab::cli::Cli;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    env_logger::Builder::from_env(
-        env_logger::Env::default().default_filter_or(cli.default_log_level()),
-    )
-    .init();
-    match cli.run() {
+    // The logger starts in `run`, once the settings say in which format.
+    match Cli::parse().run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("confab: {e}");

@@ -91,8 +91,11 @@ impl Cli {
         }
     }
 
+    /// Loads the settings, starts the log in their format and runs the
+    /// command. A bad configuration is reported before any log exists.
     pub fn run(self) -> Result<(), CliError> {
         let mut settings = Settings::load()?;
+        crate::logging::init(settings.log_format, self.default_log_level());
         // The TLS parameters are Persistence's to read; a typo in them is
         // still a configuration error (exit 2), found before anything runs.
         crate::persistence::connect::check_url(&settings.database_url)

@@ -56,7 +56,10 @@ impl BusLink {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(dropped)) => {
                 metrics().bus_dropped.inc();
-                log::warn!("bus queue full ({OUTBOX_CAPACITY}): dropping {dropped:?}")
+                log::warn!(
+                    "bus queue full ({OUTBOX_CAPACITY}): dropping a {}",
+                    kind(&dropped)
+                )
             }
             // The bus task is gone: the node is shutting down.
             Err(mpsc::error::TrySendError::Closed(_)) => {}
@@ -352,7 +355,10 @@ async fn publish_loop(
         let payload = match payload {
             Ok(payload) => payload,
             Err(e) => {
-                log::error!("cluster: cannot encode {outgoing:?}: {e}");
+                log::error!(
+                    "cluster: cannot encode a {} for {subject}: {e}",
+                    kind(&outgoing)
+                );
                 continue;
             }
         };
@@ -367,6 +373,16 @@ async fn publish_loop(
         if let Err(e) = client.publish(subject, payload.into()).await {
             log::warn!("cluster: publish failed: {e}");
         }
+    }
+}
+
+/// What an update is, for the log. Never its content: a chat event holds
+/// the message body.
+fn kind(outgoing: &Outgoing) -> &'static str {
+    match outgoing {
+        Outgoing::Event(_) => "chat event",
+        Outgoing::Presence(_) => "presence update",
+        Outgoing::Typing(_) => "typing update",
     }
 }
 

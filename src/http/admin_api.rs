@@ -196,6 +196,8 @@ pub(super) struct NewThread {
 #[utoipa::path(
     post,
     path = "/admin/threads",
+    // Unique across the document: the user API has its own create_thread.
+    operation_id = "admin_create_thread",
     tag = "admin",
     security(("admin_token" = [])),
     request_body = NewThread,
@@ -228,6 +230,8 @@ pub(super) async fn create_thread(
 #[utoipa::path(
     post,
     path = "/admin/threads/{id}/members",
+    // Unique across the document: the user API has its own add_member.
+    operation_id = "admin_add_member",
     tag = "admin",
     security(("admin_token" = [])),
     params(("id" = ThreadId, Path, description = "The thread")),

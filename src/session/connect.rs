@@ -77,10 +77,10 @@ impl WsSession {
                         session.reported_last_seq =
                             threads.iter().map(|t| (t.id, t.last_seq)).collect();
                         log::info!(
-                            "session={} user={} ready in {} threads",
-                            session.id,
-                            session.user.user_id,
-                            threads.len()
+                            session:% = session.id,
+                            user:% = session.user.user_id,
+                            threads = threads.len();
+                            "session ready"
                         );
                         let ready = ServerEvent::Ready {
                             user_id: session.user.user_id,

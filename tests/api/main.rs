@@ -21,6 +21,7 @@ mod faults;
 mod group_commit;
 mod hostile;
 mod limits;
+mod logs;
 mod membership;
 mod messaging;
 mod migrations;

@@ -1,6 +1,7 @@
 //! The OpenAPI document against the server it describes: every route is
-//! in it with exactly its methods, and schemathesis (PyPI) fuzzes the
-//! real binary from it and finds nothing.
+//! in it with exactly its methods, openapi-spec-validator (PyPI) finds it
+//! valid, and schemathesis (PyPI) fuzzes the real binary from it and finds
+//! nothing.
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -119,6 +120,64 @@ async fn the_token_lifetime_limit_in_the_document_is_the_configured_one() {
         .body;
     let ttl = &doc["components"]["schemas"]["TokenRequest"]["properties"]["ttl_seconds"];
     assert_eq!(ttl["maximum"], 3600, "{ttl}");
+}
+
+/// A valid OpenAPI document, as openapi-spec-validator (a full validator
+/// of the specification, where schemathesis only needs a usable document)
+/// checks it. Generated clients name their methods after operationIds, so
+/// two operations sharing one is an error; it is checked here first to
+/// name every duplicate at once.
+#[actix_web::test]
+async fn the_served_document_is_valid_openapi_with_unique_operation_ids() {
+    let app = spawn_app().await;
+    let doc = app
+        .request(Method::GET, "/api/openapi.json", None, None)
+        .await
+        .body;
+
+    let mut operations: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (path, item) in doc["paths"].as_object().expect("the document has paths") {
+        for method in ALL_METHODS {
+            if let Some(operation) = item.get(method) {
+                let id = operation["operationId"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{method} {path} has no operationId"));
+                operations
+                    .entry(id.to_string())
+                    .or_default()
+                    .push(format!("{method} {path}"));
+            }
+        }
+    }
+    let shared: BTreeMap<_, _> = operations.iter().filter(|(_, ops)| ops.len() > 1).collect();
+    assert!(
+        shared.is_empty(),
+        "operationIds used more than once: {shared:?}"
+    );
+
+    let file = std::env::temp_dir().join(format!("confab-openapi-{}.json", app.db_name));
+    std::fs::write(
+        &file,
+        serde_json::to_vec_pretty(&doc).expect("the document as JSON"),
+    )
+    .expect("write the document");
+    let checked = file.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(tools::openapi_spec_validator())
+            .args(["--validation-errors", "all"])
+            .arg(&checked)
+            .output()
+    })
+    .await
+    .expect("the validator thread")
+    .unwrap_or_else(|e| panic!("cannot run openapi-spec-validator: {e}"));
+    let _ = std::fs::remove_file(&file);
+    assert!(
+        output.status.success(),
+        "openapi-spec-validator rejects the document:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 /// The server agrees with the list: a documented method reaches a handler

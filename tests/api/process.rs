@@ -15,6 +15,7 @@ fn a_bad_setting_exits_non_zero_with_a_message_naming_its_key() {
         ("CONFAB_BIND", "not-an-address", "bind"),
         ("CONFAB_JWT_SECRET", "too-short", "jwt_secret"),
         ("CONFAB_MAX_FRAME_BYTES", "lots", "max_frame_bytes"),
+        ("CONFAB_LOG_FORMAT", "yaml", "log_format"),
     ] {
         let output = confab().env(var, value).output().expect("run confab");
         let stderr = String::from_utf8_lossy(&output.stderr);

@@ -218,9 +218,9 @@ async fn concurrent_senders_on_different_nodes_are_seen_in_one_gapless_order() {
 async fn presence_is_per_user_across_nodes_and_members_count_every_node() {
     let mut config = cluster_config();
     let nodes = start_cluster(&mut config, 3).await;
-    let users = nodes[0].users(3).await;
-    let (ann, bob, cat) = (&users[0], &users[1], &users[2]);
-    let thread = nodes[0].group(&[ann, bob, cat]).await;
+    let users = nodes[0].users(4).await;
+    let (ann, bob, cat, dan) = (&users[0], &users[1], &users[2], &users[3]);
+    let thread = nodes[0].group(&[ann, bob, cat, dan]).await;
 
     let mut ann_1 = nodes[0].connect(ann).await;
     let mut cat_3 = nodes[2].connect(cat).await;
@@ -238,6 +238,13 @@ async fn presence_is_per_user_across_nodes_and_members_count_every_node() {
     // A second session elsewhere is no news; closing one of two is not
     // going offline.
     let bob_3 = nodes[2].connect(bob).await;
+    // Node 1 must have heard of bob's session on node 3 before the one on
+    // node 2 closes, or it rightly takes bob for gone; on a loaded machine
+    // node 3's news can come after node 2's. Node 3 tells its presence
+    // news in order, so once ann hears dan come online there, node 1 knows.
+    let _dan_3 = nodes[2].connect(dan).await;
+    assert_eq!(ann_1.next_event("chat:presence").await, presence(dan, true));
+    assert_eq!(cat_3.next_event("chat:presence").await, presence(dan, true));
     bob_2.close().await;
     ann_1.assert_no_event("chat:presence").await;
     bob_3.close().await;

@@ -373,10 +373,11 @@ impl ChildServer {
 /// Waits until a started binary says it listens, and returns the address.
 pub async fn listening_addr(process: &mut Running) -> SocketAddr {
     let listening = process.wait_for_line("listening on http://").await;
+    // The address ends the text, or a JSON string (CONFAB_LOG_FORMAT=json).
     listening
         .split("listening on http://")
         .nth(1)
-        .map(str::trim)
+        .and_then(|rest| rest.split(|c: char| c == '"' || c.is_whitespace()).next())
         .and_then(|a| a.parse().ok())
         .unwrap_or_else(|| panic!("no address in {listening:?}"))
 }

@@ -2,6 +2,8 @@
 //! bytes off the TCP stream when the test must never write (a client would
 //! answer pings and the close, and hide what the server sent last).
 
+use std::time::Duration;
+
 use futures_util::StreamExt;
 use serde_json::Value;
 use tokio::io::AsyncReadExt;
@@ -54,13 +56,27 @@ pub async fn raw_frames_until_end<S>(stream: &mut S) -> Drained
 where
     S: tokio::io::AsyncRead + Unpin,
 {
+    raw_frames_until_end_within(stream, ARRIVAL).await
+}
+
+/// [`raw_frames_until_end`] for a connection with megabytes queued behind
+/// a tiny receive window: each few kilobytes wait for this task to be
+/// scheduled, so on a loaded machine the whole takes far longer than one
+/// frame's [`ARRIVAL`].
+pub async fn raw_frames_until_end_within<S>(stream: &mut S, limit: Duration) -> Drained
+where
+    S: tokio::io::AsyncRead + Unpin,
+{
     let mut bytes = Vec::new();
-    let deadline = Instant::now() + ARRIVAL;
+    let deadline = Instant::now() + limit;
     let mut chunk = vec![0u8; 64 * 1024];
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match timeout(left, stream.read(&mut chunk)).await {
-            Err(_) => panic!("the connection did not end ({} bytes read)", bytes.len()),
+            Err(_) => panic!(
+                "the connection did not end within {limit:?} ({} bytes read)",
+                bytes.len()
+            ),
             Ok(Ok(0)) | Ok(Err(_)) => break,
             Ok(Ok(n)) => bytes.extend_from_slice(&chunk[..n]),
         }

@@ -1,10 +1,10 @@
-//! The outside programs that two tests drive: Debian's chromium with the
-//! pinned playwright-core (tests/api/browser.rs) and schemathesis
-//! (tests/api/openapi.rs). A fresh machine of the project's kind has none
-//! of them, so the first test that needs one installs it, from the same
-//! registries `.ci/run` uses, and `cargo test` alone succeeds there. A tool
-//! that cannot be had fails the test with the command that failed: a
-//! missing tool never turns into a skipped test.
+//! The outside programs that tests drive: Debian's chromium with the
+//! pinned playwright-core (tests/api/browser.rs), schemathesis and
+//! openapi-spec-validator (tests/api/openapi.rs). A fresh machine of the
+//! project's kind has none of them, so the first test that needs one
+//! installs it, from the same registries `.ci/run` uses, and `cargo test`
+//! alone succeeds there. A tool that cannot be had fails the test with the
+//! command that failed: a missing tool never turns into a skipped test.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -58,10 +58,20 @@ pub fn playwright(root: &Path) {
     }
 }
 
-/// The schemathesis command, installed with pip if it is missing. It is
+/// The schemathesis command, installed with pip if it is missing.
+pub fn schemathesis() -> PathBuf {
+    pip_script("schemathesis", "schemathesis>=4,<5")
+}
+
+/// The openapi-spec-validator command, installed with pip if it is missing.
+pub fn openapi_spec_validator() -> PathBuf {
+    pip_script("openapi-spec-validator", "openapi-spec-validator>=0.7,<1")
+}
+
+/// A command of a PyPI package, installed with pip if it is missing. It is
 /// found in the interpreter's own scripts directory, so a version manager's
 /// shims (pyenv) need no rehash.
-pub fn schemathesis() -> PathBuf {
+fn pip_script(script: &str, requirement: &str) -> PathBuf {
     let _guard = INSTALLING.lock().unwrap_or_else(|e| e.into_inner());
     let scripts = Command::new("python3")
         .args([
@@ -70,12 +80,9 @@ pub fn schemathesis() -> PathBuf {
         ])
         .output()
         .unwrap_or_else(|e| panic!("cannot run python3: {e}"));
-    let path = PathBuf::from(String::from_utf8_lossy(&scripts.stdout).trim()).join("schemathesis");
+    let path = PathBuf::from(String::from_utf8_lossy(&scripts.stdout).trim()).join(script);
     if !path.exists() {
-        run(
-            "python3",
-            &["-m", "pip", "install", "--quiet", "schemathesis>=4,<5"],
-        );
+        run("python3", &["-m", "pip", "install", "--quiet", requirement]);
     }
     path
 }
