@@ -129,8 +129,8 @@ impl ChatHub {
         while let Some(session_id) = self.evictions.pop() {
             if let Some(entry) = self.sessions.get(&session_id) {
                 log::info!(
-                    "session={session_id} user={} slow consumer, closing with 4008",
-                    entry.user_id
+                    session:% = session_id, user:% = entry.user_id;
+                    "slow consumer, closing with 4008"
                 );
                 metrics().slow_consumers_closed.inc();
                 entry

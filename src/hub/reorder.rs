@@ -77,9 +77,8 @@ impl Reorder {
             // when it joined, or it was routed already.
             Ordering::Less => {
                 log::debug!(
-                    "thread={} seq={} already covered, not routed",
-                    self.thread_id,
-                    message.seq
+                    thread:% = self.thread_id, seq = message.seq;
+                    "already covered, not routed"
                 );
                 Vec::new()
             }
@@ -149,8 +148,8 @@ impl Reorder {
     fn skip_gap(&mut self, actions: &mut Vec<Action>) {
         if let Some(&first) = self.held.keys().next() {
             log::warn!(
-                "thread={} seq gap: waited for {}, moving on to {first}",
-                self.thread_id,
+                thread:% = self.thread_id;
+                "seq gap: waited for {}, moving on to {first}",
                 self.next_seq
             );
             self.next_seq = first;

@@ -118,7 +118,8 @@ impl ChatHub {
                 }
                 Action::ReadBack(range) => {
                     log::info!(
-                        "thread={thread_id} seqs {}..={} did not arrive within the hold: reading them back",
+                        thread:% = thread_id;
+                        "seqs {}..={} did not arrive within the hold: reading them back",
                         range.after_seq + 1,
                         range.up_to_seq
                     );

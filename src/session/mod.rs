@@ -190,9 +190,8 @@ impl WsSession {
 
     fn close_slow_consumer(&mut self, ctx: &mut WebsocketContext<Self>) {
         log::info!(
-            "session={} user={} outbound queue over its bound, closing",
-            self.id,
-            self.user.user_id
+            session:% = self.id, user:% = self.user.user_id;
+            "outbound queue over its bound, closing"
         );
         self.close(
             CloseCode::Other(SLOW_CONSUMER_CLOSE),
@@ -206,9 +205,8 @@ impl WsSession {
         ctx.run_interval(settings.heartbeat_interval, move |session, ctx| {
             if session.last_heard.elapsed() > settings.client_timeout {
                 log::info!(
-                    "session={} user={} heartbeat timed out",
-                    session.id,
-                    session.user.user_id
+                    session:% = session.id, user:% = session.user.user_id;
+                    "heartbeat timed out"
                 );
                 session.close(CloseCode::Away, "heartbeat timeout", ctx);
                 return;
@@ -264,7 +262,7 @@ impl WsSession {
     }
 
     fn on_violation(&mut self, error: ProtocolError, ctx: &mut WebsocketContext<Self>) {
-        log::debug!("session={} protocol violation: {error}", self.id);
+        log::debug!(session:% = self.id; "protocol violation: {error}");
         match error {
             ProtocolError::Overflow => self.close(CloseCode::Size, "frame too big", ctx),
             _ => self.close(CloseCode::Protocol, "protocol error", ctx),
@@ -521,7 +519,7 @@ impl Actor for WsSession {
         self.deps.hub.do_send(Disconnect {
             session_id: self.id,
         });
-        log::debug!("session={} user={} closed", self.id, self.user.user_id);
+        log::debug!(session:% = self.id, user:% = self.user.user_id; "closed");
     }
 }
 
@@ -535,7 +533,7 @@ impl StreamHandler<Inbound> for WsSession {
             Inbound::Frame(frame) => self.on_frame(frame, ctx),
             Inbound::Violation(error) => self.on_violation(error, ctx),
             Inbound::Broken(error) => {
-                log::debug!("session={} connection broken: {error}", self.id);
+                log::debug!(session:% = self.id; "connection broken: {error}");
                 ctx.stop();
             }
         }
