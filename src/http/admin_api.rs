@@ -16,9 +16,7 @@ use crate::domain::{CompanyId, DisplayName, MessageId, ThreadId, UserId};
 use crate::error::AppError;
 use crate::hub::messages::GetStats;
 use crate::metrics::metrics;
-use crate::persistence::{
-    Caller, CreateCompany, CreateUser, DeleteMessage, FindUser, RemoveMember,
-};
+use crate::persistence::{Caller, CreateCompany, CreateUser, DeleteMessage, FindUser};
 use crate::protocol::views::{rfc3339_millis, CompanyView, ThreadKind, UserView};
 use crate::protocol::{MessageView, ThreadView};
 
@@ -284,14 +282,7 @@ pub(super) async fn remove_member(
     path: web::Path<(ThreadId, UserId)>,
 ) -> Result<HttpResponse, AppError> {
     let (thread_id, user_id) = path.into_inner();
-    state
-        .ask(RemoveMember {
-            caller: Caller::Admin,
-            thread_id,
-            user_id,
-        })
-        .await?;
-    Ok(HttpResponse::NoContent().finish())
+    threads::remove_member(&state, Caller::Admin, thread_id, user_id).await
 }
 
 /// Deletes any message (moderation): it becomes a tombstone.
