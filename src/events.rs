@@ -72,6 +72,14 @@ pub enum ChatEvent {
         thread_id: ThreadId,
         user_id: UserId,
     },
+    /// A thread's shared fields changed (its title). `thread` is as the
+    /// member who changed it sees it; `members` holds every member's own
+    /// cursors, read in the same transaction, so each member is told of the
+    /// thread as they see it.
+    ThreadUpdated {
+        thread: ThreadView,
+        members: Vec<MemberCursors>,
+    },
 }
 
 impl ChatEvent {
@@ -84,11 +92,20 @@ impl ChatEvent {
             ChatEvent::MessageDeleted { thread_id, .. }
             | ChatEvent::CursorAdvanced { thread_id, .. }
             | ChatEvent::MemberRemoved { thread_id, .. } => *thread_id,
-            ChatEvent::ThreadCreated { thread, .. } | ChatEvent::MemberAdded { thread, .. } => {
-                thread.id
-            }
+            ChatEvent::ThreadCreated { thread, .. }
+            | ChatEvent::MemberAdded { thread, .. }
+            | ChatEvent::ThreadUpdated { thread, .. } => thread.id,
         }
     }
+}
+
+/// One member's own part of a [`ThreadView`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberCursors {
+    pub user_id: UserId,
+    pub last_delivered_seq: i64,
+    pub last_read_seq: i64,
+    pub unread: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -32,6 +32,21 @@ impl ThreadTitle {
         Ok(Some(Self(title.to_string())))
     }
 
+    /// A new title for an existing thread: null clears it, but a string
+    /// must keep 1 to 200 characters after trimming. An empty one is
+    /// refused rather than read as null, so a client that sends an empty
+    /// input box by mistake learns of it instead of losing the title.
+    pub fn parse_rename(raw: Option<String>) -> Result<Option<Self>, AppError> {
+        let blank = raw.as_deref().is_some_and(|t| t.trim().is_empty());
+        let title = Self::parse(raw)?;
+        if blank {
+            return Err(AppError::bad_request(
+                "title must not be empty; send null to clear it",
+            ));
+        }
+        Ok(title)
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -105,6 +120,27 @@ mod tests {
             let refused = ThreadTitle::parse(Some(raw.into())).unwrap_err();
             assert_eq!(message(refused), "title must not contain NUL characters");
         }
+    }
+
+    #[test]
+    fn a_rename_clears_with_null_but_refuses_a_blank_title() {
+        assert_eq!(ThreadTitle::parse_rename(None).unwrap(), None);
+        let renamed = ThreadTitle::parse_rename(Some(" Launch ".into())).unwrap();
+        assert_eq!(
+            renamed.map(ThreadTitle::into_string).as_deref(),
+            Some("Launch")
+        );
+        for blank in ["", "  \n"] {
+            let refused = ThreadTitle::parse_rename(Some(blank.into())).unwrap_err();
+            assert_eq!(
+                message(refused),
+                "title must not be empty; send null to clear it"
+            );
+        }
+        let nul = ThreadTitle::parse_rename(Some("\0".into())).unwrap_err();
+        assert_eq!(message(nul), "title must not contain NUL characters");
+        let too_long = ThreadTitle::parse_rename(Some("x".repeat(MAX_NAME_CHARS + 1)));
+        assert!(too_long.is_err());
     }
 
     #[test]

@@ -16,9 +16,7 @@ use crate::domain::{CompanyId, DisplayName, MessageId, ThreadId, UserId};
 use crate::error::AppError;
 use crate::hub::messages::GetStats;
 use crate::metrics::metrics;
-use crate::persistence::{
-    Caller, CreateCompany, CreateUser, DeleteMessage, FindUser, RemoveMember,
-};
+use crate::persistence::{Caller, CreateCompany, CreateUser, DeleteMessage, FindUser};
 use crate::protocol::views::{rfc3339_millis, CompanyView, ThreadKind, UserView};
 use crate::protocol::{MessageView, ThreadView};
 
@@ -118,6 +116,18 @@ pub(super) struct TokenRequest {
     ttl_seconds: Option<i64>,
 }
 
+/// The body as the document allows it: an object, or null for the
+/// defaults. serde would also read a struct from an array (`[null]` as
+/// `{"ttl_seconds": null}`), so the shape is checked first.
+fn token_request(body: &[u8]) -> Result<TokenRequest, AppError> {
+    let bad = |e: serde_json::Error| AppError::bad_request(format!("bad JSON body: {e}"));
+    match serde_json::from_slice(body).map_err(bad)? {
+        serde_json::Value::Null => Ok(TokenRequest::default()),
+        object @ serde_json::Value::Object(_) => serde_json::from_value(object).map_err(bad),
+        _ => Err(AppError::bad_request("the body must be a JSON object")),
+    }
+}
+
 #[derive(Serialize, ToSchema)]
 pub(super) struct MintedToken {
     /// An HS256 JWT for /api and /ws.
@@ -152,8 +162,7 @@ pub(super) async fn mint_token(
     let request: TokenRequest = if body.iter().all(u8::is_ascii_whitespace) {
         TokenRequest::default()
     } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| AppError::bad_request(format!("bad JSON body: {e}")))?
+        token_request(&body)?
     };
     let max = state.settings.max_token_ttl_seconds;
     let ttl = match request.ttl_seconds {
@@ -277,14 +286,7 @@ pub(super) async fn remove_member(
     path: web::Path<(ThreadId, UserId)>,
 ) -> Result<HttpResponse, AppError> {
     let (thread_id, user_id) = path.into_inner();
-    state
-        .ask(RemoveMember {
-            caller: Caller::Admin,
-            thread_id,
-            user_id,
-        })
-        .await?;
-    Ok(HttpResponse::NoContent().finish())
+    threads::remove_member(&state, Caller::Admin, thread_id, user_id).await
 }
 
 /// Deletes any message (moderation): it becomes a tombstone.

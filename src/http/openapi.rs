@@ -44,6 +44,8 @@ pub const ADMIN_TOKEN: &str = "admin_token";
         super::user_api::members,
         super::user_api::add_member,
         super::user_api::leave,
+        super::user_api::remove_member,
+        super::user_api::rename_thread,
         super::user_api::edit_message,
         super::user_api::delete_message,
         super::admin_api::create_company,

@@ -30,6 +30,13 @@ pub struct Forbidden(pub HttpErrorBody);
 
 #[derive(IntoResponses)]
 #[response(
+    status = 403,
+    description = "Only the thread's creator may remove other members (`forbidden`)"
+)]
+pub struct NotCreator(pub HttpErrorBody);
+
+#[derive(IntoResponses)]
+#[response(
     status = 404,
     description = "No such record visible to the caller; another company's looks the same (`not_found`)"
 )]

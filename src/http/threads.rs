@@ -1,4 +1,4 @@
-//! Creating threads and adding members, once for both APIs. The user and
+//! Creating threads, adding and removing members, once for both APIs. The user and
 //! admin routes differ only in who is asking (and so which company and
 //! creator a new thread gets); each route is a thin wrapper over these.
 
@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use crate::domain::{CompanyId, ThreadId, ThreadTitle, UserId};
 use crate::error::AppError;
-use crate::persistence::{AddMember, Caller, CreateThread};
+use crate::persistence::{AddMember, Caller, CreateThread, RemoveMember};
 use crate::protocol::views::ThreadKind;
 
 /// What either API's create-thread body holds besides the company: the
@@ -79,4 +79,22 @@ pub(super) async fn add_member(
         })
         .await?;
     Ok(HttpResponse::Created().json(Membership { thread_id, user_id }))
+}
+
+/// Removes a member from a group thread: a user removing themself leaves;
+/// the thread's creator may remove others; the operator anyone. 204.
+pub(super) async fn remove_member(
+    state: &AppState,
+    caller: Caller,
+    thread_id: ThreadId,
+    user_id: UserId,
+) -> Result<HttpResponse, AppError> {
+    state
+        .ask(RemoveMember {
+            caller,
+            thread_id,
+            user_id,
+        })
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
 }

@@ -8,17 +8,17 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::extract::AuthUser;
 use super::responses::{
-    BadRequest, Conflict, NotFound, PayloadTooLarge, Unauthorized, Unavailable,
+    BadRequest, Conflict, NotCreator, NotFound, PayloadTooLarge, Unauthorized, Unavailable,
 };
 use super::threads::{self, Membership, NewMember, ThreadFields};
 use super::AppState;
 use crate::auth::Claimed;
-use crate::domain::{MessageId, MessageText, Seq, ThreadId, UserId};
+use crate::domain::{MessageId, MessageText, Seq, ThreadId, ThreadTitle, UserId};
 use crate::error::AppError;
 use crate::hub::messages::OnlineAmong;
 use crate::persistence::{
     Caller, DeleteMessage, EditMessage, FetchMessages, ListMembers, LoadThreads, PageBounds,
-    RemoveMember,
+    RenameThread,
 };
 use crate::protocol::client::page_limit;
 use crate::protocol::views::{MemberView, MessagePage, ThreadKind, ThreadListItem, UserView};
@@ -32,13 +32,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .get(list_threads)
                 .post(create_thread),
         )
+        .service(web::resource("/threads/{id}").patch(rename_thread))
         .service(web::resource("/threads/{id}/messages").get(messages))
         .service(
             web::resource("/threads/{id}/members")
                 .get(members)
                 .post(add_member),
         )
+        // Before the {user_id} resource: "me" is not a user id.
         .service(web::resource("/threads/{id}/members/me").delete(leave))
+        .service(web::resource("/threads/{id}/members/{user_id}").delete(remove_member))
         .service(
             web::resource("/messages/{id}")
                 .patch(edit_message)
@@ -274,13 +277,82 @@ pub(super) async fn leave(
     state: web::Data<AppState>,
     thread_id: web::Path<ThreadId>,
 ) -> Result<HttpResponse, AppError> {
-    let request = RemoveMember {
-        caller: Caller::User(caller.claimed),
-        thread_id: thread_id.into_inner(),
-        user_id: caller.claimed.user_id,
-    };
-    state.ask(request).await?;
-    Ok(HttpResponse::NoContent().finish())
+    let (who, thread_id) = (caller.claimed, thread_id.into_inner());
+    threads::remove_member(&state, Caller::User(who), thread_id, who.user_id).await
+}
+
+/// The thread's creator removes a member of a group thread. Naming
+/// themself, the creator leaves, as with `members/me`.
+#[utoipa::path(
+    delete,
+    path = "/api/threads/{id}/members/{user_id}",
+    tag = "user",
+    operation_id = "remove_thread_member",
+    security(("user_token" = [])),
+    params(
+        ("id" = ThreadId, Path, description = "The thread"),
+        ("user_id" = UserId, Path, description = "The member to remove")
+    ),
+    responses(
+        (status = 204, description = "Removed"),
+        BadRequest, Unauthorized, NotCreator, NotFound, Conflict, Unavailable
+    )
+)]
+pub(super) async fn remove_member(
+    caller: AuthUser,
+    state: web::Data<AppState>,
+    path: web::Path<(ThreadId, UserId)>,
+) -> Result<HttpResponse, AppError> {
+    let (thread_id, user_id) = path.into_inner();
+    threads::remove_member(&state, Caller::User(caller.claimed), thread_id, user_id).await
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ThreadChange {
+    /// The new title, trimmed: 1 to 200 characters, no NUL; null clears
+    /// it. Required, so that an empty body changes nothing by accident.
+    // `deserialize_with` keeps serde from reading a missing field as null.
+    #[serde(deserialize_with = "Option::deserialize")]
+    #[schema(
+        required = true,
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00]*[^\s\x00][^\x00]*$"
+    )]
+    title: Option<String>,
+}
+
+/// Renames a group thread the caller is in. Every member's sessions get
+/// `chat:thread-updated`.
+#[utoipa::path(
+    patch,
+    path = "/api/threads/{id}",
+    tag = "user",
+    operation_id = "rename_thread",
+    security(("user_token" = [])),
+    params(("id" = ThreadId, Path, description = "The thread")),
+    request_body = ThreadChange,
+    responses(
+        (status = 200, description = "The thread as the caller sees it", body = ThreadView),
+        BadRequest, Unauthorized, NotFound, Conflict, PayloadTooLarge, Unavailable
+    )
+)]
+pub(super) async fn rename_thread(
+    caller: AuthUser,
+    state: web::Data<AppState>,
+    thread_id: web::Path<ThreadId>,
+    body: web::Json<ThreadChange>,
+) -> Result<HttpResponse, AppError> {
+    let title = ThreadTitle::parse_rename(body.into_inner().title)?;
+    let thread = state
+        .ask(RenameThread {
+            renamer: caller.claimed,
+            thread_id: thread_id.into_inner(),
+            title,
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(thread))
 }
 
 #[derive(Deserialize, ToSchema)]

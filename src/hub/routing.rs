@@ -10,7 +10,7 @@ use super::messages::Outbound;
 use super::reorder::Action;
 use super::{ChatHub, REORDER_HOLD};
 use crate::domain::{SessionId, ThreadId, UserId};
-use crate::events::{ChatEvent, ReceiptRange};
+use crate::events::{ChatEvent, MemberCursors, ReceiptRange};
 use crate::metrics::metrics;
 use crate::protocol::server::Receipt;
 use crate::protocol::{MessageView, ServerEvent, ThreadView};
@@ -79,6 +79,9 @@ impl ChatHub {
                 }
                 let out = Self::frame(ServerEvent::MemberLeft { thread_id, user_id });
                 self.deliver_to_room(thread_id, &out, Some(user_id), None);
+            }
+            ChatEvent::ThreadUpdated { thread, members } => {
+                self.thread_updated(thread, members);
             }
         }
         self.process_evictions();
@@ -179,6 +182,32 @@ impl ChatHub {
         if read {
             // The reader's other devices clear their badges too.
             self.deliver_to_user(reader, &out, origin);
+        }
+    }
+
+    /// Each online member gets the thread with their own cursors. Only the
+    /// room's members are told: the event's list may name members who are
+    /// offline here (or on another node).
+    fn thread_updated(&mut self, mut thread: ThreadView, members: Vec<MemberCursors>) {
+        let Some(room) = self.rooms.get(&thread.id) else {
+            return;
+        };
+        // As for a join: a message routed after the view was read raises
+        // last_seq, so the client syncs rather than thinks it has it all.
+        thread.last_seq = thread.last_seq.max(room.reorder.routed_through());
+        let online: Vec<MemberCursors> = members
+            .into_iter()
+            .filter(|m| room.members.contains(&m.user_id))
+            .collect();
+        for member in online {
+            let view = ThreadView {
+                last_delivered_seq: member.last_delivered_seq,
+                last_read_seq: member.last_read_seq,
+                unread: member.unread,
+                ..thread.clone()
+            };
+            let out = Self::frame(ServerEvent::ThreadUpdated { thread: view });
+            self.deliver_to_user(member.user_id, &out, None);
         }
     }
 

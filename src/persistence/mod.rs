@@ -28,6 +28,7 @@ mod prepared;
 mod replay;
 pub mod rows;
 pub mod schema;
+mod thread_updates;
 mod threads;
 
 use std::future::Future;
@@ -47,6 +48,7 @@ pub use cursors::{AdvanceCursor, CursorKind, CursorOutcome};
 pub use messages::{
     DeleteMessage, EditMessage, FetchMessages, PageBounds, SendMessage, SendOutcome,
 };
+pub use thread_updates::RenameThread;
 pub use threads::{AddMember, CreateThread, ListMembers, LoadThreads, RemoveMember};
 
 pub use group_commit::BatchSettings;

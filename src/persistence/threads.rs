@@ -394,8 +394,10 @@ impl Query for AddMember {
     }
 }
 
-/// DELETE /api/threads/{id}/members/me and
-/// DELETE /admin/threads/{id}/members/{user_id}.
+/// DELETE /api/threads/{id}/members/me, DELETE
+/// /api/threads/{id}/members/{user_id} and
+/// DELETE /admin/threads/{id}/members/{user_id}. A user may remove
+/// themself (leave); only the thread's creator may remove someone else.
 #[derive(Message)]
 #[rtype(result = "Result<(), AppError>")]
 pub struct RemoveMember {
@@ -413,6 +415,14 @@ impl Query for RemoveMember {
             return Err(AppError::Conflict(
                 "a direct thread has exactly two members".into(),
             ));
+        }
+        if let Caller::User(who) = self.caller {
+            let creator = thread.created_by == Some(who.user_id.0);
+            if who.user_id != self.user_id && !creator {
+                return Err(AppError::Forbidden(
+                    "only the thread's creator may remove other members",
+                ));
+            }
         }
         let (thread_id, user_id) = (thread.id, self.user_id.0);
         conn.transaction::<_, AppError, _>(async move |conn| {

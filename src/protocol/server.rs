@@ -44,6 +44,9 @@ pub enum ServerEvent {
     },
     #[serde(rename = "chat:thread-joined")]
     ThreadJoined { thread: ThreadView },
+    /// A thread's title changed; `thread` is as the recipient sees it.
+    #[serde(rename = "chat:thread-updated")]
+    ThreadUpdated { thread: ThreadView },
     #[serde(rename = "chat:thread-left")]
     ThreadLeft { thread_id: ThreadId },
     #[serde(rename = "chat:member-joined")]

@@ -206,6 +206,20 @@ async fn a_token_lifetime_can_be_chosen_between_1_second_and_the_maximum() {
 }
 
 #[actix_web::test]
+async fn a_token_request_body_is_an_object_or_null_never_an_array() {
+    let app = spawn_app().await;
+    let user = app.user(app.company().await).await;
+    let path = format!("/admin/users/{}/tokens", user.id);
+    for body in [json!([null]), json!([60]), json!(60), json!("x")] {
+        let reply = app.admin_post(&path, body.clone()).await;
+        assert_eq!(reply.status, 400, "{body}: {reply:?}");
+        assert_eq!(reply.error_code(), "bad_request", "{body}: {reply:?}");
+    }
+    let reply = app.admin_post(&path, Value::Null).await;
+    assert_eq!(reply.status, 201, "null means the defaults: {reply:?}");
+}
+
+#[actix_web::test]
 async fn minting_for_an_unknown_user_is_not_found() {
     let app = spawn_app().await;
 

@@ -16,6 +16,7 @@ mod cli;
 mod cluster;
 mod concurrency;
 mod connect;
+mod conversations;
 mod errors;
 mod faults;
 mod group_commit;
