@@ -26,6 +26,7 @@ mod messaging;
 mod migrations;
 mod openapi;
 mod ops;
+mod people;
 mod postgres_tls;
 mod presence;
 mod process;
