@@ -17,6 +17,7 @@
 use actix::Message;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 use crate::domain::{MessageId, SessionId, ThreadId, UserId};
 use crate::error::AppError;
@@ -80,21 +81,32 @@ pub enum ChatEvent {
         thread: ThreadView,
         members: Vec<MemberCursors>,
     },
+    /// A user was renamed. `threads` are every thread they belong to, read
+    /// in the renaming transaction: a node where the user is not online
+    /// finds the co-members to tell through those threads' rooms.
+    UserUpdated {
+        user_id: UserId,
+        display_name: String,
+        threads: Vec<ThreadId>,
+    },
 }
 
 impl ChatEvent {
-    /// The thread the event is about.
-    pub fn thread_id(&self) -> ThreadId {
+    /// What the event's order matters within: its thread, or for a change
+    /// to a person, that person. In cluster mode events of one key travel
+    /// on one subject, so they arrive in publish order.
+    pub fn ordering_key(&self) -> Uuid {
         match self {
+            ChatEvent::UserUpdated { user_id, .. } => user_id.0,
             ChatEvent::MessageCreated { message, .. } | ChatEvent::MessageEdited { message } => {
-                message.thread_id
+                message.thread_id.0
             }
             ChatEvent::MessageDeleted { thread_id, .. }
             | ChatEvent::CursorAdvanced { thread_id, .. }
-            | ChatEvent::MemberRemoved { thread_id, .. } => *thread_id,
+            | ChatEvent::MemberRemoved { thread_id, .. } => thread_id.0,
             ChatEvent::ThreadCreated { thread, .. }
             | ChatEvent::MemberAdded { thread, .. }
-            | ChatEvent::ThreadUpdated { thread, .. } => thread.id,
+            | ChatEvent::ThreadUpdated { thread, .. } => thread.id.0,
         }
     }
 }

@@ -129,6 +129,7 @@ async fn seed(persistence: &Addr<Persistence>) -> Result<Vec<UserView>, CliError
                 let request = CreateUser {
                     company_id: company.id,
                     display_name: DisplayName::parse("display_name", name.to_string())?,
+                    external_id: None,
                 };
                 ask(persistence, request).await?
             }

@@ -348,7 +348,7 @@ async fn publish_loop(
             continue;
         }
         let (subject, payload) = match &outgoing {
-            Outgoing::Event(event) => (subjects.events(event.thread_id()), encode(&node, event)),
+            Outgoing::Event(event) => (subjects.events(event.ordering_key()), encode(&node, event)),
             Outgoing::Presence(news) => (subjects.presence(), encode(&node, news)),
             Outgoing::Typing(news) => (subjects.typing(news.thread_id), encode(&node, news)),
         };

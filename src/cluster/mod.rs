@@ -8,14 +8,17 @@
 pub mod bus;
 pub mod wire;
 
+use uuid::Uuid;
+
 use crate::domain::ThreadId;
 
-/// Subjects of one kind are split by thread into this many shards, so one
-/// thread's events stay on one subject (and in publish order).
+/// Subjects of one kind are split by key (a thread, or for events about a
+/// person, the person) into this many shards, so one key's events stay on
+/// one subject (and in publish order).
 pub const SHARDS: u128 = 16;
 
-pub fn shard_of(thread_id: ThreadId) -> u128 {
-    thread_id.0.as_u128() % SHARDS
+pub fn shard_of(key: Uuid) -> u128 {
+    key.as_u128() % SHARDS
 }
 
 /// The subjects of one cluster.
@@ -31,8 +34,9 @@ impl Subjects {
         }
     }
 
-    pub fn events(&self, thread_id: ThreadId) -> String {
-        format!("{}.events.{}", self.prefix, shard_of(thread_id))
+    /// Events of this [`ordering_key`](crate::events::ChatEvent::ordering_key).
+    pub fn events(&self, key: Uuid) -> String {
+        format!("{}.events.{}", self.prefix, shard_of(key))
     }
 
     pub fn all_events(&self) -> String {
@@ -40,7 +44,7 @@ impl Subjects {
     }
 
     pub fn typing(&self, thread_id: ThreadId) -> String {
-        format!("{}.typing.{}", self.prefix, shard_of(thread_id))
+        format!("{}.typing.{}", self.prefix, shard_of(thread_id.0))
     }
 
     pub fn all_typing(&self) -> String {
@@ -60,8 +64,8 @@ mod tests {
     fn a_thread_always_maps_to_the_same_shard_subject() {
         let subjects = Subjects::new("p");
         let thread = ThreadId(uuid::Uuid::new_v4());
-        assert_eq!(subjects.events(thread), subjects.events(thread));
-        assert!(subjects.events(thread).starts_with("p.events."));
-        assert!(shard_of(thread) < SHARDS);
+        assert_eq!(subjects.events(thread.0), subjects.events(thread.0));
+        assert!(subjects.events(thread.0).starts_with("p.events."));
+        assert!(shard_of(thread.0) < SHARDS);
     }
 }

@@ -10,7 +10,7 @@ mod seq;
 
 pub use content::{reject_nul, MessageContent, MessageKind, MessageText, Metadata};
 pub use ids::{ClientMsgId, CompanyId, MessageId, NodeId, SessionId, ThreadId, UserId};
-pub use names::{DisplayName, ThreadTitle};
+pub use names::{DisplayName, ExternalId, ThreadTitle, MAX_NAME_CHARS};
 pub use seq::Seq;
 
 /// The largest number of messages one chat:sync or history page returns.

@@ -86,6 +86,30 @@ impl DisplayName {
     }
 }
 
+/// The host application's own id for a user: 1 to 200 characters, no
+/// NUL, kept exactly as given (an id is not trimmed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalId(String);
+
+impl ExternalId {
+    pub fn parse(raw: String) -> Result<Self, AppError> {
+        reject_nul("external_id", &raw)?;
+        if raw.is_empty() {
+            return Err(AppError::bad_request("external_id must not be empty"));
+        }
+        if raw.chars().count() > MAX_NAME_CHARS {
+            return Err(AppError::bad_request(format!(
+                "external_id is longer than {MAX_NAME_CHARS} characters"
+            )));
+        }
+        Ok(Self(raw))
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,5 +184,17 @@ mod tests {
         assert!(DisplayName::parse("name", "é".repeat(MAX_NAME_CHARS)).is_ok());
         let nul = DisplayName::parse("name", "Acme\0".into()).unwrap_err();
         assert_eq!(message(nul), "name must not contain NUL characters");
+    }
+
+    #[test]
+    fn an_external_id_is_kept_exactly_and_bounded() {
+        let id = ExternalId::parse(" crm-42 ".into()).unwrap();
+        assert_eq!(id.into_string(), " crm-42 ");
+        assert!(ExternalId::parse("é".repeat(MAX_NAME_CHARS)).is_ok());
+        let long = ExternalId::parse("x".repeat(MAX_NAME_CHARS + 1)).unwrap_err();
+        assert_eq!(message(long), "external_id is longer than 200 characters");
+        let empty = ExternalId::parse(String::new()).unwrap_err();
+        assert_eq!(message(empty), "external_id must not be empty");
+        assert!(ExternalId::parse("a\0".into()).is_err());
     }
 }

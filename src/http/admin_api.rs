@@ -4,7 +4,7 @@
 use actix_web::{web, HttpResponse};
 use chrono::{Duration, Utc};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use super::extract::Admin;
 use super::responses::{
@@ -12,18 +12,21 @@ use super::responses::{
 };
 use super::threads::{self, Membership, NewMember, ThreadFields};
 use super::AppState;
-use crate::domain::{CompanyId, DisplayName, MessageId, ThreadId, UserId};
+use crate::domain::{CompanyId, DisplayName, ExternalId, MessageId, ThreadId, UserId};
 use crate::error::AppError;
 use crate::hub::messages::GetStats;
 use crate::metrics::metrics;
-use crate::persistence::{Caller, CreateCompany, CreateUser, DeleteMessage, FindUser};
+use crate::persistence::{
+    Caller, CreateCompany, CreateUser, DeleteMessage, FindByExternalId, FindUser, UpdateUser,
+};
 use crate::protocol::views::{rfc3339_millis, CompanyView, ThreadKind, UserView};
 use crate::protocol::{MessageView, ThreadView};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     // One resource per path, so that another method answers 405.
     cfg.service(web::resource("/companies").post(create_company))
-        .service(web::resource("/users").post(create_user))
+        .service(web::resource("/users").post(create_user).get(find_users))
+        .service(web::resource("/users/{id}").patch(update_user))
         .service(web::resource("/users/{id}/tokens").post(mint_token))
         .service(web::resource("/threads").post(create_thread))
         .service(web::resource("/threads/{id}/members").post(add_member))
@@ -73,6 +76,10 @@ pub(super) struct NewUser {
         pattern = r"^[^\x00]*[^\s\x00][^\x00]*$"
     )]
     display_name: String,
+    /// The host application's own id for the user: 1 to 200 characters,
+    /// no NUL, unique in the company.
+    #[schema(min_length = 1, max_length = 200, pattern = r"^[^\x00]*$")]
+    external_id: Option<String>,
 }
 
 /// Creates a user in a company.
@@ -84,7 +91,7 @@ pub(super) struct NewUser {
     request_body = NewUser,
     responses(
         (status = 201, body = UserView),
-        BadRequest, Unauthorized, NotFound, PayloadTooLarge, Unavailable
+        BadRequest, Unauthorized, NotFound, Conflict, PayloadTooLarge, Unavailable
     )
 )]
 pub(super) async fn create_user(
@@ -95,16 +102,132 @@ pub(super) async fn create_user(
     let NewUser {
         company_id,
         display_name,
+        external_id,
     } = body.into_inner();
     let display_name = DisplayName::parse("display_name", display_name)?;
+    let external_id = external_id.map(ExternalId::parse).transpose()?;
     Ok(HttpResponse::Created().json(
         state
             .ask(CreateUser {
                 company_id,
                 display_name,
+                external_id,
             })
             .await?,
     ))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UserLookup {
+    company_id: CompanyId,
+    #[param(min_length = 1, max_length = 200, pattern = r"^[^\x00]*$")]
+    external_id: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(super) struct UserList {
+    /// The user with that external id, or none.
+    users: Vec<UserView>,
+}
+
+/// Finds a company's user by the host application's id.
+#[utoipa::path(
+    get,
+    path = "/admin/users",
+    operation_id = "admin_find_users",
+    tag = "admin",
+    security(("admin_token" = [])),
+    params(UserLookup),
+    responses((status = 200, body = UserList), BadRequest, Unauthorized, Unavailable)
+)]
+pub(super) async fn find_users(
+    _: Admin,
+    state: web::Data<AppState>,
+    query: web::Query<UserLookup>,
+) -> Result<HttpResponse, AppError> {
+    let UserLookup {
+        company_id,
+        external_id,
+    } = query.into_inner();
+    let external_id = ExternalId::parse(external_id)?;
+    let users = state
+        .ask(FindByExternalId {
+            company_id,
+            external_id,
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(UserList { users }))
+}
+
+/// `null` and absent differ here: absent leaves the field as it is,
+/// `null` clears it.
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct UserChanges {
+    /// Trimmed; 1 to 200 characters, not all whitespace, no NUL.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00]*[^\s\x00][^\x00]*$"
+    )]
+    display_name: Option<String>,
+    /// 1 to 200 characters, no NUL, unique in the company; null clears it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 200, pattern = r"^[^\x00]*$")]
+    external_id: Option<Option<String>>,
+}
+
+/// Changes a user. A new display name reaches everyone sharing a thread
+/// with them as `chat:user-updated`.
+#[utoipa::path(
+    patch,
+    path = "/admin/users/{id}",
+    operation_id = "admin_update_user",
+    tag = "admin",
+    security(("admin_token" = [])),
+    params(("id" = UserId, Path, description = "The user")),
+    request_body = UserChanges,
+    responses(
+        (status = 200, body = UserView),
+        BadRequest, Unauthorized, NotFound, Conflict, PayloadTooLarge, Unavailable
+    )
+)]
+pub(super) async fn update_user(
+    _: Admin,
+    state: web::Data<AppState>,
+    user_id: web::Path<UserId>,
+    body: web::Json<UserChanges>,
+) -> Result<HttpResponse, AppError> {
+    let UserChanges {
+        display_name,
+        external_id,
+    } = body.into_inner();
+    let display_name = display_name
+        .map(|name| DisplayName::parse("display_name", name))
+        .transpose()?;
+    let external_id = match external_id {
+        Some(Some(id)) => Some(Some(ExternalId::parse(id)?)),
+        Some(None) => Some(None),
+        None => None,
+    };
+    let user = state
+        .ask(UpdateUser {
+            user_id: user_id.into_inner(),
+            company_id: None,
+            display_name,
+            external_id,
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(user))
 }
 
 #[derive(Deserialize, Default, ToSchema)]

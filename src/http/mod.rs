@@ -9,6 +9,7 @@ pub mod metrics_middleware;
 pub mod metrics_server;
 pub mod openapi;
 mod ops;
+mod people;
 pub mod responses;
 mod threads;
 mod user_api;

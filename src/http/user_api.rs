@@ -26,7 +26,8 @@ use crate::protocol::{MessageView, ThreadView};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     // One resource per path, so that another method answers 405.
-    cfg.service(web::resource("/me").get(me))
+    cfg.service(web::resource("/me").get(me).patch(super::people::update_me))
+        .configure(super::people::routes)
         .service(
             web::resource("/threads")
                 .get(list_threads)

@@ -47,6 +47,20 @@ impl ChatHub {
             .collect()
     }
 
+    /// `user_id` and every user sharing a live room with them: through
+    /// `threads` (theirs, as the database knew them) as well as the rooms
+    /// they are in here, since they may be online on another node only.
+    pub(super) fn sharing_a_room(&self, user_id: UserId, threads: &[ThreadId]) -> HashSet<UserId> {
+        let mut users: HashSet<UserId> = threads
+            .iter()
+            .filter_map(|t| self.rooms.get(t))
+            .flat_map(|room| room.members.iter().copied())
+            .collect();
+        users.extend(self.co_members(user_id));
+        users.insert(user_id);
+        users
+    }
+
     pub(super) fn announce_presence(&mut self, user_id: UserId, online: bool) {
         let out = Self::frame(ServerEvent::Presence { user_id, online });
         for other in self.co_members(user_id) {

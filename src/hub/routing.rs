@@ -12,7 +12,7 @@ use super::{ChatHub, REORDER_HOLD};
 use crate::domain::{SessionId, ThreadId, UserId};
 use crate::events::{ChatEvent, MemberCursors, ReceiptRange};
 use crate::metrics::metrics;
-use crate::protocol::server::Receipt;
+use crate::protocol::server::{Receipt, UserChange};
 use crate::protocol::{MessageView, ServerEvent, ThreadView};
 
 impl ChatHub {
@@ -82,6 +82,21 @@ impl ChatHub {
             }
             ChatEvent::ThreadUpdated { thread, members } => {
                 self.thread_updated(thread, members);
+            }
+            ChatEvent::UserUpdated {
+                user_id,
+                display_name,
+                threads,
+            } => {
+                let out = Self::frame(ServerEvent::UserUpdated {
+                    user: UserChange {
+                        id: user_id,
+                        display_name,
+                    },
+                });
+                for recipient in self.sharing_a_room(user_id, &threads) {
+                    self.deliver_to_user(recipient, &out, None);
+                }
             }
         }
         self.process_evictions();

@@ -5,11 +5,12 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
+use super::people::external_id_taken;
 use super::rows::{CompanyRow, UserRow};
 use super::schema::{companies, users};
 use super::{Answer, Db, Query};
 use crate::auth::Claimed;
-use crate::domain::{CompanyId, DisplayName, UserId};
+use crate::domain::{CompanyId, DisplayName, ExternalId, UserId};
 use crate::error::AppError;
 use crate::protocol::views::{CompanyView, UserView};
 
@@ -54,6 +55,7 @@ impl Query for CreateCompany {
 pub struct CreateUser {
     pub company_id: CompanyId,
     pub display_name: DisplayName,
+    pub external_id: Option<ExternalId>,
 }
 
 impl Query for CreateUser {
@@ -66,6 +68,7 @@ impl Query for CreateUser {
                 users::id.eq(Uuid::now_v7()),
                 users::company_id.eq(self.company_id.0),
                 users::display_name.eq(self.display_name.into_string()),
+                users::external_id.eq(self.external_id.map(ExternalId::into_string)),
             ))
             .returning(UserRow::as_returning())
             .get_result(&mut conn)
@@ -74,7 +77,7 @@ impl Query for CreateUser {
                 Error::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, _) => {
                     AppError::NotFound("company")
                 }
-                other => other.into(),
+                other => external_id_taken(other),
             })?;
         Ok(UserView::from(row).into())
     }

@@ -24,6 +24,7 @@ mod cursors;
 mod group_commit;
 mod messages;
 pub mod migrate;
+mod people;
 mod prepared;
 mod replay;
 pub mod rows;
@@ -47,6 +48,9 @@ pub use accounts::{
 pub use cursors::{AdvanceCursor, CursorKind, CursorOutcome};
 pub use messages::{
     DeleteMessage, EditMessage, FetchMessages, PageBounds, SendMessage, SendOutcome,
+};
+pub use people::{
+    DirectoryPage, DirectoryPosition, FindByExternalId, FindColleague, ListDirectory, UpdateUser,
 };
 pub use thread_updates::RenameThread;
 pub use threads::{AddMember, CreateThread, ListMembers, LoadThreads, RemoveMember};

@@ -155,6 +155,9 @@ pub struct UserRow {
     pub company_id: Uuid,
     pub display_name: String,
     pub created_at: DateTime<Utc>,
+    pub external_id: Option<String>,
+    pub deactivated_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
 }
 
 impl From<UserRow> for UserView {
@@ -164,6 +167,9 @@ impl From<UserRow> for UserView {
             company_id: r.company_id.into(),
             display_name: r.display_name,
             created_at: r.created_at,
+            external_id: r.external_id,
+            deactivated_at: r.deactivated_at,
+            updated_at: r.updated_at,
         }
     }
 }

@@ -15,6 +15,9 @@ diesel::table! {
         company_id -> Uuid,
         display_name -> Text,
         created_at -> Timestamptz,
+        external_id -> Nullable<Text>,
+        deactivated_at -> Nullable<Timestamptz>,
+        updated_at -> Timestamptz,
     }
 }
 

@@ -59,6 +59,8 @@ pub enum ServerEvent {
         thread_id: ThreadId,
         user_id: UserId,
     },
+    #[serde(rename = "chat:user-updated")]
+    UserUpdated { user: UserChange },
     #[serde(rename = "chat:presence")]
     Presence { user_id: UserId, online: bool },
     #[serde(rename = "chat:ack")]
@@ -76,6 +78,13 @@ pub struct Receipt {
     pub up_to_seq: i64,
     #[serde(serialize_with = "rfc3339_millis")]
     pub at: DateTime<Utc>,
+}
+
+/// A user's new public fields, as `chat:user-updated` carries them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UserChange {
+    pub id: UserId,
+    pub display_name: String,
 }
 
 /// The data of a `chat:ack`, one shape per request kind.

@@ -117,6 +117,34 @@ pub struct UserView {
     pub display_name: String,
     #[serde(serialize_with = "rfc3339_millis")]
     pub created_at: DateTime<Utc>,
+    /// The host application's own id for the user, unique in the company.
+    #[schema(required = true)]
+    pub external_id: Option<String>,
+    #[serde(serialize_with = "rfc3339_millis_opt")]
+    #[schema(required = true)]
+    pub deactivated_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "rfc3339_millis")]
+    pub updated_at: DateTime<Utc>,
+}
+
+// A user in the company directory (GET /api/users); `online` comes from
+// the hub.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct DirectoryEntry {
+    pub id: UserId,
+    pub display_name: String,
+    pub online: bool,
+}
+
+// One user of the caller's company (GET /api/users/{id}).
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct PersonView {
+    pub id: UserId,
+    pub display_name: String,
+    pub online: bool,
+    #[serde(serialize_with = "rfc3339_millis_opt")]
+    #[schema(required = true)]
+    pub deactivated_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]

@@ -28,6 +28,7 @@ mod messaging;
 mod migrations;
 mod openapi;
 mod ops;
+mod people;
 mod postgres_tls;
 mod presence;
 mod process;

@@ -14,7 +14,7 @@ use crate::support::{spawn_app, spawn_app_with, tools, uuid};
 
 /// Every route the server has, and its methods. A route added to the code
 /// but not here (or to the document) fails the first test.
-const ROUTES: [(&str, &[&str]); 23] = [
+const ROUTES: [(&str, &[&str]); 26] = [
     ("/", &["get"]),
     ("/static/{name}", &["get"]),
     ("/healthz", &["get"]),
@@ -22,7 +22,9 @@ const ROUTES: [(&str, &[&str]); 23] = [
     ("/metrics", &["get"]),
     ("/ws", &["get"]),
     ("/api/openapi.json", &["get"]),
-    ("/api/me", &["get"]),
+    ("/api/me", &["get", "patch"]),
+    ("/api/users", &["get"]),
+    ("/api/users/{id}", &["get"]),
     ("/api/threads", &["get", "post"]),
     ("/api/threads/{id}", &["patch"]),
     ("/api/threads/{id}/messages", &["get"]),
@@ -31,7 +33,8 @@ const ROUTES: [(&str, &[&str]); 23] = [
     ("/api/threads/{id}/members/{user_id}", &["delete"]),
     ("/api/messages/{id}", &["delete", "patch"]),
     ("/admin/companies", &["post"]),
-    ("/admin/users", &["post"]),
+    ("/admin/users", &["get", "post"]),
+    ("/admin/users/{id}", &["patch"]),
     ("/admin/users/{id}/tokens", &["post"]),
     ("/admin/threads", &["post"]),
     ("/admin/threads/{id}/members", &["post"]),

@@ -99,9 +99,20 @@ async fn me_answers_the_caller_as_a_user_object() {
     assert_eq!(reply.status, 200, "{reply:?}");
     assert_eq!(
         keys(&reply.body),
-        sorted(&["id", "company_id", "display_name", "created_at"]),
+        sorted(&[
+            "id",
+            "company_id",
+            "display_name",
+            "created_at",
+            "external_id",
+            "deactivated_at",
+            "updated_at"
+        ]),
         "{reply:?}"
     );
+    assert_eq!(reply.body["external_id"], serde_json::Value::Null);
+    assert_eq!(reply.body["deactivated_at"], serde_json::Value::Null);
+    assert_eq!(reply.body["updated_at"], reply.body["created_at"]);
     assert_eq!(uuid(&reply.body["id"]), ann.id);
     assert_eq!(uuid(&reply.body["company_id"]), company);
     assert_eq!(reply.body["display_name"], "Ann");

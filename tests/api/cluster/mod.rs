@@ -7,6 +7,7 @@ mod delivery;
 mod faults;
 mod gaps;
 mod metrics;
+mod people;
 
 use std::net::SocketAddr;
 use std::time::Duration;
