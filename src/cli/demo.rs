@@ -27,6 +27,28 @@ use crate::startup::Application;
 const COMPANY: &str = "Demo";
 const USERS: [&str; 4] = ["Ann", "Bob", "Cleo", "Dev"];
 
+/// More people of the company, in no demo thread and without a link: enough
+/// for the directory (`GET /api/users?q=`) to be worth searching and for
+/// starting new conversations.
+const COLLEAGUES: [&str; 16] = [
+    "Amara Okafor",
+    "Ben Whitaker",
+    "Chloé Martin",
+    "Dmitri Volkov",
+    "Elena García",
+    "Farid Haddad",
+    "Grace Liu",
+    "Hannah Schmidt",
+    "Ines Duarte",
+    "Jonas Berg",
+    "Kenji Watanabe",
+    "Lena Novak",
+    "Mateo Rossi",
+    "Nadia Benali",
+    "Oskar Lindqvist",
+    "Priya Raman",
+];
+
 /// A thread of the demo: title (None: the direct thread), members, and
 /// (sender, body) messages, all by index into [`USERS`].
 struct DemoThread {
@@ -135,6 +157,16 @@ async fn seed(persistence: &Addr<Persistence>) -> Result<Vec<UserView>, CliError
             }
         };
         users.push(user);
+    }
+    for name in COLLEAGUES {
+        if existing.remove(name).is_none() {
+            let request = CreateUser {
+                company_id: company.id,
+                display_name: DisplayName::parse("display_name", name.to_string())?,
+                external_id: None,
+            };
+            ask(persistence, request).await?;
+        }
     }
 
     let claimed: Vec<Claimed> = users

@@ -36,8 +36,8 @@ enum Command {
     Serve(ServeArgs),
     /// Create the database if it is missing, run pending migrations, exit.
     Migrate,
-    /// Seed a demo company (Ann, Bob, Cleo, Dev and a few threads), print a
-    /// login link per user, then serve.
+    /// Seed a demo company (Ann, Bob, Cleo, Dev, a few threads, and 16 more
+    /// people for the directory), print a login link per user, then serve.
     Demo(demo::DemoArgs),
     /// Mint a user JWT signed with the configured jwt_secret.
     Token(token::TokenArgs),
