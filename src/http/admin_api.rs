@@ -256,7 +256,7 @@ pub(super) async fn update_user(
     params(("id" = UserId, Path, description = "The user")),
     responses(
         (status = 204, description = "Revoked"),
-        Unauthorized, NotFound, Unavailable
+        BadRequest, Unauthorized, NotFound, Unavailable
     )
 )]
 pub(super) async fn revoke_tokens(
