@@ -430,7 +430,7 @@ async fn the_operator_sets_finds_and_changes_external_ids() {
     let extra = admin_patch(
         &app,
         &format!("/admin/users/{bob}"),
-        json!({"deactivated": true}),
+        json!({"role": "admin"}),
     )
     .await;
     assert_eq!(extra.status, 400, "{extra:?}");
