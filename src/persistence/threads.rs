@@ -276,26 +276,29 @@ pub struct ListMembers {
     pub thread_id: ThreadId,
 }
 
+/// id, display_name, deactivated_at, joined_at, last_delivered_seq,
+/// last_read_seq.
+type MemberRow = (Uuid, String, Option<DateTime<Utc>>, DateTime<Utc>, i64, i64);
+
 impl Query for ListMembers {
     type Output = Vec<MemberView>;
     async fn run(self, db: Db) -> Result<Answer<Vec<MemberView>>, AppError> {
         let mut conn = db.conn().await?;
         require_member(&mut conn, self.reader, self.thread_id).await?;
-        let rows: Vec<(Uuid, String, Option<DateTime<Utc>>, DateTime<Utc>, i64, i64)> =
-            memberships::table
-                .inner_join(users::table)
-                .filter(memberships::thread_id.eq(self.thread_id.0))
-                .select((
-                    users::id,
-                    users::display_name,
-                    users::deactivated_at,
-                    memberships::joined_at,
-                    memberships::last_delivered_seq,
-                    memberships::last_read_seq,
-                ))
-                .order(memberships::joined_at.asc())
-                .load(&mut conn)
-                .await?;
+        let rows: Vec<MemberRow> = memberships::table
+            .inner_join(users::table)
+            .filter(memberships::thread_id.eq(self.thread_id.0))
+            .select((
+                users::id,
+                users::display_name,
+                users::deactivated_at,
+                memberships::joined_at,
+                memberships::last_delivered_seq,
+                memberships::last_read_seq,
+            ))
+            .order(memberships::joined_at.asc())
+            .load(&mut conn)
+            .await?;
         Ok(rows
             .into_iter()
             .map(
