@@ -179,6 +179,8 @@ async fn limit_and_cursor_are_checked() {
         "limit=many",
         "after=nonsense",
         "after=00",
+        // A well-formed id, then a name holding a NUL (was a 500).
+        "after=0123456789abcdef0123456789abcdef4100",
     ] {
         let reply = app.get(&format!("/api/users?{bad}"), &me.token).await;
         assert_eq!(reply.status, 400, "{bad}: {reply:?}");
