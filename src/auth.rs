@@ -18,6 +18,15 @@ pub struct Claimed {
     pub company_id: CompanyId,
 }
 
+/// A signature-checked token: who it names and, if it says so, when it
+/// was issued (seconds since the epoch), which `persistence::LoadUser`
+/// checks against the user's last revocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VerifiedToken {
+    pub claimed: Claimed,
+    pub issued_at: Option<i64>,
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {
     sub: UserId,
@@ -54,23 +63,29 @@ impl Auth {
         }
     }
 
+    /// `valid_after`: the user's last revocation, if any. The token's `iat`
+    /// is never before it, so a token minted in the second a revocation
+    /// was rounded up to still works (see `persistence::LoadUser`).
     pub fn mint(
         &self,
         user_id: UserId,
         company_id: CompanyId,
         expires_at: DateTime<Utc>,
+        valid_after: Option<DateTime<Utc>>,
     ) -> Result<String, AppError> {
+        let now = Utc::now().timestamp();
+        let iat = valid_after.map_or(now, |after| now.max(after.timestamp()));
         let claims = Claims {
             sub: user_id,
             company_id,
             exp: expires_at.timestamp(),
-            iat: Some(Utc::now().timestamp()),
+            iat: Some(iat),
         };
         encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|e| AppError::Internal(format!("signing a token: {e}")))
     }
 
-    pub fn verify_user(&self, token: &str) -> Result<Claimed, AppError> {
+    pub fn verify_user(&self, token: &str) -> Result<VerifiedToken, AppError> {
         let data = decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| {
             log::debug!("token refused: {e}");
             AppError::Unauthorized("invalid or expired token")
@@ -82,9 +97,12 @@ impl Auth {
         {
             return Err(AppError::Unauthorized("invalid or expired token"));
         }
-        Ok(Claimed {
-            user_id: data.claims.sub,
-            company_id: data.claims.company_id,
+        Ok(VerifiedToken {
+            claimed: Claimed {
+                user_id: data.claims.sub,
+                company_id: data.claims.company_id,
+            },
+            issued_at: data.claims.iat,
         })
     }
 
@@ -125,10 +143,10 @@ mod tests {
         let a = auth();
         let (u, c) = (UserId(Uuid::new_v4()), CompanyId(Uuid::new_v4()));
         let token = a
-            .mint(u, c, Utc::now() + chrono::Duration::minutes(5))
+            .mint(u, c, Utc::now() + chrono::Duration::minutes(5), None)
             .unwrap();
         assert_eq!(
-            a.verify_user(&token).unwrap(),
+            a.verify_user(&token).unwrap().claimed,
             Claimed {
                 user_id: u,
                 company_id: c
@@ -161,12 +179,12 @@ mod tests {
         let a = auth();
         let (u, c) = (UserId(Uuid::new_v4()), CompanyId(Uuid::new_v4()));
         let expired = a
-            .mint(u, c, Utc::now() - chrono::Duration::seconds(1))
+            .mint(u, c, Utc::now() - chrono::Duration::seconds(1), None)
             .unwrap();
         assert!(a.verify_user(&expired).is_err());
         let other = Auth::new(b"another-secret-another-secret-xx", "admin".into());
         let foreign = other
-            .mint(u, c, Utc::now() + chrono::Duration::minutes(5))
+            .mint(u, c, Utc::now() + chrono::Duration::minutes(5), None)
             .unwrap();
         assert!(a.verify_user(&foreign).is_err());
     }

@@ -89,6 +89,15 @@ pub enum ChatEvent {
         display_name: String,
         threads: Vec<ThreadId>,
     },
+    /// The user was deactivated: their sessions close on every node.
+    UserDeactivated {
+        user_id: UserId,
+    },
+    /// Every token issued to the user so far was revoked: their sessions
+    /// close on every node.
+    TokensRevoked {
+        user_id: UserId,
+    },
 }
 
 impl ChatEvent {
@@ -97,7 +106,9 @@ impl ChatEvent {
     /// on one subject, so they arrive in publish order.
     pub fn ordering_key(&self) -> Uuid {
         match self {
-            ChatEvent::UserUpdated { user_id, .. } => user_id.0,
+            ChatEvent::UserUpdated { user_id, .. }
+            | ChatEvent::UserDeactivated { user_id }
+            | ChatEvent::TokensRevoked { user_id } => user_id.0,
             ChatEvent::MessageCreated { message, .. } | ChatEvent::MessageEdited { message } => {
                 message.thread_id.0
             }

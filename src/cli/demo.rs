@@ -111,7 +111,7 @@ pub async fn run(mut settings: Settings, args: DemoArgs) -> Result<(), CliError>
     for user in &users {
         tokens.push((
             user.display_name.clone(),
-            signer.mint(user.id, user.company_id, expires_at)?,
+            signer.mint(user.id, user.company_id, expires_at, None)?,
         ));
     }
     let print_links = |addr: SocketAddr| {

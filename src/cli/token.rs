@@ -47,7 +47,7 @@ pub async fn run(settings: Settings, args: TokenArgs) -> Result<(), CliError> {
         i64::try_from(ttl).map_err(|_| CliError::Usage("token: --ttl too large".into()))?;
     let expires_at = Utc::now() + Duration::seconds(seconds);
     let auth = Auth::new(settings.jwt_secret.as_bytes(), settings.admin_token.clone());
-    println!("{}", auth.mint(user.id, user.company_id, expires_at)?);
+    println!("{}", auth.mint(user.id, user.company_id, expires_at, None)?);
     Ok(())
 }
 

@@ -17,7 +17,8 @@ use crate::error::AppError;
 use crate::hub::messages::GetStats;
 use crate::metrics::metrics;
 use crate::persistence::{
-    Caller, CreateCompany, CreateUser, DeleteMessage, FindByExternalId, FindUser, UpdateUser,
+    Caller, CreateCompany, CreateUser, DeleteMessage, FindByExternalId, RevokeTokens,
+    SetDeactivated, TokenSubject, UpdateUser,
 };
 use crate::protocol::views::{rfc3339_millis, CompanyView, ThreadKind, UserView};
 use crate::protocol::{MessageView, ThreadView};
@@ -28,6 +29,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/users").post(create_user).get(find_users))
         .service(web::resource("/users/{id}").patch(update_user))
         .service(web::resource("/users/{id}/tokens").post(mint_token))
+        .service(web::resource("/users/{id}/tokens/revoke").post(revoke_tokens))
         .service(web::resource("/threads").post(create_thread))
         .service(web::resource("/threads/{id}/members").post(add_member))
         .service(web::resource("/threads/{id}/members/{user_id}").delete(remove_member))
@@ -184,6 +186,9 @@ pub(super) struct UserChanges {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>, min_length = 1, max_length = 200, pattern = r"^[^\x00]*$")]
     external_id: Option<Option<String>>,
+    /// true: every session closes (4003) and every token issued so far is
+    /// refused; false: the user is restored, older tokens stay refused.
+    deactivated: Option<bool>,
 }
 
 /// Changes a user. A new display name reaches everyone sharing a thread
@@ -210,6 +215,7 @@ pub(super) async fn update_user(
     let UserChanges {
         display_name,
         external_id,
+        deactivated,
     } = body.into_inner();
     let display_name = display_name
         .map(|name| DisplayName::parse("display_name", name))
@@ -219,15 +225,49 @@ pub(super) async fn update_user(
         Some(None) => Some(None),
         None => None,
     };
-    let user = state
+    let user_id = user_id.into_inner();
+    let mut user = state
         .ask(UpdateUser {
-            user_id: user_id.into_inner(),
+            user_id,
             company_id: None,
             display_name,
             external_id,
         })
         .await?;
+    if let Some(deactivated) = deactivated {
+        user = state
+            .ask(SetDeactivated {
+                user_id,
+                deactivated,
+            })
+            .await?;
+    }
     Ok(HttpResponse::Ok().json(user))
+}
+
+/// Refuses every token issued to the user up to now (401) and closes
+/// their sessions with 4001 on every node. Tokens minted afterwards work.
+#[utoipa::path(
+    post,
+    path = "/admin/users/{id}/tokens/revoke",
+    operation_id = "admin_revoke_tokens",
+    tag = "admin",
+    security(("admin_token" = [])),
+    params(("id" = UserId, Path, description = "The user")),
+    responses(
+        (status = 204, description = "Revoked"),
+        BadRequest, Unauthorized, NotFound, Unavailable
+    )
+)]
+pub(super) async fn revoke_tokens(
+    _: Admin,
+    state: web::Data<AppState>,
+    user_id: web::Path<UserId>,
+) -> Result<HttpResponse, AppError> {
+    let user_id = user_id.into_inner();
+    state.ask(RevokeTokens(user_id)).await?;
+    log::info!("revoked the tokens of user={user_id}");
+    Ok(HttpResponse::NoContent().finish())
 }
 
 #[derive(Deserialize, Default, ToSchema)]
@@ -297,11 +337,13 @@ pub(super) async fn mint_token(
             )))
         }
     };
-    let user = state.ask(FindUser(user_id.into_inner())).await?;
+    let (user, valid_after) = state.ask(TokenSubject(user_id.into_inner())).await?;
     let seconds =
         i64::try_from(ttl).map_err(|_| AppError::bad_request("ttl_seconds is too large"))?;
     let expires_at = Utc::now() + Duration::seconds(seconds);
-    let token = state.auth.mint(user.id, user.company_id, expires_at)?;
+    let token = state
+        .auth
+        .mint(user.id, user.company_id, expires_at, valid_after)?;
     log::info!(
         "minted a token for user={} valid until {expires_at}",
         user.id

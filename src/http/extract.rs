@@ -38,8 +38,9 @@ pub struct AuthUser {
 impl AuthUser {
     /// Authenticates a user token, wherever it came from.
     pub async fn from_token(state: &AppState, token: &str) -> Result<Self, AppError> {
-        let claimed = state.auth.verify_user(token)?;
-        let user = state.ask(LoadUser(claimed)).await?;
+        let verified = state.auth.verify_user(token)?;
+        let claimed = verified.claimed;
+        let user = state.ask(LoadUser(verified)).await?;
         Ok(AuthUser { claimed, user })
     }
 }

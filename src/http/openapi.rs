@@ -56,6 +56,7 @@ pub const ADMIN_TOKEN: &str = "admin_token";
         super::admin_api::find_users,
         super::admin_api::update_user,
         super::admin_api::mint_token,
+        super::admin_api::revoke_tokens,
         super::admin_api::create_thread,
         super::admin_api::add_member,
         super::admin_api::remove_member,

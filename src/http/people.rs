@@ -78,6 +78,11 @@ fn decode_cursor(cursor: &str) -> Result<DirectoryPosition, AppError> {
         .collect::<Result<Vec<u8>, _>>()
         .map_err(|_| bad())?;
     let display_name = String::from_utf8(bytes).map_err(|_| bad())?;
+    // No name holds a NUL, and Postgres refuses one in text: a made-up
+    // cursor with one must be a 400, not a database error.
+    if display_name.contains('\0') {
+        return Err(bad());
+    }
     Ok(DirectoryPosition {
         display_name,
         id: UserId(id),

@@ -93,6 +93,10 @@ pub enum CloseCause {
     SlowConsumer,
     /// The server is shutting down: finish in-flight writes, close with 1001.
     Shutdown,
+    /// The user was deactivated: close with 4003.
+    Deactivated,
+    /// The user's tokens were revoked: close with 4001.
+    TokensRevoked,
 }
 
 /// A frame serialized once and shared by every recipient.

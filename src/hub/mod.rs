@@ -15,6 +15,7 @@
 //! - A session whose unsent bytes pass the bound is dropped from routing
 //!   and told to close with 4008, so one slow reader cannot grow memory.
 
+mod access;
 mod delivery;
 mod gap_fill;
 pub mod messages;

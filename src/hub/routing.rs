@@ -6,7 +6,7 @@
 use actix::prelude::*;
 
 use super::gap_fill::Fill;
-use super::messages::Outbound;
+use super::messages::{CloseCause, Outbound};
 use super::reorder::Action;
 use super::{ChatHub, REORDER_HOLD};
 use crate::domain::{SessionId, ThreadId, UserId};
@@ -97,6 +97,12 @@ impl ChatHub {
                 for recipient in self.sharing_a_room(user_id, &threads) {
                     self.deliver_to_user(recipient, &out, None);
                 }
+            }
+            ChatEvent::UserDeactivated { user_id } => {
+                self.close_sessions_of(user_id, CloseCause::Deactivated);
+            }
+            ChatEvent::TokensRevoked { user_id } => {
+                self.close_sessions_of(user_id, CloseCause::TokensRevoked);
             }
         }
         self.process_evictions();

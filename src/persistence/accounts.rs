@@ -1,6 +1,7 @@
 //! Companies and users: created by the operator, looked up to authenticate.
 
 use actix::Message;
+use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use uuid::Uuid;
@@ -9,7 +10,7 @@ use super::people::external_id_taken;
 use super::rows::{CompanyRow, UserRow};
 use super::schema::{companies, users};
 use super::{Answer, Db, Query};
-use crate::auth::Claimed;
+use crate::auth::VerifiedToken;
 use crate::domain::{CompanyId, DisplayName, ExternalId, UserId};
 use crate::error::AppError;
 use crate::protocol::views::{CompanyView, UserView};
@@ -83,24 +84,41 @@ impl Query for CreateUser {
     }
 }
 
-/// The user a token names, if they still exist in that company.
+/// The user a token names, if they still exist in that company, are not
+/// deactivated, and the token was not issued before their last revocation.
+///
+/// `tokens_valid_after` is a whole second, the revocation's rounded up,
+/// and a token with `iat` before it is refused: every token issued up to
+/// the revocation (same second included) is, and the mint endpoint issues
+/// `iat` no earlier than it, so tokens minted afterwards work. A token
+/// without `iat` is refused once the user has a revocation.
 #[derive(Message)]
 #[rtype(result = "Result<UserView, AppError>")]
-pub struct LoadUser(pub Claimed);
+pub struct LoadUser(pub VerifiedToken);
 
 impl Query for LoadUser {
     type Output = UserView;
     async fn run(self, db: Db) -> Result<Answer<UserView>, AppError> {
         let mut conn = db.conn().await?;
-        let row: Option<UserRow> = users::table
-            .filter(users::id.eq(self.0.user_id.0))
-            .filter(users::company_id.eq(self.0.company_id.0))
-            .select(UserRow::as_select())
+        let VerifiedToken { claimed, issued_at } = self.0;
+        let row: Option<(UserRow, Option<DateTime<Utc>>)> = users::table
+            .filter(users::id.eq(claimed.user_id.0))
+            .filter(users::company_id.eq(claimed.company_id.0))
+            .select((UserRow::as_select(), users::tokens_valid_after))
             .first(&mut conn)
             .await
             .optional()?;
-        row.map(|row| UserView::from(row).into())
-            .ok_or(AppError::Unauthorized("the token's user does not exist"))
+        let (row, valid_after) =
+            row.ok_or(AppError::Unauthorized("the token's user does not exist"))?;
+        if row.deactivated_at.is_some() {
+            return Err(AppError::Unauthorized("the token's user is deactivated"));
+        }
+        if let Some(after) = valid_after {
+            if issued_at.is_none_or(|iat| iat < after.timestamp()) {
+                return Err(AppError::Unauthorized("the token was revoked"));
+            }
+        }
+        Ok(UserView::from(row).into())
     }
 }
 

@@ -18,6 +18,7 @@
 //! the exception: it is the hot path, and concurrent sends are committed
 //! together by [`group_commit`].
 
+mod access;
 mod accounts;
 pub mod connect;
 mod cursors;
@@ -42,6 +43,7 @@ use diesel_async::pooled_connection::{
 };
 use diesel_async::AsyncPgConnection;
 
+pub use access::{RevokeTokens, SetDeactivated, TokenSubject};
 pub use accounts::{
     CheckDatabase, CompanyUsers, CreateCompany, CreateUser, FindCompanyByName, FindUser, LoadUser,
 };

@@ -18,6 +18,7 @@ diesel::table! {
         external_id -> Nullable<Text>,
         deactivated_at -> Nullable<Timestamptz>,
         updated_at -> Timestamptz,
+        tokens_valid_after -> Nullable<Timestamptz>,
     }
 }
 

@@ -276,17 +276,22 @@ pub struct ListMembers {
     pub thread_id: ThreadId,
 }
 
+/// id, display_name, deactivated_at, joined_at, last_delivered_seq,
+/// last_read_seq.
+type MemberRow = (Uuid, String, Option<DateTime<Utc>>, DateTime<Utc>, i64, i64);
+
 impl Query for ListMembers {
     type Output = Vec<MemberView>;
     async fn run(self, db: Db) -> Result<Answer<Vec<MemberView>>, AppError> {
         let mut conn = db.conn().await?;
         require_member(&mut conn, self.reader, self.thread_id).await?;
-        let rows: Vec<(Uuid, String, DateTime<Utc>, i64, i64)> = memberships::table
+        let rows: Vec<MemberRow> = memberships::table
             .inner_join(users::table)
             .filter(memberships::thread_id.eq(self.thread_id.0))
             .select((
                 users::id,
                 users::display_name,
+                users::deactivated_at,
                 memberships::joined_at,
                 memberships::last_delivered_seq,
                 memberships::last_read_seq,
@@ -296,14 +301,17 @@ impl Query for ListMembers {
             .await?;
         Ok(rows
             .into_iter()
-            .map(|(id, display_name, joined_at, d, r)| MemberView {
-                user_id: UserId(id),
-                display_name,
-                online: false,
-                joined_at,
-                last_delivered_seq: d,
-                last_read_seq: r,
-            })
+            .map(
+                |(id, display_name, deactivated_at, joined_at, d, r)| MemberView {
+                    user_id: UserId(id),
+                    display_name,
+                    deactivated_at,
+                    online: false,
+                    joined_at,
+                    last_delivered_seq: d,
+                    last_read_seq: r,
+                },
+            )
             .collect::<Vec<_>>()
             .into())
     }
@@ -359,14 +367,18 @@ impl Query for AddMember {
                     .for_update()
                     .first(conn)
                     .await?;
-                let same_company = users::table
+                // Locked against a deactivation committing in between.
+                let deactivated_at: Option<DateTime<Utc>> = users::table
                     .filter(users::id.eq(user_id.0))
-                    .filter(users::company_id.eq(thread.company_id));
-                let exists: bool = diesel::select(diesel::dsl::exists(same_company))
-                    .get_result(conn)
-                    .await?;
-                if !exists {
-                    return Err(AppError::NotFound("user"));
+                    .filter(users::company_id.eq(thread.company_id))
+                    .select(users::deactivated_at)
+                    .for_share()
+                    .first(conn)
+                    .await
+                    .optional()?
+                    .ok_or(AppError::NotFound("user"))?;
+                if deactivated_at.is_some() {
+                    return Err(AppError::Conflict("the user is deactivated".into()));
                 }
                 let inserted = diesel::insert_into(memberships::table)
                     .values((

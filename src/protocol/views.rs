@@ -103,6 +103,10 @@ pub struct ThreadListItem {
 pub struct MemberView {
     pub user_id: UserId,
     pub display_name: String,
+    /// Set while the user is deactivated; they stay a member.
+    #[serde(serialize_with = "rfc3339_millis_opt")]
+    #[schema(required = true)]
+    pub deactivated_at: Option<DateTime<Utc>>,
     pub online: bool,
     #[serde(serialize_with = "rfc3339_millis")]
     pub joined_at: DateTime<Utc>,

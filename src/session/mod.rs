@@ -45,6 +45,10 @@ use crate::protocol::{Ack, ClientEvent, ClientFrame, FrameRef, MessageView, Serv
 
 /// The close code for a slow consumer (private-use range, RFC 6455 §7.4.2).
 pub const SLOW_CONSUMER_CLOSE: u16 = 4008;
+/// The close code for a user whose tokens were revoked.
+pub const TOKENS_REVOKED_CLOSE: u16 = 4001;
+/// The close code for a deactivated user.
+pub const DEACTIVATED_CLOSE: u16 = 4003;
 
 /// Reads (chat:sync) and cursor writes one session may have outstanding at
 /// once; beyond it the session is answered `rate_limited` instead of
@@ -564,6 +568,12 @@ impl Handler<ToSession> for WsSession {
                 ctx.text(out.frame);
             }
             ToSession::Close(CloseCause::SlowConsumer) => self.close_slow_consumer(ctx),
+            ToSession::Close(CloseCause::Deactivated) => {
+                self.close(CloseCode::Other(DEACTIVATED_CLOSE), "user deactivated", ctx);
+            }
+            ToSession::Close(CloseCause::TokensRevoked) => {
+                self.close(CloseCode::Other(TOKENS_REVOKED_CLOSE), "token revoked", ctx);
+            }
             ToSession::Close(CloseCause::Shutdown) => {
                 self.draining = true;
                 self.finish_draining(ctx);

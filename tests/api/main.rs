@@ -17,6 +17,7 @@ mod cluster;
 mod concurrency;
 mod connect;
 mod conversations;
+mod deactivation;
 mod errors;
 mod faults;
 mod group_commit;

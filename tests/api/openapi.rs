@@ -14,7 +14,7 @@ use crate::support::{spawn_app, spawn_app_with, tools, uuid};
 
 /// Every route the server has, and its methods. A route added to the code
 /// but not here (or to the document) fails the first test.
-const ROUTES: [(&str, &[&str]); 26] = [
+const ROUTES: [(&str, &[&str]); 27] = [
     ("/", &["get"]),
     ("/static/{name}", &["get"]),
     ("/healthz", &["get"]),
@@ -36,6 +36,7 @@ const ROUTES: [(&str, &[&str]); 26] = [
     ("/admin/users", &["get", "post"]),
     ("/admin/users/{id}", &["patch"]),
     ("/admin/users/{id}/tokens", &["post"]),
+    ("/admin/users/{id}/tokens/revoke", &["post"]),
     ("/admin/threads", &["post"]),
     ("/admin/threads/{id}/members", &["post"]),
     ("/admin/threads/{id}/members/{user_id}", &["delete"]),

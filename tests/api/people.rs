@@ -179,6 +179,8 @@ async fn limit_and_cursor_are_checked() {
         "limit=many",
         "after=nonsense",
         "after=00",
+        // A well-formed id, then a name holding a NUL (was a 500).
+        "after=0123456789abcdef0123456789abcdef4100",
     ] {
         let reply = app.get(&format!("/api/users?{bad}"), &me.token).await;
         assert_eq!(reply.status, 400, "{bad}: {reply:?}");
@@ -430,7 +432,7 @@ async fn the_operator_sets_finds_and_changes_external_ids() {
     let extra = admin_patch(
         &app,
         &format!("/admin/users/{bob}"),
-        json!({"deactivated": true}),
+        json!({"role": "admin"}),
     )
     .await;
     assert_eq!(extra.status, 400, "{extra:?}");

@@ -617,6 +617,7 @@ async fn members_show_display_name_presence_and_cursors() {
             sorted(&[
                 "user_id",
                 "display_name",
+                "deactivated_at",
                 "online",
                 "joined_at",
                 "last_delivered_seq",

@@ -46,3 +46,36 @@ async fn a_rename_on_one_node_reaches_co_members_on_another() {
     assert_eq!(ann_2.next_event("chat:user-updated").await, expected);
     assert_eq!(bob_2.next_event("chat:user-updated").await, expected);
 }
+
+#[actix_web::test]
+async fn deactivation_and_revocation_on_one_node_close_sessions_on_another() {
+    use crate::support::ws::Ending;
+    let mut config = cluster_config();
+    let nodes = start_cluster(&mut config, 2).await;
+    let users = nodes[0].users(2).await;
+    let (ann, bob) = (&users[0], &users[1]);
+    let mut ann_2 = nodes[1].connect(ann).await;
+    let mut bob_2 = nodes[1].connect(bob).await;
+
+    let reply = nodes[0]
+        .request(
+            Method::PATCH,
+            &format!("/admin/users/{}", ann.id),
+            Some(&config.admin_token),
+            Some(json!({"deactivated": true})),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(ann_2.ending().await, Ending::Closed(Some(4003)));
+
+    let reply = nodes[0]
+        .request(
+            Method::POST,
+            &format!("/admin/users/{}/tokens/revoke", bob.id),
+            Some(&config.admin_token),
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, 204, "{reply:?}");
+    assert_eq!(bob_2.ending().await, Ending::Closed(Some(4001)));
+}
