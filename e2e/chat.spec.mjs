@@ -616,6 +616,17 @@ try {
     await pageA.screenshot({ path: join(SHOTS, 'group-2-created.png') });
   });
 
+  await step('B reads the group on another device; the unread badge on this one clears live', async () => {
+    const kickoff = 'Kick-off at ten';
+    await send(pageA, kickoff);
+    await expectText(threadItem(pageB, launch).getByTestId('unread'), '1');
+    const other = await signedInPage(B, 'B (second device)');
+    await openThread(other.page, launch);
+    await message(other.page, kickoff).waitFor({ timeout: TIMEOUT_MS });
+    await threadItem(pageB, launch).getByTestId('unread').waitFor({ state: 'hidden', timeout: TIMEOUT_MS });
+    await other.context.close();
+  });
+
   await step('B renames the group in the page\'s dialog; A sees the new name live', async () => {
     await openThread(pageB, launch);
     await pageB.getByTestId('rename').click();
