@@ -389,7 +389,9 @@ function threadName(thread) {
   const members = state.members.get(thread.id);
   if (members) {
     const others = [...members.values()].filter((m) => m.user_id !== state.me.id);
-    if (others.length > 0) return others.map((m) => m.display_name).join(', ');
+    if (others.length > 0) {
+      return others.map((m) => (m.deactivated_at ? `${m.display_name} (deactivated)` : m.display_name)).join(', ');
+    }
   }
   return thread.kind === 'direct' ? 'Direct message' : 'Untitled group';
 }
