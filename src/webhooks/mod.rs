@@ -1,0 +1,145 @@
+//! The webhook dispatcher: delivers the outbox rows that commits wrote
+//! (`persistence::outbox`) to the companies' endpoints.
+//!
+//! - **At least once, never lost.** A row is claimed by the transaction
+//!   that makes the attempt (`FOR UPDATE SKIP LOCKED`) and settled in it:
+//!   delivered on a 2xx, otherwise retried with backoff (1 s doubling,
+//!   capped at 10 min) for 24 h, then kept as failed. A node that dies
+//!   mid-attempt loses its connection, Postgres rolls the claim back, and
+//!   the row is due again for any node: sent again, never dropped.
+//! - **Order per thread, no head-of-line blocking.** Only the oldest
+//!   pending row of a (webhook, thread) lane can be claimed, so a failing
+//!   event holds back the later ones of its thread and nothing else.
+//! - **One node per event.** Every node runs a dispatcher; the row lock
+//!   keeps two from sending the same row at once.
+//!
+//! `max_in_flight` workers run on an arbiter of their own, each with one
+//! connection of the dispatcher's own pool while it works. A commit that
+//! wrote rows wakes one worker ([`OutboxSignal`]); a worker that claims a
+//! row wakes another, so a backlog is worked in parallel; the first
+//! worker also polls every `poll_interval_ms` for retries that fell due
+//! and for rows other nodes committed, and refreshes the backlog gauges.
+
+pub mod address;
+mod delivery;
+mod signature;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::Arbiter;
+use chrono::Utc;
+
+use crate::config::Settings;
+use crate::error::AppError;
+use crate::metrics::metrics;
+use crate::persistence::outbox::OutboxSignal;
+use crate::persistence::webhooks::{attempt_next, backlog, Settlement};
+use crate::persistence::{build_pool, DbPool};
+use delivery::Sender;
+
+pub use delivery::{retry_delay, ATTEMPT_TIMEOUT, RETRY_FOR};
+pub use signature::signature_header;
+
+/// Starts the dispatcher on an arbiter of its own, woken by `signal`.
+pub fn start(settings: &Settings, signal: OutboxSignal) -> Result<Arbiter, AppError> {
+    let webhooks = &settings.webhooks;
+    let pool = build_pool(
+        &settings.database_url,
+        webhooks.max_in_flight,
+        settings.db_timeout(),
+    )?;
+    let sender = Sender::new(webhooks.allow_private)
+        .map_err(|e| AppError::Internal(format!("webhook HTTP client: {e}")))?;
+    let sender = Arc::new(sender);
+    let arbiter = Arbiter::new();
+    for index in 0..webhooks.max_in_flight {
+        let worker = Worker {
+            polls: index == 0,
+            pool: pool.clone(),
+            sender: sender.clone(),
+            signal: signal.clone(),
+            poll_interval: webhooks.poll_interval(),
+        };
+        arbiter.spawn(worker.run());
+    }
+    Ok(arbiter)
+}
+
+struct Worker {
+    /// The one worker that also polls and samples the backlog.
+    polls: bool,
+    pool: DbPool,
+    sender: Arc<Sender>,
+    signal: OutboxSignal,
+    poll_interval: Duration,
+}
+
+impl Worker {
+    async fn run(self) {
+        loop {
+            match self.attempt_one().await {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(AppError::Unavailable) => log::debug!("webhooks: database unavailable"),
+                Err(e) => log::warn!("webhooks: {e}"),
+            }
+            if self.polls {
+                tokio::select! {
+                    _ = self.signal.woken() => {}
+                    _ = tokio::time::sleep(self.poll_interval) => self.sample_backlog().await,
+                }
+            } else {
+                self.signal.woken().await;
+            }
+        }
+    }
+
+    /// Claims, attempts and settles one due delivery; false if none was due.
+    async fn attempt_one(&self) -> Result<bool, AppError> {
+        let mut conn = self.pool.get().await?;
+        let (sender, signal) = (self.sender.clone(), self.signal.clone());
+        let settled = attempt_next(&mut conn, move |due| async move {
+            // More may be due: another worker looks while this one sends.
+            signal.wake();
+            sender.attempt(&due).await
+        })
+        .await?;
+        let Some(settlement) = settled else {
+            return Ok(false);
+        };
+        let m = metrics();
+        match settlement {
+            Settlement::Delivered { .. } => m.webhook_deliveries.inc(),
+            Settlement::Retry { error, .. } => {
+                m.webhook_failed_attempts.inc();
+                log::debug!("webhooks: attempt failed, will retry: {error}");
+            }
+            Settlement::GaveUp { error, .. } => {
+                m.webhook_failed_attempts.inc();
+                m.webhook_events_given_up.inc();
+                log::warn!("webhooks: gave up on a delivery after 24 h: {error}");
+            }
+        }
+        Ok(true)
+    }
+
+    async fn sample_backlog(&self) {
+        let sampled = async {
+            let mut conn = self.pool.get().await?;
+            backlog(&mut conn).await
+        }
+        .await;
+        match sampled {
+            Ok((pending, oldest)) => {
+                let m = metrics();
+                m.webhook_events_pending.set(pending);
+                let age = oldest.map_or(0.0, |t| {
+                    (Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0
+                });
+                m.webhook_oldest_pending_seconds.set(age);
+            }
+            Err(e) => log::debug!("webhooks: sampling the backlog: {e}"),
+        }
+    }
+}
