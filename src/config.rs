@@ -317,10 +317,7 @@ impl Settings {
             return fail("webhooks.max_in_flight", "must be between 1 and 64");
         }
         if !(10..=60_000).contains(&self.webhooks.poll_interval_ms) {
-            return fail(
-                "webhooks.poll_interval_ms",
-                "must be between 10 and 60000",
-            );
+            return fail("webhooks.poll_interval_ms", "must be between 10 and 60000");
         }
         if let Err((key, why)) = self.cluster.check() {
             return fail(key, why);

@@ -10,9 +10,7 @@ mod seq;
 mod webhooks;
 
 pub use content::{reject_nul, MessageContent, MessageKind, MessageText, Metadata};
-pub use ids::{
-    ClientMsgId, CompanyId, MessageId, NodeId, SessionId, ThreadId, UserId, WebhookId,
-};
+pub use ids::{ClientMsgId, CompanyId, MessageId, NodeId, SessionId, ThreadId, UserId, WebhookId};
 pub use names::{DisplayName, ExternalId, ThreadTitle, MAX_NAME_CHARS};
 pub use seq::Seq;
 pub use webhooks::{EventType, EventTypes, WebhookUrl, MAX_URL_BYTES};

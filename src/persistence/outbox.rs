@@ -64,7 +64,10 @@ pub struct Recorded {
 pub fn payload(event: &ChatEvent) -> Option<(EventType, ThreadId, Value)> {
     let frame_data = |frame: ServerEvent| {
         let mut value = serde_json::to_value(frame).unwrap_or(Value::Null);
-        value.get_mut("data").map(Value::take).unwrap_or(Value::Null)
+        value
+            .get_mut("data")
+            .map(Value::take)
+            .unwrap_or(Value::Null)
     };
     Some(match event {
         ChatEvent::MessageCreated { message, .. } => (

@@ -450,29 +450,30 @@ impl Query for RemoveMember {
             thread_id: self.thread_id,
             user_id: self.user_id,
         };
-        let recorded: Recorded = conn.transaction::<_, AppError, _>(async move |conn| {
-            // Lock the thread as a send does: a message either commits
-            // before the removal (and the member saw it) or after it
-            // (and its event follows this one to the hub).
-            threads::table
-                .find(thread_id)
-                .select(threads::id)
-                .for_update()
-                .first::<Uuid>(conn)
+        let recorded: Recorded = conn
+            .transaction::<_, AppError, _>(async move |conn| {
+                // Lock the thread as a send does: a message either commits
+                // before the removal (and the member saw it) or after it
+                // (and its event follows this one to the hub).
+                threads::table
+                    .find(thread_id)
+                    .select(threads::id)
+                    .for_update()
+                    .first::<Uuid>(conn)
+                    .await?;
+                let removed = diesel::delete(
+                    memberships::table
+                        .filter(memberships::thread_id.eq(thread_id))
+                        .filter(memberships::user_id.eq(user_id)),
+                )
+                .execute(conn)
                 .await?;
-            let removed = diesel::delete(
-                memberships::table
-                    .filter(memberships::thread_id.eq(thread_id))
-                    .filter(memberships::user_id.eq(user_id)),
-            )
-            .execute(conn)
+                if removed == 0 {
+                    return Err(AppError::NotFound("member"));
+                }
+                Ok(outbox::record(conn, company, vec![event]).await?)
+            })
             .await?;
-            if removed == 0 {
-                return Err(AppError::NotFound("member"));
-            }
-            Ok(outbox::record(conn, company, vec![event]).await?)
-        })
-        .await?;
         Ok(Answer::recorded((), recorded))
     }
 }

@@ -194,20 +194,22 @@ impl Query for ListDeliveries {
             .load(&mut conn)
             .await?;
         rows.into_iter()
-            .map(|(event_id, kind, attempts, status, error, next, delivered, failed)| {
-                let pending = delivered.is_none() && failed.is_none();
-                Ok(DeliveryView {
-                    event_id,
-                    kind: EventType::parse(&kind)
-                        .map_err(|e| AppError::Internal(format!("delivery {event_id}: {e}")))?,
-                    attempts,
-                    last_status: status,
-                    last_error: error,
-                    next_attempt_at: pending.then_some(next),
-                    delivered_at: delivered,
-                    failed_at: failed,
-                })
-            })
+            .map(
+                |(event_id, kind, attempts, status, error, next, delivered, failed)| {
+                    let pending = delivered.is_none() && failed.is_none();
+                    Ok(DeliveryView {
+                        event_id,
+                        kind: EventType::parse(&kind)
+                            .map_err(|e| AppError::Internal(format!("delivery {event_id}: {e}")))?,
+                        attempts,
+                        last_status: status,
+                        last_error: error,
+                        next_attempt_at: pending.then_some(next),
+                        delivered_at: delivered,
+                        failed_at: failed,
+                    })
+                },
+            )
             .collect::<Result<Vec<_>, AppError>>()
             .map(Answer::from)
     }

@@ -115,7 +115,9 @@ fn describe(error: reqwest::Error) -> String {
 
 /// The wait after the `attempts`-th failed attempt: 1 s, 2 s, 4 s, … 10 min.
 pub fn retry_delay(attempts: i32) -> Duration {
-    let doublings = u32::try_from(attempts.saturating_sub(1)).unwrap_or(0).min(20);
+    let doublings = u32::try_from(attempts.saturating_sub(1))
+        .unwrap_or(0)
+        .min(20);
     (FIRST_RETRY * 2u32.pow(doublings)).min(LONGEST_RETRY)
 }
 
@@ -170,7 +172,12 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(
-            settle(failed(), 200, created, created + chrono::Duration::hours(24)),
+            settle(
+                failed(),
+                200,
+                created,
+                created + chrono::Duration::hours(24)
+            ),
             Settlement::GaveUp { .. }
         ));
         assert_eq!(
