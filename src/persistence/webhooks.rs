@@ -320,6 +320,29 @@ where
     .await
 }
 
+// Oldest first by id, which follows time: the scan stops early.
+const PRUNE: &str = "
+    DELETE FROM webhook_deliveries WHERE id IN (
+        SELECT id FROM webhook_deliveries
+        WHERE delivered_at < now() - make_interval(secs => $1)
+        ORDER BY id LIMIT $2)";
+
+/// Forgets up to `limit` deliveries made more than `kept` ago (the log
+/// would otherwise grow with every event); failed ones stay. Answers how
+/// many went.
+pub async fn prune_delivered(
+    conn: &mut AsyncPgConnection,
+    kept: std::time::Duration,
+    limit: i64,
+) -> Result<usize, AppError> {
+    Ok(diesel::sql_query(PRUNE)
+        .bind::<diesel::sql_types::Double, _>(kept.as_secs_f64())
+        .bind::<BigInt, _>(limit)
+        .cached()
+        .execute(conn)
+        .await?)
+}
+
 /// Deliveries still to make, of every webhook, and the creation time of
 /// the oldest: the dispatcher's gauges.
 pub async fn backlog(

@@ -34,11 +34,17 @@ use crate::config::Settings;
 use crate::error::AppError;
 use crate::metrics::metrics;
 use crate::persistence::outbox::OutboxSignal;
-use crate::persistence::webhooks::{attempt_next, backlog, Settlement};
+use crate::persistence::webhooks::{attempt_next, backlog, prune_delivered, Settlement};
 use crate::persistence::{build_pool, DbPool};
 use delivery::Sender;
 
 pub use delivery::{retry_delay, ATTEMPT_TIMEOUT, RETRY_FOR};
+
+/// How long a delivered event stays in the delivery log.
+pub const DELIVERED_KEPT: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+/// How often the polling worker prunes the log, and how much at a time.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+const PRUNE_BATCH: i64 = 10_000;
 pub use signature::signature_header;
 
 /// Starts the dispatcher on an arbiter of its own, woken by `signal`.
@@ -60,6 +66,7 @@ pub fn start(settings: &Settings, signal: OutboxSignal) -> Result<Arbiter, AppEr
             sender: sender.clone(),
             signal: signal.clone(),
             poll_interval: webhooks.poll_interval(),
+            pruned_at: None,
         };
         arbiter.spawn(worker.run());
     }
@@ -73,10 +80,11 @@ struct Worker {
     sender: Arc<Sender>,
     signal: OutboxSignal,
     poll_interval: Duration,
+    pruned_at: Option<tokio::time::Instant>,
 }
 
 impl Worker {
-    async fn run(self) {
+    async fn run(mut self) {
         loop {
             match self.attempt_one().await {
                 Ok(true) => continue,
@@ -87,7 +95,10 @@ impl Worker {
             if self.polls {
                 tokio::select! {
                     _ = self.signal.woken() => {}
-                    _ = tokio::time::sleep(self.poll_interval) => self.sample_backlog().await,
+                    _ = tokio::time::sleep(self.poll_interval) => {
+                        self.sample_backlog().await;
+                        self.prune().await;
+                    }
                 }
             } else {
                 self.signal.woken().await;
@@ -122,6 +133,26 @@ impl Worker {
             }
         }
         Ok(true)
+    }
+
+    /// Keeps the delivery log to [`DELIVERED_KEPT`]; every node does it,
+    /// and the deletes do not conflict.
+    async fn prune(&mut self) {
+        let now = tokio::time::Instant::now();
+        if self.pruned_at.is_some_and(|at| now - at < PRUNE_EVERY) {
+            return;
+        }
+        self.pruned_at = Some(now);
+        let pruned = async {
+            let mut conn = self.pool.get().await?;
+            prune_delivered(&mut conn, DELIVERED_KEPT, PRUNE_BATCH).await
+        }
+        .await;
+        match pruned {
+            Ok(0) => {}
+            Ok(n) => log::info!("webhooks: pruned {n} deliveries older than 7 days from the log"),
+            Err(e) => log::debug!("webhooks: pruning the delivery log: {e}"),
+        }
     }
 
     async fn sample_backlog(&self) {

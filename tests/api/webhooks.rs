@@ -691,3 +691,35 @@ async fn two_nodes_share_the_outbox_and_a_killed_nodes_claim_goes_out_from_the_o
         assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
     }
 }
+
+#[actix_web::test]
+async fn the_delivery_log_forgets_deliveries_made_more_than_a_week_ago() {
+    use diesel_async::{AsyncConnection, AsyncPgConnection};
+
+    let app = app().await;
+    let company = app.company().await;
+    let hook = create_webhook(&app, company, "http://127.0.0.1:9/hook", &["member.left"]).await;
+    let hook = hook["id"].as_str().unwrap();
+    let mut db = app.db().await;
+    db.exec(&format!(
+        "INSERT INTO webhook_deliveries (webhook_id, event_id, type, thread_id, body, delivered_at, failed_at)
+         VALUES ('{hook}', gen_random_uuid(), 'member.left', gen_random_uuid(), '{{}}', now() - interval '8 days', NULL),
+                ('{hook}', gen_random_uuid(), 'member.left', gen_random_uuid(), '{{}}', now() - interval '6 days', NULL),
+                ('{hook}', gen_random_uuid(), 'member.left', gen_random_uuid(), '{{}}', NULL, now() - interval '8 days')"
+    ))
+    .await;
+    let mut conn = AsyncPgConnection::establish(&app.db_url).await.unwrap();
+    let pruned = confab::persistence::webhooks::prune_delivered(
+        &mut conn,
+        confab::webhooks::DELIVERED_KEPT,
+        100,
+    )
+    .await
+    .unwrap();
+    assert_eq!(pruned, 1, "only the week-old delivered one");
+    assert_eq!(
+        db.count("SELECT count(*) FROM webhook_deliveries").await,
+        2,
+        "a recent delivery and a failed one stay"
+    );
+}
