@@ -7,11 +7,15 @@ CREATE TABLE webhooks (
     -- The event types it receives (message.created, ...), checked at the edge.
     events text[] NOT NULL,
     secret text NOT NULL,
-    created_at timestamptz NOT NULL DEFAULT clock_timestamp()
+    created_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    -- Deleted webhooks are gone for the API and the dispatcher at once;
+    -- their rows are purged later, because a delivery in flight holds a
+    -- row lock a cascading delete would wait on (up to the 10 s timeout).
+    deleted_at timestamptz
 );
 -- Every commit that could make an event asks "does this company have a
 -- webhook for it?": an index probe, nothing more.
-CREATE INDEX webhooks_company ON webhooks (company_id);
+CREATE INDEX webhooks_company ON webhooks (company_id) WHERE deleted_at IS NULL;
 
 -- One row per (webhook, event), written in the transaction that commits
 -- the change the event describes, and kept after it is delivered (or

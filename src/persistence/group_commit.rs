@@ -425,7 +425,7 @@ const LOOK_UP: &str = "
             AND EXISTS (SELECT 1 FROM memberships m
                         WHERE m.thread_id = i.thread_id AND m.user_id = i.sender_id)) AS member,
            EXISTS (SELECT 1 FROM webhooks w
-                   WHERE w.company_id = i.company_id
+                   WHERE w.company_id = i.company_id AND w.deleted_at IS NULL
                      AND 'message.created' = ANY (w.events)) AS hooked
     FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[]) WITH ORDINALITY
          AS i(thread_id, company_id, sender_id, client_msg_id, ord)";

@@ -144,6 +144,7 @@ const RECORD: &str = "
     matched AS MATERIALIZED (
         SELECT w.id AS webhook_id, e.*
         FROM input e JOIN webhooks w ON w.company_id = e.company_id AND e.type = ANY (w.events)
+        WHERE w.deleted_at IS NULL
     ),
     locked AS MATERIALIZED (
         SELECT t.id FROM threads t WHERE t.id IN (SELECT thread_id FROM matched)

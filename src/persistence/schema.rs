@@ -72,6 +72,7 @@ diesel::table! {
         events -> Array<Text>,
         secret -> Text,
         created_at -> Timestamptz,
+        deleted_at -> Nullable<Timestamptz>,
     }
 }
 

@@ -2,6 +2,12 @@
 //! outbox: claiming a due delivery, settling it, and the backlog figures.
 //! The rows are written by [`super::outbox`].
 //!
+//! Deleting a webhook only marks it: the API and the dispatcher ignore it
+//! from then on, and [`purge_deleted`] removes it and its rows later. A
+//! cascading delete at once would wait on the row lock of any delivery in
+//! flight, up to its 10 s timeout, which is exactly when an operator
+//! deletes a webhook: its endpoint hangs.
+//!
 //! Claims are row locks (`FOR UPDATE SKIP LOCKED`) held by the transaction
 //! that makes the attempt: another node skips a claimed row, and if the
 //! claiming node dies its connection closes, Postgres ends the
@@ -33,6 +39,13 @@ struct WebhookRow {
     events: Vec<String>,
     secret: String,
     created_at: DateTime<Utc>,
+}
+
+/// The webhooks that are not deleted.
+type Live = diesel::dsl::Filter<webhooks::table, diesel::dsl::IsNull<webhooks::deleted_at>>;
+
+fn live() -> Live {
+    webhooks::table.filter(webhooks::deleted_at.is_null())
 }
 
 impl TryFrom<WebhookRow> for WebhookView {
@@ -111,7 +124,7 @@ impl Query for ListWebhooks {
         if company.is_none() {
             return Err(AppError::NotFound("company"));
         }
-        let rows: Vec<WebhookRow> = webhooks::table
+        let rows: Vec<WebhookRow> = live()
             .filter(webhooks::company_id.eq(self.company_id.0))
             .order((webhooks::created_at.asc(), webhooks::id.asc()))
             .select(WebhookRow::as_select())
@@ -126,7 +139,8 @@ impl Query for ListWebhooks {
 }
 
 /// DELETE /admin/webhooks/{id}: the subscription and its delivery log.
-/// An attempt in flight finishes; nothing is sent after it.
+/// An attempt in flight finishes; nothing is sent after it. Marked here,
+/// purged by the dispatcher.
 #[derive(Message)]
 #[rtype(result = "Result<(), AppError>")]
 pub struct DeleteWebhook(pub WebhookId);
@@ -135,7 +149,8 @@ impl Query for DeleteWebhook {
     type Output = ();
     async fn run(self, db: Db) -> Result<Answer<()>, AppError> {
         let mut conn = db.conn().await?;
-        let deleted = diesel::delete(webhooks::table.find(self.0 .0))
+        let deleted = diesel::update(live().filter(webhooks::id.eq(self.0 .0)))
+            .set(webhooks::deleted_at.eq(diesel::dsl::now))
             .execute(&mut conn)
             .await?;
         if deleted == 0 {
@@ -168,8 +183,8 @@ impl Query for ListDeliveries {
     type Output = Vec<DeliveryView>;
     async fn run(self, db: Db) -> Result<Answer<Vec<DeliveryView>>, AppError> {
         let mut conn = db.conn().await?;
-        let webhook: Option<Uuid> = webhooks::table
-            .find(self.webhook_id.0)
+        let webhook: Option<Uuid> = live()
+            .filter(webhooks::id.eq(self.webhook_id.0))
             .select(webhooks::id)
             .first(&mut conn)
             .await
@@ -258,7 +273,7 @@ pub enum Settlement {
 // claimed or not, keeps the later ones back.
 const CLAIM_DUE: &str = "
     SELECT d.id, d.event_id, d.body, d.attempts, d.created_at, w.url, w.secret
-    FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id
+    FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id AND w.deleted_at IS NULL
     WHERE d.delivered_at IS NULL AND d.failed_at IS NULL AND d.next_attempt_at <= now()
       AND NOT EXISTS (
           SELECT 1 FROM webhook_deliveries e
@@ -343,12 +358,44 @@ pub async fn prune_delivered(
         .await?)
 }
 
+// Rows first, a batch at a time and skipping any still locked by an
+// attempt in flight; then the webhooks left with none. Only a minute after
+// the deletion: a transaction that saw the webhook live just before may
+// still be adding a row for it (commits are bounded by the request
+// timeout), and must not fail its foreign key check.
+const PURGE_ROWS: &str = "
+    DELETE FROM webhook_deliveries WHERE id IN (
+        SELECT d.id FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id
+        WHERE w.deleted_at < now() - interval '1 minute'
+        LIMIT $1
+        FOR UPDATE OF d SKIP LOCKED)";
+
+const PURGE_WEBHOOKS: &str = "
+    DELETE FROM webhooks w WHERE w.deleted_at < now() - interval '1 minute'
+      AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.webhook_id = w.id)";
+
+/// Removes deleted webhooks' rows (up to `limit`) and the deleted webhooks
+/// that have none left. Answers how many rows went.
+pub async fn purge_deleted(conn: &mut AsyncPgConnection, limit: i64) -> Result<usize, AppError> {
+    let rows = diesel::sql_query(PURGE_ROWS)
+        .bind::<BigInt, _>(limit)
+        .cached()
+        .execute(conn)
+        .await?;
+    diesel::sql_query(PURGE_WEBHOOKS)
+        .cached()
+        .execute(conn)
+        .await?;
+    Ok(rows)
+}
+
 /// Deliveries still to make, of every webhook, and the creation time of
 /// the oldest: the dispatcher's gauges.
 pub async fn backlog(
     conn: &mut AsyncPgConnection,
 ) -> Result<(i64, Option<DateTime<Utc>>), AppError> {
     Ok(webhook_deliveries::table
+        .filter(webhook_deliveries::webhook_id.eq_any(live().select(webhooks::id)))
         .filter(webhook_deliveries::delivered_at.is_null())
         .filter(webhook_deliveries::failed_at.is_null())
         .select((

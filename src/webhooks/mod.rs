@@ -34,7 +34,9 @@ use crate::config::Settings;
 use crate::error::AppError;
 use crate::metrics::metrics;
 use crate::persistence::outbox::OutboxSignal;
-use crate::persistence::webhooks::{attempt_next, backlog, prune_delivered, Settlement};
+use crate::persistence::webhooks::{
+    attempt_next, backlog, prune_delivered, purge_deleted, Settlement,
+};
 use crate::persistence::{build_pool, DbPool};
 use delivery::Sender;
 
@@ -135,8 +137,9 @@ impl Worker {
         Ok(true)
     }
 
-    /// Keeps the delivery log to [`DELIVERED_KEPT`]; every node does it,
-    /// and the deletes do not conflict.
+    /// Purges deleted webhooks and keeps the delivery log to
+    /// [`DELIVERED_KEPT`]; every node does it, and the deletes do not
+    /// conflict.
     async fn prune(&mut self) {
         let now = tokio::time::Instant::now();
         if self.pruned_at.is_some_and(|at| now - at < PRUNE_EVERY) {
@@ -145,12 +148,17 @@ impl Worker {
         self.pruned_at = Some(now);
         let pruned = async {
             let mut conn = self.pool.get().await?;
-            prune_delivered(&mut conn, DELIVERED_KEPT, PRUNE_BATCH).await
+            let purged = purge_deleted(&mut conn, PRUNE_BATCH).await?;
+            Ok::<_, AppError>(
+                purged + prune_delivered(&mut conn, DELIVERED_KEPT, PRUNE_BATCH).await?,
+            )
         }
         .await;
         match pruned {
             Ok(0) => {}
-            Ok(n) => log::info!("webhooks: pruned {n} deliveries older than 7 days from the log"),
+            Ok(n) => log::info!(
+                "webhooks: pruned {n} deliveries (of deleted webhooks, or delivered over 7 days ago)"
+            ),
             Err(e) => log::debug!("webhooks: pruning the delivery log: {e}"),
         }
     }

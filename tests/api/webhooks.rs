@@ -693,7 +693,7 @@ async fn two_nodes_share_the_outbox_and_a_killed_nodes_claim_goes_out_from_the_o
 }
 
 #[actix_web::test]
-async fn the_delivery_log_forgets_deliveries_made_more_than_a_week_ago() {
+async fn the_delivery_log_forgets_deliveries_made_a_week_ago_and_deleted_webhooks() {
     use diesel_async::{AsyncConnection, AsyncPgConnection};
 
     let app = app().await;
@@ -722,4 +722,57 @@ async fn the_delivery_log_forgets_deliveries_made_more_than_a_week_ago() {
         2,
         "a recent delivery and a failed one stay"
     );
+
+    // A webhook deleted over a minute ago goes, with its rows.
+    db.exec(&format!(
+        "UPDATE webhooks SET deleted_at = now() - interval '2 minutes' WHERE id = '{hook}'"
+    ))
+    .await;
+    let purged = confab::persistence::webhooks::purge_deleted(&mut conn, 100)
+        .await
+        .unwrap();
+    assert_eq!(purged, 2);
+    assert_eq!(db.count("SELECT count(*) FROM webhooks").await, 0);
+}
+
+#[actix_web::test]
+async fn a_webhook_is_deleted_at_once_even_while_its_endpoint_hangs() {
+    let app = app().await;
+    let mut receiver = Receiver::start().await;
+    let users = app.users(2).await;
+    let hook = create_webhook(
+        &app,
+        users[0].company_id,
+        &receiver.url,
+        &["message.created"],
+    )
+    .await;
+    let id = hook["id"].as_str().unwrap();
+    let thread = app.group(&[&users[0], &users[1]]).await;
+    receiver.hold(true);
+    let mut ws = app.connect(&users[0]).await;
+    ws.send_message(thread, "into the void").await;
+    receiver.next().await;
+
+    // The attempt is on the wire and its row locked; deleting waits for
+    // neither.
+    let started = Instant::now();
+    let deleted = app.admin_delete(&format!("/admin/webhooks/{id}")).await;
+    assert_eq!(deleted.status, 204, "{deleted:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    let log = app
+        .get(
+            &format!("/admin/webhooks/{id}/deliveries"),
+            &app.admin_token,
+        )
+        .await;
+    assert_eq!(log.status, 404);
+
+    receiver.hold(false);
+    ws.send_message(thread, "after the deletion").await;
+    receiver.assert_quiet(Duration::from_millis(700)).await;
 }
