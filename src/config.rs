@@ -515,6 +515,22 @@ mod tests {
     }
 
     #[test]
+    fn webhook_bounds_name_their_keys() {
+        let mut s = defaults();
+        assert!(
+            !s.webhooks.allow_private,
+            "inward URLs are refused by default"
+        );
+        s.webhooks.max_in_flight = 0;
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("webhooks.max_in_flight"), "{err}");
+        let mut s = defaults();
+        s.webhooks.poll_interval_ms = 0;
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("webhooks.poll_interval_ms"), "{err}");
+    }
+
+    #[test]
     fn database_name_is_the_path() {
         assert_eq!(
             database_name("postgres://u@h:5432/confab").as_deref(),
