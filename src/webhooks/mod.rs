@@ -87,23 +87,38 @@ struct Worker {
 
 impl Worker {
     async fn run(mut self) {
+        let mut sampled_at: Option<tokio::time::Instant> = None;
         loop {
-            match self.attempt_one().await {
-                Ok(true) => continue,
-                Ok(false) => {}
-                Err(AppError::Unavailable) => log::debug!("webhooks: database unavailable"),
-                Err(e) => log::warn!("webhooks: {e}"),
+            let worked = match self.attempt_one().await {
+                Ok(worked) => worked,
+                Err(AppError::Unavailable) => {
+                    log::debug!("webhooks: database unavailable");
+                    false
+                }
+                Err(e) => {
+                    log::warn!("webhooks: {e}");
+                    false
+                }
+            };
+            if !self.polls {
+                if !worked {
+                    self.signal.woken().await;
+                }
+                continue;
             }
-            if self.polls {
+            // On a clock, not only when idle: a busy dispatcher's gauges
+            // are the ones that matter.
+            let now = tokio::time::Instant::now();
+            if sampled_at.is_none_or(|at| now - at >= self.poll_interval) {
+                sampled_at = Some(now);
+                self.sample_backlog().await;
+                self.prune().await;
+            }
+            if !worked {
                 tokio::select! {
                     _ = self.signal.woken() => {}
-                    _ = tokio::time::sleep(self.poll_interval) => {
-                        self.sample_backlog().await;
-                        self.prune().await;
-                    }
+                    _ = tokio::time::sleep(self.poll_interval) => {}
                 }
-            } else {
-                self.signal.woken().await;
             }
         }
     }
