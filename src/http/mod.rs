@@ -14,6 +14,7 @@ pub mod responses;
 mod threads;
 mod user_api;
 mod web_client;
+mod webhooks;
 mod ws;
 
 use std::future::Future;
@@ -103,7 +104,11 @@ fn all_but_metrics(cfg: &mut web::ServiceConfig) {
     .configure(web_client::routes)
     .configure(openapi::routes)
     .service(web::scope("/api").configure(user_api::routes))
-    .service(web::scope("/admin").configure(admin_api::routes))
+    .service(
+        web::scope("/admin")
+            .configure(admin_api::routes)
+            .configure(webhooks::routes),
+    )
     .default_service(web::to(|| async {
         Err::<actix_web::HttpResponse, _>(AppError::NotFound("route"))
     }));

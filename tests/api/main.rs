@@ -40,4 +40,5 @@ mod tenancy;
 mod typing;
 mod user_api;
 mod web;
+mod webhooks;
 mod websocket;
