@@ -12,6 +12,7 @@
 //!   go to Persistence one at a time.
 
 pub mod capacity;
+mod changes;
 mod connect;
 pub mod inbound;
 pub mod rate_limit;
@@ -41,7 +42,7 @@ use crate::persistence::{
     ask, AdvanceCursor, CursorKind, FetchMessages, PageBounds, Persistence, SendMessage,
 };
 use crate::protocol::client::{self, CursorUpdate, SyncRequest};
-use crate::protocol::{Ack, ClientEvent, ClientFrame, FrameRef, MessageView, ServerEvent};
+use crate::protocol::{Ack, ClientEvent, ClientFrame, FrameRef, ServerEvent};
 
 /// The close code for a slow consumer (private-use range, RFC 6455 §7.4.2).
 pub const SLOW_CONSUMER_CLOSE: u16 = 4008;
@@ -92,10 +93,10 @@ pub struct WsSession {
     fragments: Reassembler,
     limiter: TokenBucket,
     last_heard: Instant,
-    /// Per thread, the last_seq chat:ready reported: chat:message frames
+    /// Per thread, the last_rev chat:ready reported: changes to messages
     /// the hub queued for us while we were connecting are dropped if
     /// chat:ready already told the client about them.
-    reported_last_seq: HashMap<ThreadId, i64>,
+    reported_last_rev: HashMap<ThreadId, i64>,
     sends: VecDeque<QueuedSend>,
     sending: bool,
     db_requests: usize,
@@ -121,7 +122,7 @@ impl WsSession {
             fragments: Reassembler::new(settings.max_frame_bytes),
             limiter: TokenBucket::new(settings.rate_limit_per_second, settings.rate_limit_burst),
             last_heard: Instant::now(),
-            reported_last_seq: HashMap::new(),
+            reported_last_rev: HashMap::new(),
             sends: VecDeque::new(),
             sending: false,
             db_requests: 0,
@@ -298,6 +299,8 @@ impl WsSession {
                 self.on_typing(thread_id, false, reference, ctx)
             }
             ClientEvent::Sync(request) => self.on_sync(request, reference, ctx),
+            ClientEvent::React(request) => self.on_react(request, reference, ctx),
+            ClientEvent::Changes(request) => self.on_changes(request, reference, ctx),
             ClientEvent::Ping => self.reply(ServerEvent::Pong {}, reference.as_ref(), ctx),
         }
     }
@@ -338,6 +341,8 @@ impl WsSession {
             thread_id: message.thread_id,
             client_msg_id: message.client_msg_id,
             content: message.content,
+            reply_to: message.reply_to,
+            mentions: message.mentions,
             origin: Some(self.id),
         };
         let committed = ask(&self.deps.persistence, request);
@@ -465,8 +470,11 @@ impl WsSession {
             match result {
                 Ok(page) => {
                     let budget = session.deps.settings.max_outbound_bytes / 2;
-                    let frame =
-                        page_frame(page.messages, page.has_more, reference.as_ref(), budget);
+                    let ack = Ack::Page {
+                        messages: page.messages,
+                        has_more: page.has_more,
+                    };
+                    let frame = page_frame_with(ack, reference.as_ref(), budget);
                     session.write(frame, ctx);
                 }
                 Err(error) => session.reply_error(error, reference.as_ref(), ctx),
@@ -483,26 +491,32 @@ impl WsSession {
     }
 }
 
-/// A chat:sync reply that fits in `budget` bytes: a page as large as the
-/// outbound bound would close the very session that is catching up, so it
-/// is cut short (with `has_more`) and the client asks for the rest.
-fn page_frame(
-    messages: Vec<MessageView>,
-    has_more: bool,
-    reference: Option<&FrameRef>,
-    budget: usize,
-) -> ByteString {
-    let mut event = ServerEvent::Ack(Ack::Page { messages, has_more });
+/// A chat:sync or chat:changes reply that fits in `budget` bytes: a page
+/// as large as the outbound bound would close the very session that is
+/// catching up, so it is cut short (with `has_more`, and for changes the
+/// `last_rev` of what is kept) and the client asks for the rest.
+fn page_frame_with(ack: Ack, reference: Option<&FrameRef>, budget: usize) -> ByteString {
+    let mut event = ServerEvent::Ack(ack);
     loop {
         let frame = event.to_frame(reference);
-        let ServerEvent::Ack(Ack::Page { messages, has_more }) = &mut event else {
+        let ServerEvent::Ack(ack) = &mut event else {
             return frame;
+        };
+        let (messages, has_more) = match ack {
+            Ack::Page { messages, has_more } => (messages, has_more),
+            Ack::Changes(page) => (&mut page.messages, &mut page.has_more),
+            _ => return frame,
         };
         if frame.len() <= budget || messages.len() <= 1 {
             return frame;
         }
         messages.truncate(messages.len() / 2);
         *has_more = true;
+        if let Ack::Changes(page) = ack {
+            if let Some(last) = page.messages.last() {
+                page.last_rev = last.rev;
+            }
+        }
     }
 }
 
@@ -556,10 +570,10 @@ impl Handler<ToSession> for WsSession {
     fn handle(&mut self, msg: ToSession, ctx: &mut Self::Context) {
         match msg {
             ToSession::Frame(out) => {
-                let covered = out.message_seq.is_some_and(|(thread, seq)| {
-                    self.reported_last_seq
+                let covered = out.change_rev.is_some_and(|(thread, rev)| {
+                    self.reported_last_rev
                         .get(&thread)
-                        .is_some_and(|&last| seq <= last)
+                        .is_some_and(|&last| rev <= last)
                 });
                 if covered || self.closed {
                     self.outbound.dropped(out.frame.len());

@@ -24,10 +24,12 @@ async fn a_seq_never_announced_is_read_back_and_delivered_in_order() {
     let mut db = app.db().await;
     db.exec(&format!(
         "WITH bumped AS (
-             UPDATE threads SET last_seq = last_seq + 1 WHERE id = '{thread}'
-             RETURNING id, company_id, last_seq)
-         INSERT INTO messages (id, thread_id, company_id, seq, sender_id, client_msg_id, kind, body)
-         SELECT gen_random_uuid(), id, company_id, last_seq, '{}', gen_random_uuid(), 'text', 'unannounced'
+             UPDATE threads SET last_seq = last_seq + 1, last_rev = last_rev + 1 WHERE id = '{thread}'
+             RETURNING id, company_id, last_seq, last_rev)
+         INSERT INTO messages (id, thread_id, company_id, seq, sender_id, client_msg_id, kind, body,
+                               rev, created_rev)
+         SELECT gen_random_uuid(), id, company_id, last_seq, '{}', gen_random_uuid(), 'text', 'unannounced',
+                last_rev, last_rev
          FROM bumped",
         ann.id
     ))
