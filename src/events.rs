@@ -256,21 +256,19 @@ pub struct ReceiptRange {
     pub senders: Vec<UserId>,
 }
 
-/// The changes of a thread with `after_rev < rev <= up_to_rev`, asked for
-/// by a room that has routed every change up to `after_rev`, and every new
-/// message up to seq `after_seq`.
+/// The changes of a thread with `after_rev < rev <= up_to_rev`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RevRange {
     pub thread_id: ThreadId,
     pub after_rev: i64,
     pub up_to_rev: i64,
-    pub after_seq: i64,
 }
 
 /// Several threads' ranges in one statement; at most `limit_per_thread`
-/// messages each. The answer is what the room missed, as the changes it
-/// would have been told of, each at its rev (see `persistence::replay`
-/// for how a change that a later one superseded is answered).
+/// changes each (the lowest revs), ascending by thread, then rev. The
+/// answer is what the room missed, as the changes it would have been told
+/// of, each carrying its message's current state (see
+/// `persistence::replay`).
 #[derive(Debug, Message)]
 #[rtype(result = "Result<Vec<MessageChange>, AppError>")]
 pub struct LoadChangesAfter {

@@ -1,3 +1,4 @@
+DROP TABLE message_changes;
 DROP TABLE reactions;
 DROP INDEX messages_by_rev;
 ALTER TABLE messages

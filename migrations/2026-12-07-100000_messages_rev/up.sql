@@ -58,3 +58,30 @@ CREATE TABLE reactions (
     added       bigint  NOT NULL,
     PRIMARY KEY (message_id, emoji, user_id)
 );
+
+-- What each rev was: one row per change, written in the transaction that
+-- makes it. The messages table keeps only each message's current state, so
+-- a rev superseded by a later change of the same message would otherwise
+-- be lost; the hub's read-back (a bus message lost, a node cut off) needs
+-- to know which message every missed rev changed, and a reaction's detail.
+-- No foreign key: the row is written with the change it names, and a
+-- check per change would cost the hot path for nothing.
+CREATE TABLE message_changes (
+    thread_id    uuid    NOT NULL,
+    rev          bigint  NOT NULL CHECK (rev > 0),
+    message_id   uuid    NOT NULL,
+    kind         text    NOT NULL CHECK (kind IN ('created', 'edited', 'deleted', 'reaction')),
+    -- A reaction's detail.
+    user_id      uuid,
+    emoji        text,
+    reaction_on  boolean,
+    PRIMARY KEY (thread_id, rev),
+    CHECK ((kind = 'reaction') = (user_id IS NOT NULL AND emoji IS NOT NULL
+                                  AND reaction_on IS NOT NULL))
+);
+
+INSERT INTO message_changes (thread_id, rev, message_id, kind)
+SELECT thread_id, created_rev, id, 'created' FROM messages
+UNION ALL
+SELECT thread_id, rev, id, CASE WHEN deleted_at IS NOT NULL THEN 'deleted' ELSE 'edited' END
+FROM messages WHERE rev <> created_rev;

@@ -44,7 +44,6 @@ impl ChatHub {
                     thread_id,
                     after_rev: routed.rev,
                     up_to_rev: i64::MAX,
-                    after_seq: routed.seq,
                 }
             })
             .collect();

@@ -10,10 +10,10 @@
 //! through it is testable without actors, and the timer state (one hold
 //! or one read-back at a time) lives in one private field.
 //!
-//! A read-back answers with current states (see `persistence::replay`):
-//! a rev it does not name was superseded by a later change of the same
-//! message, so after a read-back the buffer moves past what is still
-//! missing, without waiting for it.
+//! A read-back answers every committed rev of its range (see
+//! `persistence::replay`); what it could not answer (the database
+//! unreachable, a gap past the fill limit) is skipped, and the room's
+//! members recover it with chat:sync and chat:changes.
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
@@ -130,24 +130,22 @@ impl Reorder {
                 thread_id: self.thread_id,
                 after_rev: self.next_rev - 1,
                 up_to_rev: first_held - 1,
-                after_seq: self.routed_seq,
             })];
         }
         let mut actions = Vec::new();
-        self.skip_gap(&mut actions, true);
+        self.skip_gap(&mut actions);
         self.hold_again_if_needed(&mut actions);
         actions
     }
 
     /// The read-back of `range` is over and what it found went through
-    /// [`Reorder::arrive`]. What it did not find was superseded (or, if the
-    /// database could not be reached, is lost to live routing: its members
-    /// recover it with chat:changes); either way the buffer moves on.
+    /// [`Reorder::arrive`]. A gap it could not close (the database
+    /// unreachable, a gap past the fill limit) is skipped.
     pub fn fill_done(&mut self, range: RevRange) -> Vec<Action> {
         self.waiting = Waiting::Nothing;
         let mut actions = Vec::new();
         if self.next_rev <= range.up_to_rev {
-            self.skip_gap(&mut actions, false);
+            self.skip_gap(&mut actions);
         }
         self.hold_again_if_needed(&mut actions);
         actions
@@ -172,21 +170,13 @@ impl Reorder {
         }
     }
 
-    fn skip_gap(&mut self, actions: &mut Vec<Action>, lost: bool) {
+    fn skip_gap(&mut self, actions: &mut Vec<Action>) {
         if let Some(&first) = self.held.keys().next() {
-            if lost {
-                log::warn!(
-                    thread:% = self.thread_id;
-                    "rev gap: waited for {}, moving on to {first}",
-                    self.next_rev
-                );
-            } else {
-                log::debug!(
-                    thread:% = self.thread_id;
-                    "revs {}..{first} superseded or unreadable, moving on",
-                    self.next_rev
-                );
-            }
+            log::warn!(
+                thread:% = self.thread_id;
+                "rev gap: waited for {}, moving on to {first}",
+                self.next_rev
+            );
             self.next_rev = first;
         }
         self.release_in_order(actions);

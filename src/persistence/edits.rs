@@ -1,6 +1,7 @@
 //! Changes to existing messages: edit and delete. Each is one transaction
-//! that takes the thread's next rev (see [`next_rev`]) and makes the
-//! change; its event is built from what the transaction wrote.
+//! that takes the thread's next rev (see [`next_rev`]), makes the change
+//! and logs what the rev was (see [`log_change`]); its event is built from
+//! what the transaction wrote.
 //!
 //! Rev invariant: a change's rev is taken by incrementing
 //! `threads.last_rev` in the transaction that makes the change, under the
@@ -17,7 +18,7 @@ use uuid::Uuid;
 use super::message_views::message_view;
 use super::prepared::CachePrepared;
 use super::rows::MessageRow;
-use super::schema::{memberships, messages, threads};
+use super::schema::{memberships, message_changes, messages, threads};
 use super::{Answer, Caller, Db, Query};
 use crate::auth::Claimed;
 use crate::domain::{Mentions, MessageId, MessageText};
@@ -34,6 +35,48 @@ pub(super) async fn next_rev(conn: &mut AsyncPgConnection, thread_id: Uuid) -> Q
         .returning(threads::last_rev)
         .get_result(conn)
         .await
+}
+
+/// What a rev was, as `message_changes` records it.
+pub(super) enum Change<'a> {
+    Edited,
+    Deleted,
+    Reaction {
+        user_id: Uuid,
+        emoji: &'a str,
+        on: bool,
+    },
+}
+
+/// Records what `rev` of the thread was, in the transaction that made the
+/// change: the hub's read-back replays missed revs from this log.
+pub(super) async fn log_change(
+    conn: &mut AsyncPgConnection,
+    thread_id: Uuid,
+    rev: i64,
+    message_id: Uuid,
+    change: Change<'_>,
+) -> QueryResult<()> {
+    let (kind, user_id, emoji, on) = match change {
+        Change::Edited => ("edited", None, None, None),
+        Change::Deleted => ("deleted", None, None, None),
+        Change::Reaction { user_id, emoji, on } => {
+            ("reaction", Some(user_id), Some(emoji), Some(on))
+        }
+    };
+    diesel::insert_into(message_changes::table)
+        .values((
+            message_changes::thread_id.eq(thread_id),
+            message_changes::rev.eq(rev),
+            message_changes::message_id.eq(message_id),
+            message_changes::kind.eq(kind),
+            message_changes::user_id.eq(user_id),
+            message_changes::emoji.eq(emoji),
+            message_changes::reaction_on.eq(on),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// Whether every one of `mentions` is a member of the thread.
@@ -103,6 +146,7 @@ impl Query for EditMessage {
                     .await
                     .optional()?
                     .ok_or(AppError::NotFound("message"))?;
+                log_change(conn, thread_id, rev, row.id, Change::Edited).await?;
                 message_view(conn, row).await
             })
             .await?;
@@ -189,6 +233,7 @@ impl Query for DeleteMessage {
                         )
                         .execute(conn)
                         .await?;
+                        log_change(conn, row.thread_id, rev, row.id, Change::Deleted).await?;
                         Ok(Deleted::Now(message_view(conn, row).await?))
                     }
                     // Deleted by someone else while we waited for the lock

@@ -12,6 +12,7 @@ use actix::Message;
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
+use super::edits::{log_change, Change};
 use super::schema::{messages, reactions, threads};
 use super::threads::require_member;
 use super::{Answer, Db, Query};
@@ -99,6 +100,12 @@ impl Query for React {
                     .set(messages::rev.eq(rev))
                     .execute(conn)
                     .await?;
+                let change = Change::Reaction {
+                    user_id: reactor.user_id.0,
+                    emoji,
+                    on,
+                };
+                log_change(conn, thread_id.0, rev, message_id.0, change).await?;
                 Ok(Outcome { seq, rev, changed })
             })
             .await?;

@@ -70,6 +70,18 @@ diesel::table! {
 }
 
 diesel::table! {
+    message_changes (thread_id, rev) {
+        thread_id -> Uuid,
+        rev -> Int8,
+        message_id -> Uuid,
+        kind -> Text,
+        user_id -> Nullable<Uuid>,
+        emoji -> Nullable<Text>,
+        reaction_on -> Nullable<Bool>,
+    }
+}
+
+diesel::table! {
     reactions (message_id, emoji, user_id) {
         message_id -> Uuid,
         emoji -> Text,
@@ -92,5 +104,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     threads,
     memberships,
     messages,
+    message_changes,
     reactions
 );

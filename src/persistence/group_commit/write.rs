@@ -123,6 +123,7 @@ const LOOK_UP: &str = "
 // Seqs and revs are numbered in the database: each thread's last_seq and
 // last_rev move by the number of the batch's messages for it, and the
 // messages take the numbers just below the new values, in the batch's order.
+// Each new message's rev is logged as a creation (see `super::super::edits`).
 const INSERT_MESSAGES: &str = "
     WITH input AS (
         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::uuid[],
@@ -142,17 +143,24 @@ const INSERT_MESSAGES: &str = "
         UPDATE threads t SET last_seq = t.last_seq + counts.n, last_rev = t.last_rev + counts.n
         FROM counts WHERE t.id = counts.thread_id
         RETURNING t.id, t.last_seq - counts.n AS base, t.last_rev - counts.n AS rev_base
+    ),
+    inserted AS (
+        INSERT INTO messages (id, thread_id, company_id, seq, sender_id, client_msg_id, kind,
+                              body, metadata, rev, created_rev, reply_to, mentions)
+        SELECT n.id, n.thread_id, n.company_id, bumped.base + n.k, n.sender_id, n.client_msg_id,
+               n.kind, n.body, n.metadata, bumped.rev_base + n.k, bumped.rev_base + n.k,
+               n.reply_to, n.mentions::uuid[]
+        FROM numbered n JOIN bumped ON bumped.id = n.thread_id
+        ORDER BY n.ord
+        ON CONFLICT (sender_id, client_msg_id) DO NOTHING
+        RETURNING id, thread_id, company_id, seq, sender_id, client_msg_id, kind, body, metadata,
+                  created_at, edited_at, deleted_at, rev, created_rev, reply_to, mentions
+    ),
+    logged AS (
+        INSERT INTO message_changes (thread_id, rev, message_id, kind)
+        SELECT thread_id, rev, id, 'created' FROM inserted
     )
-    INSERT INTO messages (id, thread_id, company_id, seq, sender_id, client_msg_id, kind, body,
-                          metadata, rev, created_rev, reply_to, mentions)
-    SELECT n.id, n.thread_id, n.company_id, bumped.base + n.k, n.sender_id, n.client_msg_id,
-           n.kind, n.body, n.metadata, bumped.rev_base + n.k, bumped.rev_base + n.k,
-           n.reply_to, n.mentions::uuid[]
-    FROM numbered n JOIN bumped ON bumped.id = n.thread_id
-    ORDER BY n.ord
-    ON CONFLICT (sender_id, client_msg_id) DO NOTHING
-    RETURNING id, thread_id, company_id, seq, sender_id, client_msg_id, kind, body, metadata,
-              created_at, edited_at, deleted_at, rev, created_rev, reply_to, mentions";
+    SELECT * FROM inserted";
 
 pub(super) async fn write_batch(
     conn: &mut AsyncPgConnection,
