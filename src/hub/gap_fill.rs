@@ -1,10 +1,11 @@
 //! Reading missed changes back from the database, so a room's members get
 //! every change in rev order (and every new message in seq order) even
 //! when an announcement never reaches this hub: a gap that outlives the
-//! reorder hold, or what a node missed while its bus was away. What comes
-//! back is each changed message's current state at its place in the rev
-//! order (`persistence::replay`). The hub never waits: the query runs on Persistence and its
-//! answer comes back to the hub as a future on its own context.
+//! reorder hold, or what a node missed while its bus was away. Each missed
+//! rev comes back as the change it was, carrying its message's current
+//! state (`persistence::replay`). The hub never waits: the query runs on
+//! Persistence and its answer comes back to the hub as a future on its own
+//! context.
 
 use actix::prelude::*;
 
@@ -14,14 +15,14 @@ use crate::error::AppError;
 use crate::events::{LoadChangesAfter, MessageChange, RevRange};
 use crate::metrics::metrics;
 
-/// At most this many messages of one thread are read back at once. A
+/// At most this many changes of one thread are read back at once. A
 /// larger gap is skipped past the fill, and its members sync.
 pub const FILL_LIMIT: i64 = 1000;
 
 /// Threads read back in one request when catching up.
 const CATCH_UP_CHUNK: usize = 500;
 
-/// Why messages are being read back.
+/// Why changes are being read back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Fill {
     /// A room's reorder buffer waited out its hold: the revs before the

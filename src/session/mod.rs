@@ -12,9 +12,9 @@
 //!   go to Persistence one at a time.
 
 pub mod capacity;
-mod changes;
 mod connect;
 pub mod inbound;
+mod message_requests;
 pub mod rate_limit;
 pub mod reassembly;
 
@@ -38,10 +38,8 @@ use crate::hub::messages::{CloseCause, Disconnect, ToSession, TypingChanged};
 use crate::hub::ChatHub;
 use crate::metrics::metrics;
 use crate::outbound::OutboundGauge;
-use crate::persistence::{
-    ask, AdvanceCursor, CursorKind, FetchMessages, PageBounds, Persistence, SendMessage,
-};
-use crate::protocol::client::{self, CursorUpdate, SyncRequest};
+use crate::persistence::{ask, AdvanceCursor, CursorKind, Persistence, SendMessage};
+use crate::protocol::client::{self, CursorUpdate};
 use crate::protocol::{Ack, ClientEvent, ClientFrame, FrameRef, ServerEvent};
 
 /// The close code for a slow consumer (private-use range, RFC 6455 §7.4.2).
@@ -445,77 +443,10 @@ impl WsSession {
         );
     }
 
-    fn on_sync(
-        &mut self,
-        request: SyncRequest,
-        reference: Option<FrameRef>,
-        ctx: &mut WebsocketContext<Self>,
-    ) {
-        if self.db_requests >= MAX_DB_REQUESTS_IN_FLIGHT {
-            return self.reply_error(AppError::RateLimited, reference.as_ref(), ctx);
-        }
-        self.db_requests += 1;
-        let query = FetchMessages {
-            reader: self.user,
-            thread_id: request.thread_id,
-            bounds: PageBounds::After {
-                after_seq: request.after_seq,
-                before_seq: None,
-            },
-            limit: request.limit,
-        };
-        let page = ask(&self.deps.persistence, query);
-        ctx.spawn(page.into_actor(self).map(move |result, session, ctx| {
-            session.db_requests -= 1;
-            match result {
-                Ok(page) => {
-                    let budget = session.deps.settings.max_outbound_bytes / 2;
-                    let ack = Ack::Page {
-                        messages: page.messages,
-                        has_more: page.has_more,
-                    };
-                    let frame = page_frame_with(ack, reference.as_ref(), budget);
-                    session.write(frame, ctx);
-                }
-                Err(error) => session.reply_error(error, reference.as_ref(), ctx),
-            }
-            session.finish_draining(ctx);
-        }));
-    }
-
     /// During a graceful shutdown, closes with 1001 once nothing is in flight.
     fn finish_draining(&mut self, ctx: &mut WebsocketContext<Self>) {
         if self.draining && !self.sending && self.sends.is_empty() && self.db_requests == 0 {
             self.close(CloseCode::Away, "server shutting down", ctx);
-        }
-    }
-}
-
-/// A chat:sync or chat:changes reply that fits in `budget` bytes: a page
-/// as large as the outbound bound would close the very session that is
-/// catching up, so it is cut short (with `has_more`, and for changes the
-/// `last_rev` of what is kept) and the client asks for the rest.
-fn page_frame_with(ack: Ack, reference: Option<&FrameRef>, budget: usize) -> ByteString {
-    let mut event = ServerEvent::Ack(ack);
-    loop {
-        let frame = event.to_frame(reference);
-        let ServerEvent::Ack(ack) = &mut event else {
-            return frame;
-        };
-        let (messages, has_more) = match ack {
-            Ack::Page { messages, has_more } => (messages, has_more),
-            Ack::Changes(page) => (&mut page.messages, &mut page.has_more),
-            _ => return frame,
-        };
-        if frame.len() <= budget || messages.len() <= 1 {
-            return frame;
-        }
-        messages.truncate(messages.len() / 2);
-        *has_more = true;
-        if let Ack::Changes(page) = ack {
-            if let Some(last) = page.messages.last() {
-                page.last_rev = last.rev;
-            }
         }
     }
 }
