@@ -13,24 +13,16 @@ use super::{
 use crate::support::proxy::Proxy;
 use crate::support::{spawn_app, WsClient};
 
+fn is_change(frame: &Value) -> bool {
+    matches!(
+        frame["event"].as_str(),
+        Some("chat:message" | "chat:message-edited" | "chat:message-deleted" | "chat:reaction")
+    )
+}
+
 /// The next frame that is a change to a message, whatever its kind.
 async fn next_change(client: &mut WsClient) -> Value {
-    client
-        .wait_for(
-            |f| {
-                matches!(
-                    f["event"].as_str(),
-                    Some(
-                        "chat:message"
-                            | "chat:message-edited"
-                            | "chat:message-deleted"
-                            | "chat:reaction"
-                    )
-                )
-            },
-            "a change to a message",
-        )
-        .await
+    client.wait_for(is_change, "a change to a message").await
 }
 
 fn rev_of(change: &Value) -> &Value {
@@ -187,4 +179,51 @@ async fn a_change_never_announced_is_read_back_and_delivered_before_the_next_one
     let revs = [rev_of(&read_back).clone(), rev_of(&live).clone()];
     assert_eq!(revs, [json!(2), json!(3)], "in rev order");
     bob_ws.assert_silent().await;
+}
+
+#[actix_web::test]
+async fn concurrent_changes_on_different_nodes_are_seen_in_one_gapless_rev_order() {
+    const PER_WRITER: usize = 15;
+    let mut config = cluster_config();
+    let nodes = start_cluster(&mut config, 2).await;
+    let users = nodes[0].users(4).await;
+    let thread = nodes[0]
+        .group(&[&users[0], &users[1], &users[2], &users[3]])
+        .await;
+    let mut watchers = [
+        nodes[0].connect(&users[2]).await,
+        nodes[1].connect(&users[3]).await,
+    ];
+    let mut first = nodes[0].connect(&users[0]).await;
+    let mut second = nodes[1].connect(&users[1]).await;
+    let target = first.send_message(thread, "react to me").await;
+
+    // Reactions (each a change) and sends from both nodes at once.
+    async fn write(client: &mut WsClient, thread: uuid::Uuid, target: &Value, who: usize) {
+        for n in 0..PER_WRITER {
+            let ack = client
+                .request(
+                    "chat:react",
+                    json!({"thread_id": thread, "message_id": target["id"],
+                           "emoji": format!("w{who}-{n}"), "on": true}),
+                )
+                .await;
+            assert_eq!(ack["event"], "chat:ack", "{ack}");
+            client.send_message(thread, &format!("w{who}-{n}")).await;
+        }
+    }
+    futures_util::future::join(
+        write(&mut first, thread, &target, 0),
+        write(&mut second, thread, &target, 1),
+    )
+    .await;
+
+    let total = 1 + 2 * 2 * PER_WRITER as i64;
+    for (i, watcher) in watchers.iter_mut().enumerate() {
+        for expected in 1..=total {
+            let change = next_change(watcher).await;
+            assert_eq!(rev_of(&change), expected, "watcher on node {}", i + 1);
+        }
+        watcher.assert_none(is_change, "a change more").await;
+    }
 }
