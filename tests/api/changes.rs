@@ -4,8 +4,9 @@
 //! chat:changes and GET /api/threads/{id}/changes page the current state of
 //! what changed, so a client that was away catches up exactly. The last
 //! test is a property: over random interleavings of sends, edits, deletes,
-//! reactions and disconnects, a client that applies live events and, on
-//! reconnecting, chat:sync and chat:changes holds what the database holds.
+//! reactions, disconnects and edits whose announcement was lost (read back
+//! by the hub), a client that applies live events and, on reconnecting,
+//! chat:sync and chat:changes holds what the database holds.
 
 use std::collections::BTreeMap;
 
@@ -307,6 +308,11 @@ enum Op {
         emoji: u8,
         on: bool,
     },
+    /// An edit committed behind the hub's back, as if its announcement
+    /// were lost: the hub must read it back when the next change arrives.
+    LostEdit {
+        pick: u8,
+    },
     WatcherAway,
     WatcherBack,
 }
@@ -319,6 +325,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => any::<u8>().prop_map(|pick| Op::Delete { pick }),
         5 => (any::<u8>(), any::<u8>(), 0u8..3, any::<bool>())
             .prop_map(|(user, pick, emoji, on)| Op::React { user, pick, emoji, on }),
+        1 => any::<u8>().prop_map(|pick| Op::LostEdit { pick }),
         1 => Just(Op::WatcherAway),
         1 => Just(Op::WatcherBack),
     ]
@@ -574,6 +581,11 @@ async fn run_case(app: &TestApp, ops: &[Op]) -> Result<(), String> {
                         .await;
                 }
             }
+            Op::LostEdit { pick: p } => {
+                if let Some((message, _)) = pick(p) {
+                    lost_edit(app, &id_of(&message["id"])).await;
+                }
+            }
             Op::WatcherAway => {
                 if let Some(mut ws) = watching.take() {
                     replica.drain(&mut ws).await?;
@@ -600,6 +612,8 @@ async fn run_case(app: &TestApp, ops: &[Op]) -> Result<(), String> {
             ws
         }
     };
+    // One more announced change, so a lost edit at the end is read back.
+    writers[0].send_message(thread, "last").await;
     let last = last_rev(app, thread).await;
     while replica.rev < last {
         let frame = ws.wait_for(is_change, "a change still in flight").await;
@@ -617,4 +631,25 @@ async fn run_case(app: &TestApp, ops: &[Op]) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Edits a live message as PATCH would (next rev, logged), without telling
+/// the hub.
+async fn lost_edit(app: &TestApp, message_id: &str) {
+    app.db()
+        .await
+        .exec(&format!(
+            "WITH target AS (
+                 SELECT id, thread_id FROM messages WHERE id = '{message_id}' AND deleted_at IS NULL),
+             bumped AS (
+                 UPDATE threads SET last_rev = last_rev + 1
+                 WHERE id = (SELECT thread_id FROM target) RETURNING id, last_rev),
+             edited AS (
+                 UPDATE messages SET body = 'edited unannounced', edited_at = now(),
+                                     rev = (SELECT last_rev FROM bumped)
+                 WHERE id = (SELECT id FROM target))
+             INSERT INTO message_changes (thread_id, rev, message_id, kind)
+             SELECT id, last_rev, '{message_id}', 'edited' FROM bumped"
+        ))
+        .await;
 }
