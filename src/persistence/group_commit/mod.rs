@@ -212,7 +212,7 @@ async fn commit_and_answer(
 struct BatchOutcome {
     /// One per request, in the batch's order.
     outcomes: Vec<Result<SendOutcome, AppError>>,
-    /// New messages and re-announced resends, in seq order per thread.
+    /// New messages and re-announced resends, in rev order per thread.
     announcements: Vec<(MessageView, Option<crate::domain::SessionId>)>,
 }
 
