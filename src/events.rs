@@ -6,9 +6,9 @@
 //!   wired to it at start-up (the hub; in cluster mode also the bus
 //!   forwarder), and the bus delivers other nodes' events to the hub as the
 //!   same message, so the hub cannot tell the difference.
-//! - [`LoadMessagesAfter`] over [`SeqRange`]s is the read-back request: the
-//!   hub asks for messages whose announcement never reached it, and
-//!   Persistence answers it.
+//! - [`LoadChangesAfter`] over [`RevRange`]s is the read-back request: the
+//!   hub asks for the changes whose announcement never reached it, and
+//!   Persistence answers them as the events the hub missed.
 //!
 //! In cluster mode the events cross NATS as JSON. `origin` is not sent: the
 //! session it names lives on the publishing node only, so on every other
@@ -31,20 +31,34 @@ pub struct Committed(pub ChatEvent);
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ChatEvent {
     /// A new message. `origin` is the session that sent it: it gets the ack
-    /// and no copy of the message.
+    /// and no copy of the message. `message.rev` is the rev it was created
+    /// at (its place in the thread's changes), even when the view was read
+    /// later and shows a newer state.
     MessageCreated {
         message: MessageView,
         #[serde(skip)]
         origin: Option<SessionId>,
     },
-    MessageEdited {
-        message: MessageView,
-    },
+    /// `message.rev` is the edit's rev.
+    MessageEdited { message: MessageView },
     MessageDeleted {
         thread_id: ThreadId,
         message_id: MessageId,
         seq: i64,
         deleted_at: DateTime<Utc>,
+        rev: i64,
+    },
+    /// A member's reaction was added (`on`) or removed. `origin` got the ack.
+    ReactionChanged {
+        thread_id: ThreadId,
+        message_id: MessageId,
+        seq: i64,
+        user_id: UserId,
+        emoji: String,
+        on: bool,
+        rev: i64,
+        #[serde(skip)]
+        origin: Option<SessionId>,
     },
     /// A member's cursors moved. A range is present only if that cursor
     /// moved; `senders` are the members (other than the reader) who sent a
@@ -65,10 +79,7 @@ pub enum ChatEvent {
         members: Vec<UserId>,
     },
     /// `user_id` was added to an existing thread; `thread` is as they see it.
-    MemberAdded {
-        thread: ThreadView,
-        user_id: UserId,
-    },
+    MemberAdded { thread: ThreadView, user_id: UserId },
     MemberRemoved {
         thread_id: ThreadId,
         user_id: UserId,
@@ -90,14 +101,10 @@ pub enum ChatEvent {
         threads: Vec<ThreadId>,
     },
     /// The user was deactivated: their sessions close on every node.
-    UserDeactivated {
-        user_id: UserId,
-    },
+    UserDeactivated { user_id: UserId },
     /// Every token issued to the user so far was revoked: their sessions
     /// close on every node.
-    TokensRevoked {
-        user_id: UserId,
-    },
+    TokensRevoked { user_id: UserId },
 }
 
 impl ChatEvent {
@@ -113,12 +120,123 @@ impl ChatEvent {
                 message.thread_id.0
             }
             ChatEvent::MessageDeleted { thread_id, .. }
+            | ChatEvent::ReactionChanged { thread_id, .. }
             | ChatEvent::CursorAdvanced { thread_id, .. }
             | ChatEvent::MemberRemoved { thread_id, .. } => thread_id.0,
             ChatEvent::ThreadCreated { thread, .. }
             | ChatEvent::MemberAdded { thread, .. }
             | ChatEvent::ThreadUpdated { thread, .. } => thread.id.0,
         }
+    }
+}
+
+/// A change to a thread's messages and its place in the thread's order:
+/// what the hub's reorder buffer orders by rev.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MessageChange {
+    Created {
+        message: MessageView,
+        origin: Option<SessionId>,
+    },
+    Edited {
+        message: MessageView,
+    },
+    Deleted {
+        thread_id: ThreadId,
+        message_id: MessageId,
+        seq: i64,
+        deleted_at: DateTime<Utc>,
+        rev: i64,
+    },
+    Reaction {
+        thread_id: ThreadId,
+        message_id: MessageId,
+        seq: i64,
+        user_id: UserId,
+        emoji: String,
+        on: bool,
+        rev: i64,
+        origin: Option<SessionId>,
+    },
+}
+
+impl MessageChange {
+    pub fn thread_id(&self) -> ThreadId {
+        match self {
+            MessageChange::Created { message, .. } | MessageChange::Edited { message } => {
+                message.thread_id
+            }
+            MessageChange::Deleted { thread_id, .. }
+            | MessageChange::Reaction { thread_id, .. } => *thread_id,
+        }
+    }
+
+    /// Its place in the thread's changes.
+    pub fn rev(&self) -> i64 {
+        match self {
+            MessageChange::Created { message, .. } | MessageChange::Edited { message } => {
+                message.rev
+            }
+            MessageChange::Deleted { rev, .. } | MessageChange::Reaction { rev, .. } => *rev,
+        }
+    }
+}
+
+impl ChatEvent {
+    /// Whether the event is a change to a thread's messages: one the
+    /// hub's reorder buffer orders by rev.
+    pub fn is_message_change(&self) -> bool {
+        matches!(
+            self,
+            ChatEvent::MessageCreated { .. }
+                | ChatEvent::MessageEdited { .. }
+                | ChatEvent::MessageDeleted { .. }
+                | ChatEvent::ReactionChanged { .. }
+        )
+    }
+
+    /// The event as a change to a thread's messages; None for any other
+    /// kind of event.
+    pub fn into_message_change(self) -> Option<MessageChange> {
+        Some(match self {
+            ChatEvent::MessageCreated { message, origin } => {
+                MessageChange::Created { message, origin }
+            }
+            ChatEvent::MessageEdited { message } => MessageChange::Edited { message },
+            ChatEvent::MessageDeleted {
+                thread_id,
+                message_id,
+                seq,
+                deleted_at,
+                rev,
+            } => MessageChange::Deleted {
+                thread_id,
+                message_id,
+                seq,
+                deleted_at,
+                rev,
+            },
+            ChatEvent::ReactionChanged {
+                thread_id,
+                message_id,
+                seq,
+                user_id,
+                emoji,
+                on,
+                rev,
+                origin,
+            } => MessageChange::Reaction {
+                thread_id,
+                message_id,
+                seq,
+                user_id,
+                emoji,
+                on,
+                rev,
+                origin,
+            },
+            _ => return None,
+        })
     }
 }
 
@@ -129,6 +247,7 @@ pub struct MemberCursors {
     pub last_delivered_seq: i64,
     pub last_read_seq: i64,
     pub unread: i64,
+    pub unread_mentions: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -137,19 +256,22 @@ pub struct ReceiptRange {
     pub senders: Vec<UserId>,
 }
 
-/// Messages of a thread with `after_seq < seq <= up_to_seq`.
+/// The changes of a thread with `after_rev < rev <= up_to_rev`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SeqRange {
+pub struct RevRange {
     pub thread_id: ThreadId,
-    pub after_seq: i64,
-    pub up_to_seq: i64,
+    pub after_rev: i64,
+    pub up_to_rev: i64,
 }
 
 /// Several threads' ranges in one statement; at most `limit_per_thread`
-/// messages each (the lowest seqs). Ascending by thread, then seq.
+/// changes each (the lowest revs), ascending by thread, then rev. The
+/// answer is what the room missed, as the changes it would have been told
+/// of, each carrying its message's current state (see
+/// `persistence::replay`).
 #[derive(Debug, Message)]
-#[rtype(result = "Result<Vec<MessageView>, AppError>")]
-pub struct LoadMessagesAfter {
-    pub ranges: Vec<SeqRange>,
+#[rtype(result = "Result<Vec<MessageChange>, AppError>")]
+pub struct LoadChangesAfter {
+    pub ranges: Vec<RevRange>,
     pub limit_per_thread: i64,
 }

@@ -5,7 +5,7 @@
 //! them together: Persistence publishes to the hub (and, in cluster mode,
 //! to the bus forwarder) through `Recipient<Committed>`, the bus feeds the
 //! hub through its recipients, and the hub reads back through
-//! `Recipient<LoadMessagesAfter>`.
+//! `Recipient<LoadChangesAfter>`.
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;

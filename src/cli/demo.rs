@@ -222,6 +222,8 @@ async fn seed(persistence: &Addr<Persistence>) -> Result<Vec<UserView>, CliError
                 thread_id,
                 client_msg_id: demo_client_msg_id(thread_index, message_index),
                 content,
+                reply_to: None,
+                mentions: Default::default(),
                 origin: None,
             };
             ask(persistence, request).await?;

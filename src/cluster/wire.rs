@@ -15,6 +15,9 @@ pub struct Envelope<T> {
 }
 
 /// What a node hands its bus task to publish.
+// Each is serialized as soon as the bus task takes it; boxing the event
+// would cost an allocation per published event to save queue space.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Outgoing {
     Event(ChatEvent),
@@ -64,6 +67,10 @@ mod tests {
                 .unwrap_or_default(),
             edited_at: None,
             deleted_at: None,
+            reply_to: None,
+            mentions: vec![UserId(uuid::Uuid::new_v4())],
+            reactions: Vec::new(),
+            rev: 9,
         };
         let event = ChatEvent::MessageCreated {
             message: message.clone(),

@@ -41,6 +41,7 @@ pub const ADMIN_TOKEN: &str = "admin_token";
         super::user_api::list_threads,
         super::user_api::create_thread,
         super::user_api::messages,
+        super::user_api::changes,
         super::user_api::members,
         super::user_api::add_member,
         super::user_api::leave,

@@ -13,15 +13,17 @@ use super::responses::{
 use super::threads::{self, Membership, NewMember, ThreadFields};
 use super::AppState;
 use crate::auth::Claimed;
-use crate::domain::{MessageId, MessageText, Seq, ThreadId, ThreadTitle, UserId};
+use crate::domain::{Mentions, MessageId, MessageText, Seq, ThreadId, ThreadTitle, UserId};
 use crate::error::AppError;
 use crate::hub::messages::OnlineAmong;
 use crate::persistence::{
-    Caller, DeleteMessage, EditMessage, FetchMessages, ListMembers, LoadThreads, PageBounds,
-    RenameThread,
+    Caller, DeleteMessage, EditMessage, FetchChanges, FetchMessages, ListMembers, LoadThreads,
+    PageBounds, RenameThread,
 };
-use crate::protocol::client::page_limit;
-use crate::protocol::views::{MemberView, MessagePage, ThreadKind, ThreadListItem, UserView};
+use crate::protocol::client::{page_limit, strict_page_limit};
+use crate::protocol::views::{
+    ChangesPage, MemberView, MessagePage, ThreadKind, ThreadListItem, UserView,
+};
 use crate::protocol::{MessageView, ThreadView};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -35,6 +37,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         )
         .service(web::resource("/threads/{id}").patch(rename_thread))
         .service(web::resource("/threads/{id}/messages").get(messages))
+        .service(web::resource("/threads/{id}/changes").get(changes))
         .service(
             web::resource("/threads/{id}/members")
                 .get(members)
@@ -197,6 +200,48 @@ pub(super) async fn messages(
             thread_id: thread_id.into_inner(),
             bounds,
             limit,
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+/// Where a page of the change feed starts.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ChangesQuery {
+    /// Changes with a higher rev are returned; 0 for all.
+    #[param(minimum = 0)]
+    after_rev: i64,
+    /// Default 100.
+    #[param(minimum = 1, maximum = 500)]
+    limit: Option<i64>,
+}
+
+/// The change feed: every message whose latest change (new, edit, delete,
+/// reaction) has `rev > after_rev`, in its current state, ascending by rev.
+/// Applying pages until `has_more` is false gives the thread's current
+/// state.
+#[utoipa::path(
+    get,
+    path = "/api/threads/{id}/changes",
+    tag = "user",
+    security(("user_token" = [])),
+    params(("id" = ThreadId, Path, description = "The thread"), ChangesQuery),
+    responses((status = 200, body = ChangesPage), BadRequest, Unauthorized, NotFound, Unavailable)
+)]
+pub(super) async fn changes(
+    caller: AuthUser,
+    state: web::Data<AppState>,
+    thread_id: web::Path<ThreadId>,
+    query: web::Query<ChangesQuery>,
+) -> Result<HttpResponse, AppError> {
+    let ChangesQuery { after_rev, limit } = query.into_inner();
+    let page = state
+        .ask(FetchChanges {
+            reader: caller.claimed,
+            thread_id: thread_id.into_inner(),
+            after_rev: Seq::parse("after_rev", after_rev)?,
+            limit: strict_page_limit(limit)?,
         })
         .await?;
     Ok(HttpResponse::Ok().json(page))
@@ -366,6 +411,10 @@ pub struct MessageEdit {
         pattern = r"^[^\x00]*[^\s\x00][^\x00]*$"
     )]
     pub body: String,
+    /// Replaces the users the message mentions (members of the thread, at
+    /// most 50, no repeats); absent keeps the old list.
+    #[schema(max_items = 50)]
+    pub mentions: Option<Vec<UserId>>,
 }
 
 /// Edits the body of one of the caller's own live messages.
@@ -387,12 +436,15 @@ pub(super) async fn edit_message(
     message_id: web::Path<MessageId>,
     edit: web::Json<MessageEdit>,
 ) -> Result<HttpResponse, AppError> {
-    let body = MessageText::parse(edit.into_inner().body)?;
+    let MessageEdit { body, mentions } = edit.into_inner();
+    let body = MessageText::parse(body)?;
+    let mentions = mentions.map(Mentions::parse).transpose()?;
     let message = state
         .ask(EditMessage {
             editor: caller.claimed,
             message_id: message_id.into_inner(),
             body,
+            mentions,
         })
         .await?;
     Ok(HttpResponse::Ok().json(message))

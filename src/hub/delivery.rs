@@ -119,7 +119,7 @@ impl ChatHub {
     pub(super) fn frame(event: ServerEvent) -> Outbound {
         Outbound {
             frame: event.to_frame(None),
-            message_seq: None,
+            change_rev: None,
         }
     }
 

@@ -10,15 +10,24 @@ use crate::domain::{CompanyId, SessionId, ThreadId, UserId};
 use crate::error::AppError;
 use crate::outbound::OutboundGauge;
 
+/// How far a room has told its members, or a session was told at
+/// connect: every change up to `rev`, every new message up to `seq`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Routed {
+    pub seq: i64,
+    pub rev: i64,
+}
+
 /// A session joins: it is routed to from now on, in the rooms of
-/// `threads` (each with the thread's last_seq as the session saw it).
+/// `threads` (each with the thread's last_seq and last_rev as the session
+/// saw them).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Connect {
     pub session_id: SessionId,
     pub user_id: UserId,
     pub company_id: CompanyId,
-    pub threads: Vec<(ThreadId, i64)>,
+    pub threads: Vec<(ThreadId, Routed)>,
     pub addr: Recipient<ToSession>,
     pub outbound: OutboundGauge,
 }
@@ -27,13 +36,14 @@ pub struct Connect {
 /// [`Connect`]: it closes the window in which a membership change was
 /// routed before the hub knew the user was online. The user joins the
 /// rooms of `join` and leaves those of `leave`. The answer is, for each of
-/// `report`, the highest seq the hub has routed or passed over in that
-/// room, so chat:ready never claims less than the session may have missed.
+/// `report`, the highest seq and rev the hub has routed or passed over in
+/// that room, so chat:ready never claims less than the session may have
+/// missed.
 #[derive(Message)]
-#[rtype(result = "HashMap<ThreadId, i64>")]
+#[rtype(result = "HashMap<ThreadId, Routed>")]
 pub struct JoinThreads {
     pub session_id: SessionId,
-    pub join: Vec<(ThreadId, i64)>,
+    pub join: Vec<(ThreadId, Routed)>,
     pub leave: Vec<ThreadId>,
     pub report: Vec<ThreadId>,
 }
@@ -68,7 +78,7 @@ pub struct HubStats {
     pub sessions: usize,
     pub users_online: usize,
     pub live_threads: usize,
-    /// Messages waiting for an earlier seq before they can be routed.
+    /// Changes waiting for an earlier rev before they can be routed.
     pub held_messages: usize,
     /// Bytes routed to sessions and not yet taken by their sockets.
     pub outbound_queued_bytes: usize,
@@ -103,13 +113,15 @@ pub enum CloseCause {
 #[derive(Debug, Clone)]
 pub struct Outbound {
     pub frame: ByteString,
-    /// Set for chat:message: lets a session that is still connecting drop
-    /// what its chat:ready already covers.
-    pub message_seq: Option<(ThreadId, i64)>,
+    /// Set for changes to messages (chat:message, chat:message-edited,
+    /// chat:message-deleted, chat:reaction): the thread and the change's
+    /// rev. Lets a session that is still connecting drop what its
+    /// chat:ready already covers.
+    pub change_rev: Option<(ThreadId, i64)>,
 }
 
 /// From now on, gaps that outlive the reorder hold are read back from the
 /// database through this (Persistence) instead of being skipped.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct UseGapFill(pub Recipient<crate::events::LoadMessagesAfter>);
+pub struct UseGapFill(pub Recipient<crate::events::LoadChangesAfter>);

@@ -4,9 +4,11 @@
 //! Invariants it keeps:
 //! - A room holds only online members of its thread (see [`room::Room`]),
 //!   so no event reaches a non-member, let alone another company.
-//! - chat:message frames of one thread leave in seq order: an early seq
-//!   waits in the room's reorder buffer for the ones before it, which are
-//!   read back from the database if they do not come (`gap_fill`).
+//! - Changes to one thread's messages (chat:message, chat:message-edited,
+//!   chat:message-deleted, chat:reaction) leave in rev order, and so new
+//!   messages in seq order: an early rev waits in the room's reorder
+//!   buffer for the ones before it, which are read back from the database
+//!   if they do not come (`gap_fill`).
 //! - In cluster mode, other nodes' committed events come in through the
 //!   same [`Committed`] input; who is online on them, and their typing,
 //!   through `peers`.
@@ -37,10 +39,10 @@ use self::peers::PeerNodes;
 use self::room::Room;
 use crate::domain::{SessionId, ThreadId, UserId};
 use crate::error::AppError;
-use crate::events::{Committed, LoadMessagesAfter};
+use crate::events::{Committed, LoadChangesAfter};
 use crate::metrics::metrics;
 
-/// How long an early chat:message waits for the seqs before it. Commits of
+/// How long an early change waits for the revs before it. Commits of
 /// one thread are serialized, so in one process a gap closes within
 /// microseconds, and across nodes within a bus round trip; this bound
 /// only matters if an announcement is lost, and then the missing seqs are
@@ -64,7 +66,7 @@ pub struct ChatHub {
     evictions: Vec<SessionId>,
     /// Where missed messages are read back from (see `gap_fill`); without
     /// it a gap is skipped after the hold.
-    gap_fill: Option<Recipient<LoadMessagesAfter>>,
+    gap_fill: Option<Recipient<LoadChangesAfter>>,
     /// Cluster mode: the other nodes' users and the bus to tell them ours.
     peers: Option<PeerNodes>,
 }
@@ -116,8 +118,8 @@ impl Handler<Connect> for ChatHub {
             })
             .sessions
             .push(msg.session_id);
-        for (thread_id, last_seq) in msg.threads {
-            self.join_room(msg.user_id, thread_id, last_seq);
+        for (thread_id, from) in msg.threads {
+            self.join_room(msg.user_id, thread_id, from);
         }
         if first {
             if !self.online_elsewhere(msg.user_id) {
@@ -141,8 +143,8 @@ impl Handler<JoinThreads> for ChatHub {
             self.end_typing(thread_id, user_id);
             self.leave_room(user_id, thread_id);
         }
-        for (thread_id, last_seq) in msg.join {
-            self.join_room(user_id, thread_id, last_seq);
+        for (thread_id, from) in msg.join {
+            self.join_room(user_id, thread_id, from);
         }
         let routed = msg
             .report
@@ -303,6 +305,10 @@ mod tests {
             created_at: Utc::now(),
             edited_at: None,
             deleted_at: None,
+            reply_to: None,
+            mentions: Vec::new(),
+            reactions: Vec::new(),
+            rev: seq,
         }
     }
 
@@ -321,7 +327,7 @@ mod tests {
                 session_id: SessionId::new_v4(),
                 user_id: UserId(uuid::Uuid::new_v4()),
                 company_id: CompanyId(uuid::Uuid::new_v4()),
-                threads: vec![(thread_id, 0)],
+                threads: vec![(thread_id, Routed::default())],
                 addr: recorder.clone().recipient(),
                 outbound: OutboundGauge::default(),
             })

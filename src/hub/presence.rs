@@ -4,19 +4,20 @@
 
 use std::collections::HashSet;
 
+use super::messages::Routed;
 use super::room::Room;
 use super::ChatHub;
 use crate::domain::{SessionId, ThreadId, UserId};
 use crate::protocol::ServerEvent;
 
 impl ChatHub {
-    pub(super) fn join_room(&mut self, user_id: UserId, thread_id: ThreadId, last_seq: i64) {
+    pub(super) fn join_room(&mut self, user_id: UserId, thread_id: ThreadId, from: Routed) {
         if let Some(user) = self.users.get_mut(&user_id) {
             user.threads.insert(thread_id);
         }
         self.rooms
             .entry(thread_id)
-            .or_insert_with(|| Room::new(thread_id, last_seq))
+            .or_insert_with(|| Room::new(thread_id, from))
             .members
             .insert(user_id);
     }

@@ -1,9 +1,9 @@
 //! A room: the online members of one thread, who is typing there, and the
-//! reorder buffer that makes its chat:message frames leave in seq order.
+//! reorder buffer that makes the changes to its messages leave in rev order.
 
 use std::collections::{HashMap, HashSet};
 
-use super::reorder::Reorder;
+use super::reorder::{Reorder, Routed};
 use crate::domain::{ThreadId, UserId};
 
 pub struct Room {
@@ -17,11 +17,11 @@ pub struct Room {
 }
 
 impl Room {
-    pub fn new(thread_id: ThreadId, last_seq: i64) -> Self {
+    pub fn new(thread_id: ThreadId, from: Routed) -> Self {
         Self {
             members: HashSet::new(),
             typing: HashMap::new(),
-            reorder: Reorder::new(thread_id, last_seq),
+            reorder: Reorder::new(thread_id, from),
         }
     }
 }

@@ -1,45 +1,35 @@
 //! Routing committed events: which frames each [`ChatEvent`] becomes and
-//! which sessions get them. chat:message frames pass through the room's
-//! reorder buffer (`reorder.rs`) so they leave in seq order; the buffer's
-//! actions are carried out here.
+//! which sessions get them. Changes to messages (new, edited, deleted,
+//! reactions) pass through the room's reorder buffer (`reorder.rs`) so they
+//! leave in rev order; the buffer's actions are carried out here.
 
 use actix::prelude::*;
 
 use super::gap_fill::Fill;
-use super::messages::{CloseCause, Outbound};
+use super::messages::{CloseCause, Outbound, Routed};
 use super::reorder::Action;
 use super::{ChatHub, REORDER_HOLD};
 use crate::domain::{SessionId, ThreadId, UserId};
-use crate::events::{ChatEvent, MemberCursors, ReceiptRange};
+use crate::events::{ChatEvent, MemberCursors, MessageChange, ReceiptRange};
 use crate::metrics::metrics;
-use crate::protocol::server::{Receipt, UserChange};
-use crate::protocol::{MessageView, ServerEvent, ThreadView};
+use crate::protocol::server::{ReactionChange, Receipt, UserChange};
+use crate::protocol::{ServerEvent, ThreadView};
 
 impl ChatHub {
     pub(super) fn apply(&mut self, event: ChatEvent, ctx: &mut Context<Self>) {
+        if event.is_message_change() {
+            if let Some(change) = event.into_message_change() {
+                self.change_arrived(change, ctx);
+            }
+            self.process_evictions();
+            self.update_gauges();
+            return;
+        }
         match event {
-            ChatEvent::MessageCreated { message, origin } => {
-                self.message_arrived(message, origin, ctx);
-            }
-            ChatEvent::MessageEdited { message } => {
-                let thread_id = message.thread_id;
-                let out = Self::frame(ServerEvent::MessageEdited { message });
-                self.deliver_to_room(thread_id, &out, None, None);
-            }
-            ChatEvent::MessageDeleted {
-                thread_id,
-                message_id,
-                seq,
-                deleted_at,
-            } => {
-                let out = Self::frame(ServerEvent::MessageDeleted {
-                    thread_id,
-                    message_id,
-                    seq,
-                    deleted_at,
-                });
-                self.deliver_to_room(thread_id, &out, None, None);
-            }
+            ChatEvent::MessageCreated { .. }
+            | ChatEvent::MessageEdited { .. }
+            | ChatEvent::MessageDeleted { .. }
+            | ChatEvent::ReactionChanged { .. } => {}
             ChatEvent::CursorAdvanced {
                 thread_id,
                 user_id,
@@ -109,20 +99,22 @@ impl ChatHub {
         self.update_gauges();
     }
 
-    /// A committed message, announced or read back. Its sender stops
-    /// typing, whether or not it is routed now.
-    pub(super) fn message_arrived(
-        &mut self,
-        message: MessageView,
-        origin: Option<SessionId>,
-        ctx: &mut Context<Self>,
-    ) {
-        let (thread_id, sender) = (message.thread_id, message.sender_id);
+    /// A committed change to a message, announced or read back. The
+    /// sender of a new message stops typing, whether or not it is routed
+    /// now.
+    pub(super) fn change_arrived(&mut self, change: MessageChange, ctx: &mut Context<Self>) {
+        let thread_id = change.thread_id();
+        let sender = match &change {
+            MessageChange::Created { message, .. } => Some(message.sender_id),
+            _ => None,
+        };
         if let Some(room) = self.rooms.get_mut(&thread_id) {
-            let actions = room.reorder.arrive(message, origin);
+            let actions = room.reorder.arrive(change);
             self.act(thread_id, actions, ctx);
         }
-        self.end_typing(thread_id, sender);
+        if let Some(sender) = sender {
+            self.end_typing(thread_id, sender);
+        }
     }
 
     /// Carries out what a room's reorder buffer asked for.
@@ -134,7 +126,7 @@ impl ChatHub {
     ) {
         for action in actions {
             match action {
-                Action::Route(message, origin) => self.route_message(&message, origin),
+                Action::Route(change) => self.route_change(change),
                 Action::StartHold => {
                     ctx.run_later(REORDER_HOLD, move |hub, ctx| {
                         hub.hold_expired(thread_id, ctx)
@@ -143,9 +135,9 @@ impl ChatHub {
                 Action::ReadBack(range) => {
                     log::info!(
                         thread:% = thread_id;
-                        "seqs {}..={} did not arrive within the hold: reading them back",
-                        range.after_seq + 1,
-                        range.up_to_seq
+                        "revs {}..={} did not arrive within the hold: reading them back",
+                        range.after_rev + 1,
+                        range.up_to_rev
                     );
                     self.read_back(vec![range], Fill::Gap, ctx);
                 }
@@ -163,16 +155,64 @@ impl ChatHub {
         self.process_evictions();
     }
 
-    fn route_message(&mut self, message: &MessageView, origin: Option<SessionId>) {
-        let out = Outbound {
-            frame: ServerEvent::Message {
-                message: message.clone(),
+    /// The frame a change becomes, to the room but its origin session.
+    fn route_change(&mut self, change: MessageChange) {
+        let (thread_id, rev) = (change.thread_id(), change.rev());
+        let (event, origin, new_message) = match change {
+            MessageChange::Created { message, origin } => {
+                (ServerEvent::Message { message }, origin, true)
             }
-            .to_frame(None),
-            message_seq: Some((message.thread_id, message.seq)),
+            MessageChange::Edited { message } => {
+                (ServerEvent::MessageEdited { message }, None, false)
+            }
+            MessageChange::Deleted {
+                thread_id,
+                message_id,
+                seq,
+                deleted_at,
+                rev,
+            } => (
+                ServerEvent::MessageDeleted {
+                    thread_id,
+                    message_id,
+                    seq,
+                    deleted_at,
+                    rev,
+                },
+                None,
+                false,
+            ),
+            MessageChange::Reaction {
+                thread_id,
+                message_id,
+                seq,
+                user_id,
+                emoji,
+                on,
+                rev,
+                origin,
+            } => (
+                ServerEvent::Reaction(ReactionChange {
+                    thread_id,
+                    message_id,
+                    seq,
+                    user_id,
+                    emoji,
+                    on,
+                    rev,
+                }),
+                origin,
+                false,
+            ),
         };
-        let n = self.deliver_to_room(message.thread_id, &out, None, origin);
-        metrics().fanout_size.observe(n as f64);
+        let out = Outbound {
+            frame: event.to_frame(None),
+            change_rev: Some((thread_id, rev)),
+        };
+        let n = self.deliver_to_room(thread_id, &out, None, origin);
+        if new_message {
+            metrics().fanout_size.observe(n as f64);
+        }
     }
 
     fn receipt(
@@ -213,9 +253,12 @@ impl ChatHub {
         let Some(room) = self.rooms.get(&thread.id) else {
             return;
         };
-        // As for a join: a message routed after the view was read raises
-        // last_seq, so the client syncs rather than thinks it has it all.
-        thread.last_seq = thread.last_seq.max(room.reorder.routed_through());
+        // As for a join: a change routed after the view was read raises
+        // last_seq and last_rev, so the client syncs rather than thinks it
+        // has it all.
+        let routed = room.reorder.routed_through();
+        thread.last_seq = thread.last_seq.max(routed.seq);
+        thread.last_rev = thread.last_rev.max(routed.rev);
         let online: Vec<MemberCursors> = members
             .into_iter()
             .filter(|m| room.members.contains(&m.user_id))
@@ -225,6 +268,7 @@ impl ChatHub {
                 last_delivered_seq: member.last_delivered_seq,
                 last_read_seq: member.last_read_seq,
                 unread: member.unread,
+                unread_mentions: member.unread_mentions,
                 ..thread.clone()
             };
             let out = Self::frame(ServerEvent::ThreadUpdated { thread: view });
@@ -236,11 +280,17 @@ impl ChatHub {
         if !self.users.contains_key(&user_id) {
             return;
         }
-        self.join_room(user_id, thread.id, thread.last_seq);
-        // If messages were routed in the room after this view was read, say
+        let from = Routed {
+            seq: thread.last_seq,
+            rev: thread.last_rev,
+        };
+        self.join_room(user_id, thread.id, from);
+        // If changes were routed in the room after this view was read, say
         // so: the client then syncs instead of missing them.
         if let Some(room) = self.rooms.get(&thread.id) {
-            thread.last_seq = thread.last_seq.max(room.reorder.routed_through());
+            let routed = room.reorder.routed_through();
+            thread.last_seq = thread.last_seq.max(routed.seq);
+            thread.last_rev = thread.last_rev.max(routed.rev);
         }
         let out = Self::frame(ServerEvent::ThreadJoined { thread });
         self.deliver_to_user(user_id, &out, None);

@@ -1,4 +1,5 @@
-//! Messages: send, pages, edit, delete.
+//! Messages: send, history pages and the change feed. Edits and deletes
+//! are in [`super::edits`], reactions in [`super::reactions`].
 //!
 //! Seq invariant: a message's seq is taken by incrementing
 //! `threads.last_seq` in the same transaction that inserts it, under the
@@ -8,22 +9,17 @@
 
 use actix::Message;
 use diesel::prelude::*;
-use diesel::sql_types::{Text, Uuid as SqlUuid};
-use diesel_async::{AsyncConnection, RunQueryDsl};
+use diesel_async::RunQueryDsl;
 
-use super::outbox;
-use super::prepared::CachePrepared;
-use super::rows::{message_views, MessageRow};
+use super::message_views::message_views;
+use super::rows::MessageRow;
 use super::schema::messages;
 use super::threads::require_member;
-use super::{Answer, Caller, Db, Query};
+use super::{Answer, Db, Query};
 use crate::auth::Claimed;
-use crate::domain::{
-    ClientMsgId, CompanyId, MessageContent, MessageId, MessageText, Seq, SessionId, ThreadId,
-};
+use crate::domain::{ClientMsgId, Mentions, MessageContent, MessageId, Seq, SessionId, ThreadId};
 use crate::error::AppError;
-use crate::events::ChatEvent;
-use crate::protocol::views::MessagePage;
+use crate::protocol::views::{ChangesPage, MessagePage};
 use crate::protocol::MessageView;
 
 /// chat:send. Answers after commit with the message, or with the original
@@ -36,6 +32,10 @@ pub struct SendMessage {
     pub thread_id: ThreadId,
     pub client_msg_id: ClientMsgId,
     pub content: MessageContent,
+    /// A message of the same thread (checked in the commit's transaction).
+    pub reply_to: Option<MessageId>,
+    /// Members of the thread (checked in the commit's transaction).
+    pub mentions: Mentions,
     pub origin: Option<SessionId>,
 }
 
@@ -106,139 +106,47 @@ impl Query for FetchMessages {
             rows.reverse();
         }
         let page = MessagePage {
-            messages: message_views(rows)?,
+            messages: message_views(&mut conn, rows).await?,
             has_more,
         };
         Ok(page.into())
     }
 }
 
-/// PATCH /api/messages/{id}: the sender edits their own live message.
+/// chat:changes and GET /api/threads/{id}/changes: every message whose
+/// latest change has `rev > after_rev`, in its current state, ascending by
+/// rev. Reading a page takes no lock: a change committing meanwhile has a
+/// higher rev than any the page holds, so the next page finds it.
 #[derive(Message)]
-#[rtype(result = "Result<MessageView, AppError>")]
-pub struct EditMessage {
-    pub editor: Claimed,
-    pub message_id: MessageId,
-    pub body: MessageText,
+#[rtype(result = "Result<ChangesPage, AppError>")]
+pub struct FetchChanges {
+    pub reader: Claimed,
+    pub thread_id: ThreadId,
+    pub after_rev: Seq,
+    pub limit: i64,
 }
 
-impl Query for EditMessage {
-    type Output = MessageView;
-    async fn run(self, db: Db) -> Result<Answer<MessageView>, AppError> {
+impl Query for FetchChanges {
+    type Output = ChangesPage;
+    async fn run(self, db: Db) -> Result<Answer<ChangesPage>, AppError> {
         let mut conn = db.conn().await?;
-        let (editor, message_id, body) = (self.editor, self.message_id, self.body);
-        let recorded = conn
-            .transaction::<_, AppError, _>(async move |conn| {
-                let row: Option<MessageRow> = diesel::sql_query(
-                    "UPDATE messages SET body = $1, edited_at = clock_timestamp()
-                     WHERE id = $2 AND sender_id = $3 AND company_id = $4 AND deleted_at IS NULL
-                       AND EXISTS (SELECT 1 FROM memberships m
-                                   WHERE m.thread_id = messages.thread_id AND m.user_id = $3)
-                     RETURNING id, thread_id, company_id, seq, sender_id, client_msg_id, kind,
-                               body, metadata, created_at, edited_at, deleted_at",
-                )
-                .bind::<Text, _>(body.as_str())
-                .bind::<SqlUuid, _>(message_id.0)
-                .bind::<SqlUuid, _>(editor.user_id.0)
-                .bind::<SqlUuid, _>(editor.company_id.0)
-                .cached()
-                .get_result(conn)
-                .await
-                .optional()?;
-                let message = MessageView::try_from(row.ok_or(AppError::NotFound("message"))?)?;
-                let edited = ChatEvent::MessageEdited { message };
-                Ok(outbox::record(conn, editor.company_id, vec![edited]).await?)
-            })
-            .await?;
-        let message = match recorded.events.first() {
-            Some(ChatEvent::MessageEdited { message }) => message.clone(),
-            _ => return Err(AppError::Internal("an edit without its event".into())),
-        };
-        Ok(Answer::recorded(message, recorded))
-    }
-}
-
-/// DELETE /api/messages/{id} (own message) and DELETE /admin/messages/{id}
-/// (any). The message becomes a tombstone with the same seq. Deleting a
-/// tombstone again answers the tombstone and broadcasts nothing.
-#[derive(Message)]
-#[rtype(result = "Result<MessageView, AppError>")]
-pub struct DeleteMessage {
-    pub caller: Caller,
-    pub message_id: MessageId,
-}
-
-impl Query for DeleteMessage {
-    type Output = MessageView;
-    async fn run(self, db: Db) -> Result<Answer<MessageView>, AppError> {
-        let mut conn = db.conn().await?;
-        let mut target = messages::table
-            .filter(messages::id.eq(self.message_id.0))
-            .into_boxed();
-        if let Caller::User(user) = self.caller {
-            let membership = super::schema::memberships::table
-                .filter(super::schema::memberships::thread_id.eq(messages::thread_id))
-                .filter(super::schema::memberships::user_id.eq(user.user_id.0));
-            target = target
-                .filter(messages::sender_id.eq(user.user_id.0))
-                .filter(messages::company_id.eq(user.company_id.0))
-                .filter(diesel::dsl::exists(membership));
-        }
-        let existing: MessageRow = target
+        require_member(&mut conn, self.reader, self.thread_id).await?;
+        let mut rows: Vec<MessageRow> = messages::table
+            .filter(messages::thread_id.eq(self.thread_id.0))
+            .filter(messages::rev.gt(self.after_rev.get()))
+            .order(messages::rev.asc())
+            .limit(self.limit + 1)
             .select(MessageRow::as_select())
-            .first(&mut conn)
-            .await
-            .optional()?
-            .ok_or(AppError::NotFound("message"))?;
-        if existing.deleted_at.is_some() {
-            return Ok(MessageView::try_from(existing)?.into());
-        }
-        let (id, company) = (existing.id, CompanyId(existing.company_id));
-        let deleted = conn
-            .transaction::<_, AppError, _>(async move |conn| {
-                let row: Option<MessageRow> = diesel::update(
-                    messages::table
-                        .filter(messages::id.eq(id))
-                        .filter(messages::deleted_at.is_null()),
-                )
-                .set((
-                    messages::body.eq(None::<String>),
-                    messages::metadata.eq(None::<serde_json::Value>),
-                    messages::deleted_at.eq(diesel::dsl::now),
-                ))
-                .returning(MessageRow::as_returning())
-                .get_result(conn)
-                .await
-                .optional()?;
-                let Some(row) = row else {
-                    return Ok(None);
-                };
-                let message = MessageView::try_from(row)?;
-                let events = message
-                    .deleted_at
-                    .map(|deleted_at| ChatEvent::MessageDeleted {
-                        thread_id: message.thread_id,
-                        message_id: message.id,
-                        seq: message.seq,
-                        deleted_at,
-                    })
-                    .into_iter()
-                    .collect();
-                let recorded = outbox::record(conn, company, events).await?;
-                Ok(Some((message, recorded)))
-            })
+            .load(&mut conn)
             .await?;
-        match deleted {
-            Some((message, recorded)) => Ok(Answer::recorded(message, recorded)),
-            // Deleted concurrently by someone else: that delete broadcast.
-            None => {
-                let row: MessageRow = messages::table
-                    .find(existing.id)
-                    .select(MessageRow::as_select())
-                    .first(&mut conn)
-                    .await?;
-                Ok(MessageView::try_from(row)?.into())
-            }
-        }
+        let has_more = rows.len() as i64 > self.limit;
+        rows.truncate(self.limit as usize);
+        let last_rev = rows.last().map_or(self.after_rev.get(), |r| r.rev);
+        let page = ChangesPage {
+            messages: message_views(&mut conn, rows).await?,
+            last_rev,
+            has_more,
+        };
+        Ok(page.into())
     }
 }

@@ -22,12 +22,15 @@ mod access;
 mod accounts;
 pub mod connect;
 mod cursors;
+mod edits;
 mod group_commit;
+mod message_views;
 mod messages;
 pub mod migrate;
 pub mod outbox;
 mod people;
 mod prepared;
+mod reactions;
 mod replay;
 pub mod rows;
 pub mod schema;
@@ -50,12 +53,12 @@ pub use accounts::{
     CheckDatabase, CompanyUsers, CreateCompany, CreateUser, FindCompanyByName, FindUser, LoadUser,
 };
 pub use cursors::{AdvanceCursor, CursorKind, CursorOutcome};
-pub use messages::{
-    DeleteMessage, EditMessage, FetchMessages, PageBounds, SendMessage, SendOutcome,
-};
+pub use edits::{DeleteMessage, EditMessage};
+pub use messages::{FetchChanges, FetchMessages, PageBounds, SendMessage, SendOutcome};
 pub use people::{
     DirectoryPage, DirectoryPosition, FindByExternalId, FindColleague, ListDirectory, UpdateUser,
 };
+pub use reactions::{React, Reacted};
 pub use thread_updates::RenameThread;
 pub use threads::{AddMember, CreateThread, ListMembers, LoadThreads, RemoveMember};
 pub use webhooks::{CreateWebhook, DeleteWebhook, ListDeliveries, ListWebhooks};

@@ -27,7 +27,7 @@ use uuid::Uuid;
 use super::prepared::CachePrepared;
 use crate::domain::{CompanyId, EventType, ThreadId};
 use crate::events::ChatEvent;
-use crate::protocol::server::ServerEvent;
+use crate::protocol::server::{ReactionChange, ServerEvent};
 use crate::protocol::views::rfc3339_millis;
 
 /// Rings the local dispatcher after a commit that wrote outbox rows, so it
@@ -59,7 +59,7 @@ pub struct Recorded {
 /// WebSocket frame that announces the same change (so a webhook shows the
 /// message, thread or membership exactly as a client sees it).
 ///
-/// Adding a type (reaction.changed, user.notified) is one arm here, plus a
+/// Adding a type (user.notified) is one arm here, plus a
 /// call to [`record`] in the query that commits it.
 pub fn payload(event: &ChatEvent) -> Option<(EventType, ThreadId, Value)> {
     let frame_data = |frame: ServerEvent| {
@@ -89,6 +89,7 @@ pub fn payload(event: &ChatEvent) -> Option<(EventType, ThreadId, Value)> {
             message_id,
             seq,
             deleted_at,
+            rev,
         } => (
             EventType::MessageDeleted,
             *thread_id,
@@ -97,7 +98,30 @@ pub fn payload(event: &ChatEvent) -> Option<(EventType, ThreadId, Value)> {
                 message_id: *message_id,
                 seq: *seq,
                 deleted_at: *deleted_at,
+                rev: *rev,
             }),
+        ),
+        ChatEvent::ReactionChanged {
+            thread_id,
+            message_id,
+            seq,
+            user_id,
+            emoji,
+            on,
+            rev,
+            origin: _,
+        } => (
+            EventType::ReactionChanged,
+            *thread_id,
+            frame_data(ServerEvent::Reaction(ReactionChange {
+                thread_id: *thread_id,
+                message_id: *message_id,
+                seq: *seq,
+                user_id: *user_id,
+                emoji: emoji.clone(),
+                on: *on,
+                rev: *rev,
+            })),
         ),
         ChatEvent::ThreadCreated { thread, members } => {
             let mut data = frame_data(ServerEvent::ThreadJoined {

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::schema::{companies, messages, threads, users};
 use crate::domain::{MessageKind, Metadata};
 use crate::error::AppError;
-use crate::protocol::views::{CompanyView, ThreadKind, UserView};
+use crate::protocol::views::{CompanyView, ReactionView, ReplyView, ThreadKind, UserView};
 use crate::protocol::{MessageView, ThreadView};
 
 #[derive(Debug, Clone, Queryable, QueryableByName, Selectable)]
@@ -27,12 +27,21 @@ pub struct MessageRow {
     pub created_at: DateTime<Utc>,
     pub edited_at: Option<DateTime<Utc>>,
     pub deleted_at: Option<DateTime<Utc>>,
+    pub rev: i64,
+    pub created_rev: i64,
+    pub reply_to: Option<Uuid>,
+    pub mentions: Vec<Uuid>,
 }
 
-impl TryFrom<MessageRow> for MessageView {
-    type Error = AppError;
-
-    fn try_from(row: MessageRow) -> Result<Self, AppError> {
+impl MessageRow {
+    /// The wire view, with what other tables hold about the message
+    /// (see `message_views`, which loads those for a whole page at once).
+    pub fn into_view(
+        self,
+        reply_to: Option<ReplyView>,
+        reactions: Vec<ReactionView>,
+    ) -> Result<MessageView, AppError> {
+        let row = self;
         let metadata = row
             .metadata
             .map(serde_json::from_value::<Metadata>)
@@ -50,12 +59,12 @@ impl TryFrom<MessageRow> for MessageView {
             created_at: row.created_at,
             edited_at: row.edited_at,
             deleted_at: row.deleted_at,
+            reply_to,
+            mentions: row.mentions.into_iter().map(Into::into).collect(),
+            reactions,
+            rev: row.rev,
         })
     }
-}
-
-pub fn message_views(rows: Vec<MessageRow>) -> Result<Vec<MessageView>, AppError> {
-    rows.into_iter().map(MessageView::try_from).collect()
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -68,6 +77,7 @@ pub struct ThreadRow {
     pub created_by: Option<Uuid>,
     pub created_at: DateTime<Utc>,
     pub last_seq: i64,
+    pub last_rev: i64,
 }
 
 pub fn thread_kind(kind: &str) -> Result<ThreadKind, AppError> {
@@ -87,6 +97,7 @@ impl ThreadRow {
         last_delivered_seq: i64,
         last_read_seq: i64,
         unread: i64,
+        unread_mentions: i64,
     ) -> Result<ThreadView, AppError> {
         Ok(ThreadView {
             id: self.id.into(),
@@ -99,6 +110,8 @@ impl ThreadRow {
             last_delivered_seq,
             last_read_seq,
             unread,
+            last_rev: self.last_rev,
+            unread_mentions,
         })
     }
 }
@@ -127,6 +140,10 @@ pub struct ThreadSummaryRow {
     pub last_read_seq: i64,
     #[diesel(sql_type = diesel::sql_types::BigInt)]
     pub unread: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub last_rev: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub unread_mentions: i64,
 }
 
 impl TryFrom<ThreadSummaryRow> for ThreadView {
@@ -144,6 +161,8 @@ impl TryFrom<ThreadSummaryRow> for ThreadView {
             last_delivered_seq: r.last_delivered_seq,
             last_read_seq: r.last_read_seq,
             unread: r.unread,
+            last_rev: r.last_rev,
+            unread_mentions: r.unread_mentions,
         })
     }
 }

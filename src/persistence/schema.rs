@@ -33,6 +33,7 @@ diesel::table! {
         last_seq -> Int8,
         direct_user_low -> Nullable<Uuid>,
         direct_user_high -> Nullable<Uuid>,
+        last_rev -> Int8,
     }
 }
 
@@ -61,6 +62,32 @@ diesel::table! {
         created_at -> Timestamptz,
         edited_at -> Nullable<Timestamptz>,
         deleted_at -> Nullable<Timestamptz>,
+        rev -> Int8,
+        created_rev -> Int8,
+        reply_to -> Nullable<Uuid>,
+        mentions -> Array<Uuid>,
+    }
+}
+
+diesel::table! {
+    message_changes (thread_id, rev) {
+        thread_id -> Uuid,
+        rev -> Int8,
+        message_id -> Uuid,
+        kind -> Text,
+        user_id -> Nullable<Uuid>,
+        emoji -> Nullable<Text>,
+        reaction_on -> Nullable<Bool>,
+    }
+}
+
+diesel::table! {
+    reactions (message_id, emoji, user_id) {
+        message_id -> Uuid,
+        emoji -> Text,
+        user_id -> Uuid,
+        since -> Int8,
+        added -> Int8,
     }
 }
 
@@ -98,6 +125,7 @@ diesel::table! {
 diesel::joinable!(memberships -> threads (thread_id));
 diesel::joinable!(memberships -> users (user_id));
 diesel::joinable!(messages -> threads (thread_id));
+diesel::joinable!(reactions -> messages (message_id));
 diesel::joinable!(users -> companies (company_id));
 diesel::joinable!(threads -> companies (company_id));
 diesel::joinable!(webhooks -> companies (company_id));
@@ -110,5 +138,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     memberships,
     messages,
     webhooks,
-    webhook_deliveries
+    webhook_deliveries,
+    message_changes,
+    reactions
 );

@@ -39,6 +39,8 @@ struct CursorRow {
     last_read_seq: i64,
     #[diesel(sql_type = BigInt)]
     unread: i64,
+    #[diesel(sql_type = BigInt)]
+    unread_mentions: i64,
 }
 
 // The unread count as the thread list computes it (THREAD_SUMMARIES).
@@ -46,7 +48,10 @@ const MEMBER_CURSORS: &str = "
     SELECT m.user_id, m.last_delivered_seq, m.last_read_seq,
            (SELECT count(*) FROM messages x
              WHERE x.thread_id = m.thread_id AND x.seq > m.last_read_seq
-               AND x.sender_id <> m.user_id AND x.deleted_at IS NULL) AS unread
+               AND x.sender_id <> m.user_id AND x.deleted_at IS NULL) AS unread,
+           (SELECT count(*) FROM messages x
+             WHERE x.thread_id = m.thread_id AND x.seq > m.last_read_seq
+               AND m.user_id = ANY(x.mentions) AND x.deleted_at IS NULL) AS unread_mentions
     FROM memberships m
     WHERE m.thread_id = $1";
 
@@ -84,6 +89,7 @@ impl Query for RenameThread {
                         last_delivered_seq: r.last_delivered_seq,
                         last_read_seq: r.last_read_seq,
                         unread: r.unread,
+                        unread_mentions: r.unread_mentions,
                     })
                     .collect();
                 // Removed while the update waited for the lock: as if they
@@ -92,7 +98,12 @@ impl Query for RenameThread {
                     .iter()
                     .find(|m| m.user_id == renamer.user_id)
                     .ok_or(AppError::NotMember)?;
-                let view = thread.view(own.last_delivered_seq, own.last_read_seq, own.unread)?;
+                let view = thread.view(
+                    own.last_delivered_seq,
+                    own.last_read_seq,
+                    own.unread,
+                    own.unread_mentions,
+                )?;
                 Ok((view, members))
             })
             .await?;

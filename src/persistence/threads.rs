@@ -10,9 +10,10 @@ use diesel::sql_types::{Array, Uuid as SqlUuid};
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use uuid::Uuid;
 
+use super::message_views::message_views;
 use super::outbox::{self, Recorded};
 use super::prepared::CachePrepared;
-use super::rows::{message_views, MessageRow, ThreadRow, ThreadSummaryRow};
+use super::rows::{MessageRow, ThreadRow, ThreadSummaryRow};
 use super::schema::{memberships, threads, users};
 use super::{Answer, Caller, Db, DbConn, Query};
 use crate::auth::Claimed;
@@ -28,7 +29,7 @@ pub const MAX_MEMBERS_PER_REQUEST: usize = 10_000;
 /// Fails with `NotMember` unless `who` is a member of `thread_id` in their
 /// own company: a thread of another company looks like no thread at all.
 pub(super) async fn require_member(
-    conn: &mut DbConn,
+    conn: &mut diesel_async::AsyncPgConnection,
     who: Claimed,
     thread_id: ThreadId,
 ) -> Result<ThreadRow, AppError> {
@@ -49,7 +50,11 @@ const THREAD_SUMMARIES: &str = "
            m.last_delivered_seq, m.last_read_seq,
            (SELECT count(*) FROM messages x
              WHERE x.thread_id = t.id AND x.seq > m.last_read_seq
-               AND x.sender_id <> m.user_id AND x.deleted_at IS NULL) AS unread
+               AND x.sender_id <> m.user_id AND x.deleted_at IS NULL) AS unread,
+           t.last_rev,
+           (SELECT count(*) FROM messages x
+             WHERE x.thread_id = t.id AND x.seq > m.last_read_seq
+               AND m.user_id = ANY(x.mentions) AND x.deleted_at IS NULL) AS unread_mentions
     FROM memberships m JOIN threads t ON t.id = m.thread_id
     WHERE m.user_id = $1 AND t.company_id = $2
     ORDER BY t.last_seq DESC, t.id";
@@ -90,17 +95,17 @@ impl Query for LoadThreads {
         // Seqs are gapless, so a thread's last message is the one whose
         // seq is the thread's last_seq.
         let ids: Vec<Uuid> = views.iter().map(|t| t.id.0).collect();
-        let last: Vec<MessageRow> = diesel::sql_query(
-            "SELECT m.id, m.thread_id, m.company_id, m.seq, m.sender_id, m.client_msg_id, m.kind,
-                    m.body, m.metadata, m.created_at, m.edited_at, m.deleted_at
-             FROM threads t JOIN messages m ON m.thread_id = t.id AND m.seq = t.last_seq
-             WHERE t.id = ANY($1)",
-        )
+        let last: Vec<MessageRow> = diesel::sql_query(concat!(
+            "SELECT ",
+            crate::message_columns!(),
+            " FROM threads t JOIN messages m ON m.thread_id = t.id AND m.seq = t.last_seq
+             WHERE t.id = ANY($1)"
+        ))
         .bind::<Array<SqlUuid>, _>(ids)
         .cached()
         .load(&mut conn)
         .await?;
-        let mut last = message_views(last)?;
+        let mut last = message_views(&mut conn, last).await?;
         Ok(views
             .into_iter()
             .map(|thread| {
@@ -228,7 +233,7 @@ impl Query for CreateThread {
                     .execute(conn)
                     .await?;
                 let event = ChatEvent::ThreadCreated {
-                    thread: thread.view(0, 0, 0)?,
+                    thread: thread.view(0, 0, 0, 0)?,
                     members: member_list.into_iter().map(UserId).collect(),
                 };
                 let recorded = outbox::record(conn, CompanyId(company), vec![event]).await?;
@@ -237,7 +242,7 @@ impl Query for CreateThread {
             .await?;
         let (row, recorded) = outcome;
         if let Some(recorded) = recorded {
-            let thread = row.view(0, 0, 0)?;
+            let thread = row.view(0, 0, 0, 0)?;
             return Ok(Answer::recorded(
                 CreatedThread {
                     thread,
@@ -268,7 +273,7 @@ impl Query for CreateThread {
                     .find(|t| t.id.0 == row.id)
                     .ok_or_else(|| AppError::Internal("direct thread without its creator".into()))?
             }
-            None => row.view(0, 0, 0)?,
+            None => row.view(0, 0, 0, 0)?,
         };
         Ok(CreatedThread { thread, created }.into())
     }
@@ -400,7 +405,7 @@ impl Query for AddMember {
                 if inserted == 0 {
                     return Err(AppError::Conflict("already a member".into()));
                 }
-                let view = thread.view(thread.last_seq, thread.last_seq, 0)?;
+                let view = thread.view(thread.last_seq, thread.last_seq, 0, 0)?;
                 let event = ChatEvent::MemberAdded {
                     thread: view.clone(),
                     user_id,

@@ -8,8 +8,8 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::domain::{
-    ClientMsgId, MessageContent, MessageKind, Metadata, Seq, ThreadId, DEFAULT_PAGE_LIMIT,
-    MAX_PAGE_LIMIT,
+    ClientMsgId, Emoji, Mentions, MessageContent, MessageId, MessageKind, Metadata, Seq, ThreadId,
+    UserId, DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT,
 };
 use crate::error::AppError;
 
@@ -35,6 +35,8 @@ pub enum ClientEvent {
     TypingStart { thread_id: ThreadId },
     TypingStop { thread_id: ThreadId },
     Sync(SyncRequest),
+    React(ReactRequest),
+    Changes(ChangesRequest),
     Ping,
 }
 
@@ -43,6 +45,23 @@ pub struct SendRequest {
     pub thread_id: ThreadId,
     pub client_msg_id: ClientMsgId,
     pub content: MessageContent,
+    pub reply_to: Option<MessageId>,
+    pub mentions: Mentions,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReactRequest {
+    pub thread_id: ThreadId,
+    pub message_id: MessageId,
+    pub emoji: Emoji,
+    pub on: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ChangesRequest {
+    pub thread_id: ThreadId,
+    pub after_rev: Seq,
+    pub limit: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -77,6 +96,23 @@ struct SendData {
     kind: Option<MessageKind>,
     body: Option<String>,
     metadata: Option<Metadata>,
+    reply_to: Option<MessageId>,
+    mentions: Option<Vec<UserId>>,
+}
+
+#[derive(Deserialize)]
+struct ReactData {
+    thread_id: ThreadId,
+    message_id: MessageId,
+    emoji: String,
+    on: bool,
+}
+
+#[derive(Deserialize)]
+struct ChangesData {
+    thread_id: ThreadId,
+    after_rev: i64,
+    limit: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -159,6 +195,25 @@ impl ClientEvent {
                     thread_id: d.thread_id,
                     client_msg_id: d.client_msg_id,
                     content: MessageContent::parse(d.kind, d.body, d.metadata)?,
+                    reply_to: d.reply_to,
+                    mentions: Mentions::parse(d.mentions.unwrap_or_default())?,
+                }))
+            }
+            "chat:react" => {
+                let d: ReactData = data_of(data)?;
+                Ok(ClientEvent::React(ReactRequest {
+                    thread_id: d.thread_id,
+                    message_id: d.message_id,
+                    emoji: Emoji::parse(d.emoji)?,
+                    on: d.on,
+                }))
+            }
+            "chat:changes" => {
+                let d: ChangesData = data_of(data)?;
+                Ok(ClientEvent::Changes(ChangesRequest {
+                    thread_id: d.thread_id,
+                    after_rev: Seq::parse("after_rev", d.after_rev)?,
+                    limit: strict_page_limit(d.limit)?,
                 }))
             }
             "chat:delivered" => Ok(ClientEvent::Delivered(cursor_of(data)?)),
@@ -206,6 +261,18 @@ pub fn page_limit(limit: Option<i64>) -> Result<i64, AppError> {
         None => Ok(DEFAULT_PAGE_LIMIT),
         Some(n) if n < 1 => Err(AppError::bad_request("limit must be at least 1")),
         Some(n) => Ok(n.min(MAX_PAGE_LIMIT)),
+    }
+}
+
+/// A page size where the contract gives a range (1..=500): outside it is
+/// a mistake, not clamped.
+pub fn strict_page_limit(limit: Option<i64>) -> Result<i64, AppError> {
+    match limit {
+        None => Ok(DEFAULT_PAGE_LIMIT),
+        Some(n) if (1..=MAX_PAGE_LIMIT).contains(&n) => Ok(n),
+        Some(_) => Err(AppError::bad_request(format!(
+            "limit must be between 1 and {MAX_PAGE_LIMIT}"
+        ))),
     }
 }
 

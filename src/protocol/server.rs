@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::client::FrameRef;
-use super::views::{rfc3339_millis, MessageView, ThreadView};
+use super::views::{rfc3339_millis, ChangesPage, MessageView, ThreadView};
 use crate::domain::{MessageId, SessionId, ThreadId, UserId};
 use crate::error::ErrorCode;
 
@@ -41,7 +41,10 @@ pub enum ServerEvent {
         seq: i64,
         #[serde(serialize_with = "rfc3339_millis")]
         deleted_at: DateTime<Utc>,
+        rev: i64,
     },
+    #[serde(rename = "chat:reaction")]
+    Reaction(ReactionChange),
     #[serde(rename = "chat:thread-joined")]
     ThreadJoined { thread: ThreadView },
     /// A thread's title changed; `thread` is as the recipient sees it.
@@ -80,6 +83,18 @@ pub struct Receipt {
     pub at: DateTime<Utc>,
 }
 
+/// A reaction added (`on`) or removed, as `chat:reaction` carries it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReactionChange {
+    pub thread_id: ThreadId,
+    pub message_id: MessageId,
+    pub seq: i64,
+    pub user_id: UserId,
+    pub emoji: String,
+    pub on: bool,
+    pub rev: i64,
+}
+
 /// A user's new public fields, as `chat:user-updated` carries them.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct UserChange {
@@ -88,6 +103,9 @@ pub struct UserChange {
 }
 
 /// The data of a `chat:ack`, one shape per request kind.
+// Serialized once and dropped: boxing the message would cost an
+// allocation per ack to save stack space.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]
 pub enum Ack {
@@ -110,6 +128,13 @@ pub enum Ack {
         messages: Vec<MessageView>,
         has_more: bool,
     },
+    Reaction {
+        message_id: MessageId,
+        emoji: String,
+        on: bool,
+        rev: i64,
+    },
+    Changes(ChangesPage),
 }
 
 #[derive(Serialize)]

@@ -47,6 +47,37 @@ pub struct MessageView {
     #[serde(serialize_with = "rfc3339_millis_opt")]
     #[schema(required = true)]
     pub deleted_at: Option<DateTime<Utc>>,
+    /// The message this one answers, null if none.
+    #[schema(required = true)]
+    pub reply_to: Option<ReplyView>,
+    /// Members the message mentions, in the order the sender gave them.
+    pub mentions: Vec<UserId>,
+    /// One entry per distinct emoji, in the order each was first added.
+    pub reactions: Vec<ReactionView>,
+    /// The thread's rev of this message's latest change.
+    pub rev: i64,
+}
+
+/// The message a reply answers, as the reply shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, ToSchema)]
+pub struct ReplyView {
+    pub id: MessageId,
+    pub seq: i64,
+    pub sender_id: UserId,
+    /// The target's body, cut to at most 200 characters; null once the
+    /// target is deleted (or for an attachment without a body).
+    #[schema(required = true)]
+    pub body: Option<String>,
+}
+
+/// The most characters of a reply target's body a reply shows.
+pub const REPLY_BODY_CHARS: usize = 200;
+
+/// One emoji on a message and who put it there, in the order they did.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, ToSchema)]
+pub struct ReactionView {
+    pub emoji: String,
+    pub user_ids: Vec<UserId>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
@@ -86,6 +117,12 @@ pub struct ThreadView {
     /// Messages after the read cursor that others sent and that are not
     /// deleted: what a badge should show.
     pub unread: i64,
+    /// The thread's highest rev: a client that has applied every change
+    /// up to it holds the thread's current state.
+    pub last_rev: i64,
+    /// Messages after the read cursor that mention this member and are
+    /// not deleted.
+    pub unread_mentions: i64,
 }
 
 // A thread in a member's list (GET /api/threads): the thread as they see
@@ -166,6 +203,16 @@ pub struct CompanyView {
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct MessagePage {
     pub messages: Vec<MessageView>,
+    pub has_more: bool,
+}
+
+/// One page of the change feed: messages in their current state, ascending
+/// by rev. `last_rev` is the page's highest rev (the request's `after_rev`
+/// when the page is empty): the next page's `after_rev`.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct ChangesPage {
+    pub messages: Vec<MessageView>,
+    pub last_rev: i64,
     pub has_more: bool,
 }
 

@@ -9,7 +9,7 @@ use actix_web_actors::ws::WebsocketContext;
 use super::WsSession;
 use crate::domain::ThreadId;
 use crate::error::AppError;
-use crate::hub::messages::{Connect, JoinThreads};
+use crate::hub::messages::{Connect, JoinThreads, Routed};
 use crate::persistence::{ask, LoadThreads, Persistence};
 use crate::protocol::{ServerEvent, ThreadView};
 
@@ -39,7 +39,7 @@ impl WsSession {
                     session_id,
                     user_id: user.user_id,
                     company_id: user.company_id,
-                    threads: first.iter().map(|t| (t.id, t.last_seq)).collect(),
+                    threads: first.iter().map(|t| (t.id, routed_of(t))).collect(),
                     addr,
                     outbound,
                 })
@@ -55,7 +55,7 @@ impl WsSession {
                     join: second
                         .iter()
                         .filter(|t| !before.contains(&t.id))
-                        .map(|t| (t.id, t.last_seq))
+                        .map(|t| (t.id, routed_of(t)))
                         .collect(),
                     leave: before.difference(&now).copied().collect(),
                     report: now.iter().copied().collect(),
@@ -63,8 +63,9 @@ impl WsSession {
                 .await
                 .map_err(|_| AppError::Unavailable)?;
             for thread in &mut second {
-                if let Some(&seq) = routed.get(&thread.id) {
-                    thread.last_seq = thread.last_seq.max(seq);
+                if let Some(routed) = routed.get(&thread.id) {
+                    thread.last_seq = thread.last_seq.max(routed.seq);
+                    thread.last_rev = thread.last_rev.max(routed.rev);
                 }
             }
             Ok::<Vec<ThreadView>, AppError>(second)
@@ -74,8 +75,8 @@ impl WsSession {
                 .into_actor(self)
                 .map(|result, session, ctx| match result {
                     Ok(threads) => {
-                        session.reported_last_seq =
-                            threads.iter().map(|t| (t.id, t.last_seq)).collect();
+                        session.reported_last_rev =
+                            threads.iter().map(|t| (t.id, t.last_rev)).collect();
                         log::info!(
                             session:% = session.id,
                             user:% = session.user.user_id,
@@ -99,5 +100,13 @@ impl WsSession {
                     }
                 }),
         );
+    }
+}
+
+/// What a thread view says the session was told.
+fn routed_of(thread: &ThreadView) -> Routed {
+    Routed {
+        seq: thread.last_seq,
+        rev: thread.last_rev,
     }
 }

@@ -14,6 +14,7 @@
 pub mod capacity;
 mod connect;
 pub mod inbound;
+mod message_requests;
 pub mod rate_limit;
 pub mod reassembly;
 
@@ -37,11 +38,9 @@ use crate::hub::messages::{CloseCause, Disconnect, ToSession, TypingChanged};
 use crate::hub::ChatHub;
 use crate::metrics::metrics;
 use crate::outbound::OutboundGauge;
-use crate::persistence::{
-    ask, AdvanceCursor, CursorKind, FetchMessages, PageBounds, Persistence, SendMessage,
-};
-use crate::protocol::client::{self, CursorUpdate, SyncRequest};
-use crate::protocol::{Ack, ClientEvent, ClientFrame, FrameRef, MessageView, ServerEvent};
+use crate::persistence::{ask, AdvanceCursor, CursorKind, Persistence, SendMessage};
+use crate::protocol::client::{self, CursorUpdate};
+use crate::protocol::{Ack, ClientEvent, ClientFrame, FrameRef, ServerEvent};
 
 /// The close code for a slow consumer (private-use range, RFC 6455 §7.4.2).
 pub const SLOW_CONSUMER_CLOSE: u16 = 4008;
@@ -92,10 +91,10 @@ pub struct WsSession {
     fragments: Reassembler,
     limiter: TokenBucket,
     last_heard: Instant,
-    /// Per thread, the last_seq chat:ready reported: chat:message frames
+    /// Per thread, the last_rev chat:ready reported: changes to messages
     /// the hub queued for us while we were connecting are dropped if
     /// chat:ready already told the client about them.
-    reported_last_seq: HashMap<ThreadId, i64>,
+    reported_last_rev: HashMap<ThreadId, i64>,
     sends: VecDeque<QueuedSend>,
     sending: bool,
     db_requests: usize,
@@ -121,7 +120,7 @@ impl WsSession {
             fragments: Reassembler::new(settings.max_frame_bytes),
             limiter: TokenBucket::new(settings.rate_limit_per_second, settings.rate_limit_burst),
             last_heard: Instant::now(),
-            reported_last_seq: HashMap::new(),
+            reported_last_rev: HashMap::new(),
             sends: VecDeque::new(),
             sending: false,
             db_requests: 0,
@@ -298,6 +297,8 @@ impl WsSession {
                 self.on_typing(thread_id, false, reference, ctx)
             }
             ClientEvent::Sync(request) => self.on_sync(request, reference, ctx),
+            ClientEvent::React(request) => self.on_react(request, reference, ctx),
+            ClientEvent::Changes(request) => self.on_changes(request, reference, ctx),
             ClientEvent::Ping => self.reply(ServerEvent::Pong {}, reference.as_ref(), ctx),
         }
     }
@@ -338,6 +339,8 @@ impl WsSession {
             thread_id: message.thread_id,
             client_msg_id: message.client_msg_id,
             content: message.content,
+            reply_to: message.reply_to,
+            mentions: message.mentions,
             origin: Some(self.id),
         };
         let committed = ask(&self.deps.persistence, request);
@@ -440,69 +443,11 @@ impl WsSession {
         );
     }
 
-    fn on_sync(
-        &mut self,
-        request: SyncRequest,
-        reference: Option<FrameRef>,
-        ctx: &mut WebsocketContext<Self>,
-    ) {
-        if self.db_requests >= MAX_DB_REQUESTS_IN_FLIGHT {
-            return self.reply_error(AppError::RateLimited, reference.as_ref(), ctx);
-        }
-        self.db_requests += 1;
-        let query = FetchMessages {
-            reader: self.user,
-            thread_id: request.thread_id,
-            bounds: PageBounds::After {
-                after_seq: request.after_seq,
-                before_seq: None,
-            },
-            limit: request.limit,
-        };
-        let page = ask(&self.deps.persistence, query);
-        ctx.spawn(page.into_actor(self).map(move |result, session, ctx| {
-            session.db_requests -= 1;
-            match result {
-                Ok(page) => {
-                    let budget = session.deps.settings.max_outbound_bytes / 2;
-                    let frame =
-                        page_frame(page.messages, page.has_more, reference.as_ref(), budget);
-                    session.write(frame, ctx);
-                }
-                Err(error) => session.reply_error(error, reference.as_ref(), ctx),
-            }
-            session.finish_draining(ctx);
-        }));
-    }
-
     /// During a graceful shutdown, closes with 1001 once nothing is in flight.
     fn finish_draining(&mut self, ctx: &mut WebsocketContext<Self>) {
         if self.draining && !self.sending && self.sends.is_empty() && self.db_requests == 0 {
             self.close(CloseCode::Away, "server shutting down", ctx);
         }
-    }
-}
-
-/// A chat:sync reply that fits in `budget` bytes: a page as large as the
-/// outbound bound would close the very session that is catching up, so it
-/// is cut short (with `has_more`) and the client asks for the rest.
-fn page_frame(
-    messages: Vec<MessageView>,
-    has_more: bool,
-    reference: Option<&FrameRef>,
-    budget: usize,
-) -> ByteString {
-    let mut event = ServerEvent::Ack(Ack::Page { messages, has_more });
-    loop {
-        let frame = event.to_frame(reference);
-        let ServerEvent::Ack(Ack::Page { messages, has_more }) = &mut event else {
-            return frame;
-        };
-        if frame.len() <= budget || messages.len() <= 1 {
-            return frame;
-        }
-        messages.truncate(messages.len() / 2);
-        *has_more = true;
     }
 }
 
@@ -556,10 +501,10 @@ impl Handler<ToSession> for WsSession {
     fn handle(&mut self, msg: ToSession, ctx: &mut Self::Context) {
         match msg {
             ToSession::Frame(out) => {
-                let covered = out.message_seq.is_some_and(|(thread, seq)| {
-                    self.reported_last_seq
+                let covered = out.change_rev.is_some_and(|(thread, rev)| {
+                    self.reported_last_rev
                         .get(&thread)
-                        .is_some_and(|&last| seq <= last)
+                        .is_some_and(|&last| rev <= last)
                 });
                 if covered || self.closed {
                     self.outbound.dropped(out.frame.len());

@@ -433,7 +433,7 @@ async fn an_operator_deletes_any_message_as_a_tombstone_seen_live() {
         assert_eq!(
             event,
             json!({"thread_id": thread, "message_id": id, "seq": message["seq"],
-                   "deleted_at": tombstone["deleted_at"]})
+                   "deleted_at": tombstone["deleted_at"], "rev": 2})
         );
     }
     assert_eq!(

@@ -168,11 +168,12 @@ async fn sync_limit_defaults_to_100_and_is_clamped_to_500() {
     let thread = app.group(&[ann, bob]).await;
     let mut db = app.db().await;
     db.exec(&format!(
-        "INSERT INTO messages (id, thread_id, company_id, seq, sender_id, client_msg_id, kind, body)
+        "INSERT INTO messages (id, thread_id, company_id, seq, sender_id, client_msg_id, kind, body,
+                               rev, created_rev)
          SELECT gen_random_uuid(), '{thread}', '{company}', g, '{sender}', gen_random_uuid(),
-                'text', 'bulk ' || g
+                'text', 'bulk ' || g, g, g
          FROM generate_series(1, 600) AS g;
-         UPDATE threads SET last_seq = 600 WHERE id = '{thread}';",
+         UPDATE threads SET last_seq = 600, last_rev = 600 WHERE id = '{thread}';",
         company = ann.company_id,
         sender = ann.id,
     ))

@@ -430,6 +430,11 @@ async fn requests_into_foreign_unjoined_or_unknown_threads_are_not_member_and_in
         ("chat:typing-start", |t| json!({"thread_id": t})),
         ("chat:typing-stop", |t| json!({"thread_id": t})),
         ("chat:sync", |t| json!({"thread_id": t, "after_seq": 0})),
+        ("chat:changes", |t| json!({"thread_id": t, "after_rev": 0})),
+        (
+            "chat:react",
+            |t| json!({"thread_id": t, "message_id": Uuid::now_v7(), "emoji": "👀", "on": true}),
+        ),
     ];
     for (event, data) in &requests {
         let mut answers = Vec::new();

@@ -383,7 +383,11 @@ async fn a_delete_is_broadcast_and_leaves_a_tombstone_with_the_same_seq() {
     assert!(tombstone["deleted_at"].is_string(), "{tombstone}");
 
     let expected = json!({"thread_id": thread, "message_id": message["id"], "seq": 2,
-                          "deleted_at": tombstone["deleted_at"]});
+                          "deleted_at": tombstone["deleted_at"], "rev": tombstone["rev"]});
+    assert_eq!(
+        tombstone["rev"], 3,
+        "two sends, then the delete: {tombstone}"
+    );
     for session in [&mut ann_phone, &mut ann_laptop, &mut bob_ws] {
         assert_eq!(session.next_event("chat:message-deleted").await, expected);
     }

@@ -157,3 +157,64 @@ async fn with_migrate_off_a_fresh_database_is_left_alone_and_the_server_says_why
     let base = base_url(&mut server).await;
     assert_ready(&base).await;
 }
+
+/// The richer-messages migration on a database that already holds
+/// messages: a message never changed gets rev = seq, an edited or deleted
+/// one a rev after the thread's last seq (in the order of those changes),
+/// every rev is logged, and each thread's last_rev is its highest.
+#[actix_web::test]
+async fn the_rev_migration_numbers_existing_messages_gaplessly() {
+    let name = format!(
+        "confab_test_{}_{}",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    );
+    crate::support::db::admin_exec(&format!("CREATE DATABASE {name}")).await;
+    let mut db = Db::connect(&format!("{PG_SERVER}/{name}")).await;
+    for sql in [
+        include_str!("../../migrations/2026-11-25-000001_core/up.sql"),
+        include_str!("../../migrations/2026-12-04-180000_people/up.sql"),
+        include_str!("../../migrations/2026-12-04-190000_token_revocation/up.sql"),
+    ] {
+        db.exec(sql).await;
+    }
+    let c = "00000000-0000-0000-0000-000000000001";
+    let a = "00000000-0000-0000-0000-0000000000a1";
+    let t = "00000000-0000-0000-0000-0000000000f1";
+    db.exec(&format!(
+        "INSERT INTO companies (id, name) VALUES ('{c}', 'c');
+         INSERT INTO users (id, company_id, display_name) VALUES ('{a}', '{c}', 'ann');
+         INSERT INTO threads (id, company_id, kind, last_seq) VALUES ('{t}', '{c}', 'group', 4);
+         INSERT INTO messages (id, thread_id, company_id, seq, sender_id, client_msg_id, kind,
+                               body, edited_at, deleted_at)
+         SELECT gen_random_uuid(), '{t}', '{c}', s, '{a}', gen_random_uuid(), 'text',
+                CASE WHEN s = 3 THEN NULL ELSE 'm' END,
+                CASE WHEN s = 1 THEN now() - interval '1 minute' END,
+                CASE WHEN s = 3 THEN now() - interval '2 minutes' END
+         FROM generate_series(1, 4) s;"
+    ))
+    .await;
+    db.exec(include_str!(
+        "../../migrations/2026-12-07-100000_messages_rev/up.sql"
+    ))
+    .await;
+
+    let rev = |seq: i64| format!("SELECT rev AS n FROM messages WHERE seq = {seq}");
+    // 3 was deleted before 1 was edited: revs 5 and 6.
+    for (seq, expected) in [(1, 6), (2, 2), (3, 5), (4, 4)] {
+        assert_eq!(db.count(&rev(seq)).await, expected, "seq {seq}");
+    }
+    assert_eq!(
+        db.count("SELECT last_rev AS n FROM threads").await,
+        6,
+        "last_rev"
+    );
+    assert_eq!(
+        db.count("SELECT count(*) AS n FROM message_changes WHERE rev BETWEEN 1 AND 6")
+            .await,
+        6,
+        "every rev logged once"
+    );
+    drop(db);
+    crate::support::db::admin_exec(&format!("DROP DATABASE {name} WITH (FORCE)")).await;
+}

@@ -14,7 +14,7 @@ use crate::support::{spawn_app, spawn_app_with, tools, uuid};
 
 /// Every route the server has, and its methods. A route added to the code
 /// but not here (or to the document) fails the first test.
-const ROUTES: [(&str, &[&str]); 30] = [
+const ROUTES: [(&str, &[&str]); 31] = [
     ("/", &["get"]),
     ("/static/{name}", &["get"]),
     ("/healthz", &["get"]),
@@ -28,6 +28,7 @@ const ROUTES: [(&str, &[&str]); 30] = [
     ("/api/threads", &["get", "post"]),
     ("/api/threads/{id}", &["patch"]),
     ("/api/threads/{id}/messages", &["get"]),
+    ("/api/threads/{id}/changes", &["get"]),
     ("/api/threads/{id}/members", &["get", "post"]),
     ("/api/threads/{id}/members/me", &["delete"]),
     ("/api/threads/{id}/members/{user_id}", &["delete"]),

@@ -151,7 +151,7 @@ fn standard_jwt(alg: Algorithm, claims: &Value, secret: &[u8]) -> String {
 type DataFor = fn(Uuid) -> Value;
 
 /// Every client event that acts on a thread, with valid data for it.
-const CLIENT_EVENTS: [(&str, DataFor); 6] = [
+const CLIENT_EVENTS: [(&str, DataFor); 8] = [
     (
         "chat:send",
         |t| json!({"thread_id": t, "client_msg_id": Uuid::new_v4(), "body": "let me in"}),
@@ -167,6 +167,12 @@ const CLIENT_EVENTS: [(&str, DataFor); 6] = [
     ("chat:typing-start", |t| json!({"thread_id": t})),
     ("chat:typing-stop", |t| json!({"thread_id": t})),
     ("chat:sync", |t| json!({"thread_id": t, "after_seq": 0})),
+    ("chat:changes", |t| json!({"thread_id": t, "after_rev": 0})),
+    // Membership is checked before the message is looked for: any id.
+    (
+        "chat:react",
+        |t| json!({"thread_id": t, "message_id": Uuid::now_v7(), "emoji": "👍", "on": true}),
+    ),
 ];
 
 /// Company A: ann and bob in `thread` (two messages, bob has read one),
@@ -370,10 +376,12 @@ async fn every_http_endpoint_answers_another_company_a_non_member_and_nobody_as_
         api(Method::POST, "/api/threads".into(), Some(json!({"member_ids": [ann, bob]})), NOT_FOUND, Allowed),
         api(Method::GET, format!("/api/threads/{t}/messages"), None, NOT_FOUND, NOT_FOUND),
         api(Method::GET, format!("/api/threads/{t}/messages?after_seq=0"), None, NOT_FOUND, NOT_FOUND),
+        api(Method::GET, format!("/api/threads/{t}/changes?after_rev=0"), None, NOT_FOUND, NOT_FOUND),
         api(Method::GET, format!("/api/threads/{t}/members"), None, NOT_FOUND, NOT_FOUND),
         api(Method::POST, format!("/api/threads/{t}/members"), Some(json!({"user_id": carl})), NOT_FOUND, NOT_FOUND),
         api(Method::DELETE, format!("/api/threads/{t}/members/me"), None, NOT_FOUND, NOT_FOUND),
         api(Method::PATCH, format!("/api/messages/{m}"), Some(json!({"body": "hijacked"})), NOT_FOUND, NOT_FOUND),
+        api(Method::PATCH, format!("/api/messages/{m}"), Some(json!({"body": "hijacked", "mentions": [carl]})), NOT_FOUND, NOT_FOUND),
         api(Method::DELETE, format!("/api/messages/{m}"), None, NOT_FOUND, NOT_FOUND),
         admin(Method::POST, "/admin/companies".into(), Some(json!({"name": "Evil"}))),
         admin(Method::POST, "/admin/users".into(), Some(json!({"company_id": company, "display_name": "Mallory"}))),

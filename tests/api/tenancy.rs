@@ -413,8 +413,10 @@ async fn the_database_refuses_a_message_whose_sender_is_of_another_company() {
     let (company_a, company_b) = (t.a1.company_id, t.b1.company_id);
     let insert = |company: Uuid, sender: Uuid, seq: i64| {
         format!(
-            "INSERT INTO messages (id, thread_id, company_id, seq, sender_id, client_msg_id, kind, body)
-             VALUES (gen_random_uuid(), '{}', '{company}', {seq}, '{sender}', gen_random_uuid(), 'text', 'x')",
+            "INSERT INTO messages (id, thread_id, company_id, seq, sender_id, client_msg_id, kind, body,
+                                   rev, created_rev)
+             VALUES (gen_random_uuid(), '{}', '{company}', {seq}, '{sender}', gen_random_uuid(), 'text', 'x',
+                     {seq}, {seq})",
             t.thread_a
         )
     };

@@ -150,6 +150,8 @@ async fn my_threads_list_last_seq_cursors_unread_and_a_null_last_message_when_em
             "last_delivered_seq",
             "last_read_seq",
             "unread",
+            "last_rev",
+            "unread_mentions",
             "last_message",
         ]),
         "{item}"
@@ -162,6 +164,8 @@ async fn my_threads_list_last_seq_cursors_unread_and_a_null_last_message_when_em
     assert_eq!(item["last_delivered_seq"], 0);
     assert_eq!(item["last_read_seq"], 0);
     assert_eq!(item["unread"], 0);
+    assert_eq!(item["last_rev"], 0);
+    assert_eq!(item["unread_mentions"], 0);
     assert!(item["last_message"].is_null(), "{item}");
 
     let eve_reply = app.get("/api/threads", &eve.token).await;
@@ -491,10 +495,12 @@ async fn history_clamps_limit_to_500_and_refuses_a_limit_below_one() {
     app.db()
         .await
         .exec(&format!(
-            "INSERT INTO messages (id, thread_id, company_id, seq, sender_id, client_msg_id, kind, body)
-             SELECT gen_random_uuid(), '{thread}', '{company}', s, '{ann}', gen_random_uuid(), 'text', 'm' || s
+            "INSERT INTO messages (id, thread_id, company_id, seq, sender_id, client_msg_id, kind, body,
+                                   rev, created_rev)
+             SELECT gen_random_uuid(), '{thread}', '{company}', s, '{ann}', gen_random_uuid(), 'text', 'm' || s,
+                    s, s
              FROM generate_series(1, 501) s;
-             UPDATE threads SET last_seq = 501 WHERE id = '{thread}';",
+             UPDATE threads SET last_seq = 501, last_rev = 501 WHERE id = '{thread}';",
             company = ann.company_id,
             ann = ann.id
         ))

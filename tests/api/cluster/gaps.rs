@@ -24,11 +24,17 @@ async fn a_seq_never_announced_is_read_back_and_delivered_in_order() {
     let mut db = app.db().await;
     db.exec(&format!(
         "WITH bumped AS (
-             UPDATE threads SET last_seq = last_seq + 1 WHERE id = '{thread}'
-             RETURNING id, company_id, last_seq)
-         INSERT INTO messages (id, thread_id, company_id, seq, sender_id, client_msg_id, kind, body)
-         SELECT gen_random_uuid(), id, company_id, last_seq, '{}', gen_random_uuid(), 'text', 'unannounced'
-         FROM bumped",
+             UPDATE threads SET last_seq = last_seq + 1, last_rev = last_rev + 1 WHERE id = '{thread}'
+             RETURNING id, company_id, last_seq, last_rev),
+         inserted AS (
+             INSERT INTO messages (id, thread_id, company_id, seq, sender_id, client_msg_id, kind,
+                                   body, rev, created_rev)
+             SELECT gen_random_uuid(), id, company_id, last_seq, '{}', gen_random_uuid(), 'text',
+                    'unannounced', last_rev, last_rev
+             FROM bumped
+             RETURNING id, thread_id, rev)
+         INSERT INTO message_changes (thread_id, rev, message_id, kind)
+         SELECT thread_id, rev, id, 'created' FROM inserted",
         ann.id
     ))
     .await;

@@ -2,6 +2,7 @@
 //! NATS, each a child process. Every test has its own database and its own
 //! subject prefix, so parallel tests never hear each other.
 
+mod changes;
 mod conversations;
 mod delivery;
 mod faults;

@@ -192,6 +192,13 @@ impl WsClient {
     }
 
     /// Drops frames already received and not yet looked at.
+    /// The first frame already read that `wanted` accepts, without
+    /// waiting for more.
+    pub fn take_pending(&mut self, wanted: impl Fn(&Value) -> bool) -> Option<Value> {
+        let at = self.pending.iter().position(wanted)?;
+        self.pending.remove(at)
+    }
+
     pub fn forget_pending(&mut self) {
         self.pending.clear();
     }
