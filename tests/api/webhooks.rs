@@ -74,6 +74,43 @@ fn thread_of(request: &Received) -> Value {
 }
 
 #[actix_web::test]
+async fn a_reaction_on_and_off_arrives_as_reaction_changed_with_the_chat_reaction_data() {
+    let app = app().await;
+    let mut receiver = Receiver::start().await;
+    let users = app.users(2).await;
+    let (a, b) = (&users[0], &users[1]);
+    let hook = create_webhook(&app, a.company_id, &receiver.url, &["reaction.changed"]).await;
+    let secret = hook["secret"].as_str().unwrap().to_string();
+    let thread = app.group(&[a, b]).await;
+    let mut a_ws = app.connect(a).await;
+    let mut b_ws = app.connect(b).await;
+    let message = a_ws.send_message(thread, "react to me").await;
+    let react = |on: bool| json!({"thread_id": thread, "message_id": message["id"], "emoji": "🎉", "on": on});
+    for on in [true, true, false] {
+        let ack = b_ws.request("chat:react", react(on)).await;
+        assert_eq!(ack["event"], "chat:ack", "{ack}");
+    }
+    let seen_on = a_ws.next_event("chat:reaction").await;
+    let seen_off = a_ws.next_event("chat:reaction").await;
+
+    let got = receiver
+        .collect_until(Duration::from_secs(20), |r| r.len() == 2)
+        .await;
+    assert_eq!(
+        got.len(),
+        2,
+        "the repeated add changed nothing and sent nothing"
+    );
+    for (request, seen) in got.iter().zip([&seen_on, &seen_off]) {
+        assert_eq!(request.json["type"], "reaction.changed");
+        assert_eq!(&request.json["data"], seen, "as chat:reaction shows it");
+        assert_signed(request, &secret);
+    }
+    assert_eq!(got[0].json["data"]["on"], true);
+    assert_eq!(got[1].json["data"]["on"], false);
+}
+
+#[actix_web::test]
 async fn every_event_type_arrives_signed_with_the_data_the_websocket_shows() {
     let app = app().await;
     let mut receiver = Receiver::start().await;
