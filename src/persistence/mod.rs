@@ -30,6 +30,7 @@ mod prepared;
 mod replay;
 pub mod rows;
 pub mod schema;
+mod search;
 mod thread_updates;
 mod threads;
 
@@ -54,6 +55,7 @@ pub use messages::{
 pub use people::{
     DirectoryPage, DirectoryPosition, FindByExternalId, FindColleague, ListDirectory, UpdateUser,
 };
+pub use search::{SearchMessages, SearchPage, SearchPosition};
 pub use thread_updates::RenameThread;
 pub use threads::{AddMember, CreateThread, ListMembers, LoadThreads, RemoveMember};
 

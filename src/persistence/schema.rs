@@ -47,7 +47,17 @@ diesel::table! {
     }
 }
 
+pub mod sql_types {
+    /// Postgres full-text search's document type.
+    #[derive(diesel::query_builder::QueryId, diesel::sql_types::SqlType)]
+    #[diesel(postgres_type(name = "tsvector"))]
+    pub struct Tsvector;
+}
+
 diesel::table! {
+    use diesel::sql_types::*;
+    use super::sql_types::Tsvector;
+
     messages (id) {
         id -> Uuid,
         thread_id -> Uuid,
@@ -61,6 +71,8 @@ diesel::table! {
         created_at -> Timestamptz,
         edited_at -> Nullable<Timestamptz>,
         deleted_at -> Nullable<Timestamptz>,
+        /// Generated from body (search); never written.
+        search_words -> Tsvector,
     }
 }
 

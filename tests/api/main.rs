@@ -35,6 +35,7 @@ mod presence;
 mod process;
 mod properties;
 mod receipts;
+mod search;
 mod security;
 mod tenancy;
 mod typing;
