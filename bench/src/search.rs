@@ -169,9 +169,15 @@ async fn seed(
             body.push_str(&word(random.rank()));
         }
         let created = first_micros + g as i64 * SPACING_MICROS;
+        // The server's ids are UUIDv7 of the moment it made the message,
+        // and search orders by them: these are of the made-up moment.
+        let id = Uuid::new_v7(uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            created.div_euclid(1_000_000) as u64,
+            (created.rem_euclid(1_000_000) * 1000) as u32,
+        ));
         chunk.push_str(&format!(
-            "{}\t{thread}\t{company}\t{seq}\t{sender}\t{}\ttext\t{body}\t{}\n",
-            Uuid::now_v7(),
+            "{id}\t{thread}\t{company}\t{seq}\t{sender}\t{}\ttext\t{body}\t{}\n",
             Uuid::new_v4(),
             timestamp(created)
         ));
@@ -199,7 +205,10 @@ async fn seed(
     )
     .await?;
     db.batch_execute("COMMIT").await?;
-    db.batch_execute("ANALYZE messages").await?;
+    // As autovacuum would soon: the planner needs to know how common
+    // each word is, and how many threads the searcher is in.
+    db.batch_execute("ANALYZE messages; ANALYZE memberships; ANALYZE threads")
+        .await?;
     let seed_s = started.elapsed().as_secs_f64();
     eprintln!(
         "search: {copied} rows committed, {:.0} rows/s through COPY; seeded in {seed_s:.1} s",

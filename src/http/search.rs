@@ -2,7 +2,6 @@
 //! matches their words, newest first, a page at a time.
 
 use actix_web::{web, HttpResponse};
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -20,13 +19,8 @@ pub const MAX_SEARCH_LIMIT: i64 = 100;
 /// The longest query: far beyond any words someone types, short enough
 /// that parsing it costs nothing.
 pub const MAX_QUERY_CHARS: usize = 1000;
-/// A cursor is the message id's 32 hex digits, then its creation time in
-/// microseconds since the epoch as 16.
-const CURSOR_LEN: usize = 48;
-/// Postgres keeps times up to the year 294276; a cursor this server gave
-/// holds a time a message was created. Anything past the year 9999 is
-/// made up, and must be a 400 rather than a time the database refuses.
-const LATEST_CURSOR_MICROS: i64 = 253_402_300_799_999_999;
+/// A cursor is the last message's id as 32 hex digits.
+const CURSOR_LEN: usize = 32;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/search").get(search));
@@ -51,7 +45,7 @@ pub struct SearchQuery {
     #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
     /// The `next` of the previous page.
-    #[param(min_length = 48, max_length = 48, pattern = "^[0-9a-f]*$")]
+    #[param(min_length = 32, max_length = 32, pattern = "^[0-9a-f]*$")]
     before: Option<String>,
 }
 
@@ -65,11 +59,7 @@ pub struct SearchResults {
 }
 
 fn encode_cursor(position: &SearchPosition) -> String {
-    format!(
-        "{}{:016x}",
-        position.id.0.simple(),
-        position.created_at.timestamp_micros()
-    )
+    position.0 .0.simple().to_string()
 }
 
 fn decode_cursor(cursor: &str) -> Result<SearchPosition, AppError> {
@@ -77,17 +67,8 @@ fn decode_cursor(cursor: &str) -> Result<SearchPosition, AppError> {
     if cursor.len() != CURSOR_LEN || !cursor.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(bad());
     }
-    let (id, micros) = cursor.split_at(32);
-    let id = uuid::Uuid::try_parse(id).map_err(|_| bad())?;
-    let micros = i64::from_str_radix(micros, 16).map_err(|_| bad())?;
-    if !(0..=LATEST_CURSOR_MICROS).contains(&micros) {
-        return Err(bad());
-    }
-    let created_at = DateTime::<Utc>::from_timestamp_micros(micros).ok_or_else(bad)?;
-    Ok(SearchPosition {
-        created_at,
-        id: MessageId(id),
-    })
+    let id = uuid::Uuid::try_parse(cursor).map_err(|_| bad())?;
+    Ok(SearchPosition(MessageId(id)))
 }
 
 /// Full-text search over the messages the caller can read now: their
@@ -150,11 +131,7 @@ mod tests {
 
     #[test]
     fn a_cursor_round_trips_and_a_forged_one_is_refused() {
-        let position = SearchPosition {
-            created_at: DateTime::<Utc>::from_timestamp_micros(1_796_000_000_123_456)
-                .unwrap_or_default(),
-            id: MessageId(uuid::Uuid::now_v7()),
-        };
+        let position = SearchPosition(MessageId(uuid::Uuid::now_v7()));
         assert_eq!(
             decode_cursor(&encode_cursor(&position)).ok(),
             Some(position)
@@ -162,12 +139,11 @@ mod tests {
         for bad in [
             String::new(),
             "zz".into(),
-            "0".repeat(47),
-            "0".repeat(49),
-            format!("{}{}", "0".repeat(32), "f".repeat(16)),
-            format!("{}{}", "0".repeat(32), "7".repeat(16)),
-            format!("{}+{}", "0".repeat(32), "0".repeat(15)),
-            "é".repeat(24),
+            "0".repeat(31),
+            "0".repeat(33),
+            format!("+{}", "0".repeat(31)),
+            format!("{}-", "0".repeat(31)),
+            "é".repeat(16),
         ] {
             assert!(decode_cursor(&bad).is_err(), "{bad:?}");
         }

@@ -1,5 +1,6 @@
 //! Search: the messages a user can read now whose body matches a query,
-//! newest first, with highlights.
+//! newest first (by message id: UUIDv7, so by creation time to the
+//! millisecond), with highlights.
 //!
 //! Who may see what is decided in the statement itself: the caller's
 //! company, and the threads they are a member of at this moment (a
@@ -17,9 +18,8 @@
 mod highlight;
 
 use actix::Message;
-use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{BigInt, Nullable, Text, Uuid as SqlUuid};
 use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
@@ -32,13 +32,12 @@ use crate::domain::{MessageId, ThreadId};
 use crate::error::AppError;
 use crate::protocol::views::SearchResult;
 
-/// Where a results page ends: the next page holds what is older than
-/// this message (creation time, then id, both descending).
+/// Where a results page ends: the next page holds the matches older than
+/// this message. Message ids are UUIDv7, whose leading bits are the time
+/// the server made them, so "newest first" is id order, and the primary
+/// key is the index that walks it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SearchPosition {
-    pub created_at: DateTime<Utc>,
-    pub id: MessageId,
-}
+pub struct SearchPosition(pub MessageId);
 
 /// GET /api/search.
 #[derive(Message)]
@@ -70,6 +69,10 @@ struct Hit {
 /// The matches are found and ordered in the inner query, and only the
 /// page's rows are highlighted (ts_headline parses the body again). One
 /// row more than asked tells whether another page follows.
+///
+/// Postgres picks the plan by how common the words are: a rare word
+/// through the GIN index, then a sort of its few matches; a common one by
+/// walking the primary key newest first and stopping at the page's end.
 const SEARCH: &str = r#"
     SELECT h.id,
            ts_headline('english'::regconfig,
@@ -77,7 +80,7 @@ const SEARCH: &str = r#"
                        websearch_to_tsquery('english'::regconfig, translate($3, '<>&', '   ')),
                        E'HighlightAll=true, StartSel="\x01", StopSel="\x02"') AS marked
     FROM (
-        SELECT m.id, m.created_at, m.body
+        SELECT m.id, m.body
         FROM messages m
         WHERE m.company_id = $1
           AND m.deleted_at IS NULL
@@ -86,11 +89,11 @@ const SEARCH: &str = r#"
           AND m.thread_id IN (SELECT ms.thread_id FROM memberships ms
                               WHERE ms.user_id = $2 AND ms.company_id = $1)
           AND ($4::uuid IS NULL OR m.thread_id = $4)
-          AND ($5::timestamptz IS NULL OR (m.created_at, m.id) < ($5, $6::uuid))
-        ORDER BY m.created_at DESC, m.id DESC
-        LIMIT $7
+          AND ($5::uuid IS NULL OR m.id < $5)
+        ORDER BY m.id DESC
+        LIMIT $6
     ) h
-    ORDER BY h.created_at DESC, h.id DESC"#;
+    ORDER BY h.id DESC"#;
 
 impl Query for SearchMessages {
     type Output = SearchPage;
@@ -107,17 +110,12 @@ impl Query for SearchMessages {
             .read_only()
             .repeatable_read()
             .run::<_, AppError, _>(async |conn| {
-                let (before_at, before_id) = match self.before {
-                    Some(p) => (Some(p.created_at), Some(p.id.0)),
-                    None => (None, None),
-                };
                 let mut hits: Vec<Hit> = diesel::sql_query(SEARCH)
                     .bind::<SqlUuid, _>(self.reader.company_id.0)
                     .bind::<SqlUuid, _>(self.reader.user_id.0)
                     .bind::<Text, _>(&self.words)
                     .bind::<Nullable<SqlUuid>, _>(self.thread_id.map(|t| t.0))
-                    .bind::<Nullable<Timestamptz>, _>(before_at)
-                    .bind::<Nullable<SqlUuid>, _>(before_id)
+                    .bind::<Nullable<SqlUuid>, _>(self.before.map(|p| p.0 .0))
                     .bind::<BigInt, _>(self.limit + 1)
                     .load(conn)
                     .await?;
@@ -132,10 +130,7 @@ impl Query for SearchMessages {
                 // Back into the page's order.
                 rows.sort_by_key(|r| ids.iter().position(|id| *id == r.id));
                 let next = match rows.last() {
-                    Some(last) if more => Some(SearchPosition {
-                        created_at: last.created_at,
-                        id: last.id.into(),
-                    }),
+                    Some(last) if more => Some(SearchPosition(last.id.into())),
                     _ => None,
                 };
                 let views = message_views(rows)?;
