@@ -22,3 +22,4 @@ pub mod persistence;
 pub mod protocol;
 pub mod session;
 pub mod startup;
+pub mod webhooks;

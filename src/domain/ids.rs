@@ -35,6 +35,8 @@ uuid_newtype!(
     ClientMsgId,
     /// One WebSocket connection.
     SessionId,
+    /// A company's webhook subscription.
+    WebhookId,
 );
 
 impl MessageId {

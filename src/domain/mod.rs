@@ -7,11 +7,13 @@ mod content;
 mod ids;
 mod names;
 mod seq;
+mod webhooks;
 
 pub use content::{reject_nul, MessageContent, MessageKind, MessageText, Metadata};
-pub use ids::{ClientMsgId, CompanyId, MessageId, NodeId, SessionId, ThreadId, UserId};
+pub use ids::{ClientMsgId, CompanyId, MessageId, NodeId, SessionId, ThreadId, UserId, WebhookId};
 pub use names::{DisplayName, ExternalId, ThreadTitle, MAX_NAME_CHARS};
 pub use seq::Seq;
+pub use webhooks::{EventType, EventTypes, WebhookUrl, MAX_URL_BYTES};
 
 /// The largest number of messages one chat:sync or history page returns.
 pub const MAX_PAGE_LIMIT: i64 = 500;

@@ -41,4 +41,5 @@ mod tenancy;
 mod typing;
 mod user_api;
 mod web;
+mod webhooks;
 mod websocket;
