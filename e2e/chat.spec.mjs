@@ -448,6 +448,48 @@ try {
     await openThread(pageA, TEAM);
   });
 
+  // ---- search (web/search.js) ----
+  await step('A finds a message by its words and jumps to it, far back in a thread not yet open', async () => {
+    const box = pageA.getByTestId('search-input');
+    await box.fill('"history 3"');
+    await box.press('Enter');
+    const results = pageA.getByTestId('search-results');
+    const found = results.getByTestId('search-result');
+    await found.first().waitFor({ timeout: TIMEOUT_MS });
+    if (await found.count() !== 1) throw new Error(`expected one result, saw ${await found.count()}`);
+    const group = results.getByTestId('search-group');
+    if (await group.getAttribute('data-thread-id') !== HISTORY) throw new Error('the result is not grouped under its thread');
+    await expectText(group.locator('h3'), 'archive');
+    const marks = await found.locator('mark').allTextContents();
+    if (marks.join('|') !== 'history|3') throw new Error(`marked: ${marks}`);
+    await pageA.screenshot({ path: join(SHOTS, 'a-searches.png') });
+    await found.locator('button').click();
+    await pageA.locator(`[data-testid="thread-item"].open[data-thread-id="${HISTORY}"]`).waitFor({ state: 'attached', timeout: TIMEOUT_MS });
+    // Seq 3 is older than the first page the thread opens with.
+    const target = pageA.locator('[data-testid="message"][data-seq="3"][data-found="true"]');
+    await target.waitFor({ timeout: TIMEOUT_MS });
+    await expectText(target.getByTestId('message-body'), 'history 3');
+    if (!await target.isVisible()) throw new Error('the found message is not in view');
+  });
+
+  await step('a found message\'s markup is shown as text in the results too', async () => {
+    const box = pageA.getByTestId('search-input');
+    await box.fill('bold onerror');
+    await box.press('Enter');
+    const highlight = pageA.getByTestId('search-results').getByTestId('search-highlight');
+    await highlight.first().waitFor({ timeout: TIMEOUT_MS });
+    const shown = await highlight.first().textContent();
+    if (!shown.includes('<img src="x" onerror="window.pwned = true"><b>not bold</b>')) throw new Error(`shown as: ${shown}`);
+    if (await highlight.locator('img, b').count() !== 0) throw new Error('the markup became elements');
+    const marks = await highlight.first().locator('mark').allTextContents();
+    if (!marks.includes('bold') || !marks.includes('onerror')) throw new Error(`marked: ${marks}`);
+    if (await pageA.evaluate(() => window.pwned)) throw new Error('the handler ran');
+    await pageA.getByTestId('search-close').click();
+    await pageA.getByTestId('thread-list').waitFor({ timeout: TIMEOUT_MS });
+    await openThread(pageA, TEAM);
+  });
+  // ---- /search ----
+
   await step('a pasted token signs in; a bad one is refused with a message', async () => {
     const context = await browser.newContext();
     const page = await context.newPage();

@@ -53,5 +53,11 @@ export function userApi(token) {
       call('GET', `/api/threads/${threadId}/messages?before_seq=${beforeSeq}&limit=${limit}`),
     editMessage: (messageId, body) => call('PATCH', `/api/messages/${messageId}`, { body }),
     deleteMessage: (messageId) => call('DELETE', `/api/messages/${messageId}`),
+    search: (q, { limit, before } = {}) => {
+      const params = new URLSearchParams({ q });
+      if (limit) params.set('limit', String(limit));
+      if (before) params.set('before', before);
+      return call('GET', `/api/search?${params}`);
+    },
   };
 }

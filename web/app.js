@@ -6,6 +6,7 @@
 import { userApi, ApiError } from './api.js';
 import { Connection } from './connection.js';
 import { Directory } from './people.js';
+import { searchPanel } from './search.js';
 
 const PAGE_SIZE = 50;
 // People per directory page: a screenful, then "Show more people".
@@ -94,6 +95,7 @@ async function start(token) {
   $('login').hidden = true;
   $('app').hidden = false;
   $('me').textContent = state.me.display_name;
+  startSearch();
 
   const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
   const conn = new Connection(`${scheme}://${location.host}/ws?token=${encodeURIComponent(token)}`);
@@ -1460,6 +1462,67 @@ function announceArrival(message, thread) {
   } else {
     announce(`New message from ${who} in ${threadName(thread)}`);
   }
+}
+
+// ---- search: results open the thread at the message ----------------------
+
+// Pages of history loaded, at most, to reach a found message: 20 × 500.
+const JUMP_PAGE = 500;
+const JUMP_MAX_PAGES = 20;
+
+function startSearch() {
+  searchPanel({
+    api: state.api,
+    el,
+    threadName: (id) => (state.threads.has(id) ? threadName(state.threads.get(id)) : 'A thread'),
+    nameOf: (id) => (id === state.me.id ? 'You' : nameOf(id)),
+    formatTime,
+    onPick: (message) => jumpToMessage(message.thread_id, message.seq).catch(reportError),
+    onError: reportError,
+  });
+}
+
+// Opens the thread and shows the message at `seq`. The open thread holds
+// one unbroken run of history up to its newest message, so older pages are
+// loaded back to a little above the message (as scrolling up would).
+async function jumpToMessage(threadId, seq) {
+  if (state.openThreadId !== threadId) await openThread(threadId);
+  else showThreadPane();
+  if (state.openThreadId !== threadId) return;
+  const store = state.stores.get(threadId);
+  if (!store) return;
+  const wanted = Math.max(seq - 10, 1);
+  if (store.oldestSeq > wanted && store.hasOlder && !store.loadingOlder) {
+    store.loadingOlder = true;
+    try {
+      for (let pages = 0; store.oldestSeq > wanted && store.hasOlder && pages < JUMP_MAX_PAGES; pages++) {
+        const page = await state.api.messagesBefore(threadId, store.oldestSeq, JUMP_PAGE);
+        if (state.openThreadId !== threadId) return;
+        for (const message of page.messages) {
+          store.bySeq.set(message.seq, message);
+          store.oldestSeq = Math.min(store.oldestSeq, message.seq);
+          renderMessage(message);
+        }
+        store.hasOlder = page.has_more;
+      }
+    } finally {
+      store.loadingOlder = false;
+    }
+  }
+  const item = $('message-list').querySelector(`[data-seq="${seq}"]`);
+  if (!item) {
+    showNotice('That message is too far back to open here.');
+    return;
+  }
+  item.scrollIntoView({ block: 'center' });
+  for (const old of $('message-list').querySelectorAll('[data-found="true"]')) {
+    old.classList.remove('found');
+    delete old.dataset.found;
+  }
+  item.classList.add('found');
+  item.dataset.found = 'true';
+  item.setAttribute('tabindex', '-1');
+  item.focus({ preventScroll: true });
 }
 
 // ---- DOM helper ----------------------------------------------------------

@@ -15,6 +15,7 @@ mod plot;
 mod procstat;
 mod receipts;
 mod report;
+mod search;
 mod storm;
 mod world;
 
@@ -174,6 +175,27 @@ enum Scenario {
         /// Messages each thread receives while its readers are away.
         #[arg(long, default_value_t = 20)]
         backlog: usize,
+    },
+    /// Full-text search latency over a seeded history (COPY into Postgres).
+    Search {
+        /// Messages to seed.
+        #[arg(long, default_value_t = 1_000_000)]
+        messages: usize,
+        /// Threads they are spread over (round-robin).
+        #[arg(long, default_value_t = 1000)]
+        threads: usize,
+        #[arg(long, default_value_t = 12)]
+        words_per_message: usize,
+        /// Times each query is asked.
+        #[arg(long, default_value_t = 30)]
+        repeat: usize,
+        /// Results per page asked for.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Search an earlier run's history as this user (its searcher,
+        /// printed as `searcher` in that run's JSON) instead of seeding.
+        #[arg(long)]
+        reuse_searcher: Option<uuid::Uuid>,
     },
     /// Durable rows/s straight into Postgres, in batches through a pool.
     CeilingDb {
@@ -438,6 +460,27 @@ async fn run(cli: Cli) -> BenchResult<Vec<RunReport>> {
                 body_bytes: global.body_bytes,
             };
             let report = storm::run(&target, &storm, &watch).await?;
+            emit(&report, json_out)?;
+            reports.push(report);
+        }
+        Scenario::Search {
+            messages,
+            threads,
+            words_per_message,
+            repeat,
+            limit,
+            reuse_searcher,
+        } => {
+            let load = search::SearchLoad {
+                messages,
+                threads: threads.max(1),
+                words_per_message,
+                repeat,
+                limit,
+                reuse_searcher,
+                database_url: global.database_url.clone(),
+            };
+            let report = search::run(&target, &load, &watch).await?;
             emit(&report, json_out)?;
             reports.push(report);
         }

@@ -120,15 +120,20 @@ impl Admin {
             )
             .await?;
         let id = id_of(&user)?;
+        let token = self.token_for(id).await?;
+        Ok(BenchUser { id, token })
+    }
+
+    /// A fresh token for an existing user.
+    pub async fn token_for(&self, id: Uuid) -> BenchResult<String> {
         let minted = self
             .post(&format!("/admin/users/{id}/tokens"), json!({}))
             .await?;
-        let token = minted
+        Ok(minted
             .get("token")
             .and_then(Value::as_str)
             .ok_or("no token minted")?
-            .to_string();
-        Ok(BenchUser { id, token })
+            .to_string())
     }
 
     pub async fn users(&self, company: Uuid, n: usize) -> BenchResult<Vec<BenchUser>> {

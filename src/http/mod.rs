@@ -11,6 +11,7 @@ pub mod openapi;
 mod ops;
 mod people;
 pub mod responses;
+mod search;
 mod threads;
 mod user_api;
 mod web_client;

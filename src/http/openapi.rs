@@ -52,6 +52,7 @@ pub const ADMIN_TOKEN: &str = "admin_token";
         super::people::directory,
         super::people::colleague,
         super::people::update_me,
+        super::search::search,
         super::admin_api::create_company,
         super::admin_api::create_user,
         super::admin_api::find_users,

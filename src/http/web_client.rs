@@ -20,7 +20,7 @@ struct Asset {
 
 /// Every file the client is made of. The names are the ones index.html and
 /// the modules import, under `/static/`.
-const ASSETS: [Asset; 7] = [
+const ASSETS: [Asset; 8] = [
     Asset {
         path: "index.html",
         content_type: "text/html; charset=utf-8",
@@ -45,6 +45,11 @@ const ASSETS: [Asset; 7] = [
         path: "api.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_bytes!("../../web/api.js"),
+    },
+    Asset {
+        path: "search.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../web/search.js"),
     },
     Asset {
         path: "style.css",

@@ -34,6 +34,7 @@ mod reactions;
 mod replay;
 pub mod rows;
 pub mod schema;
+mod search;
 mod thread_updates;
 mod threads;
 pub mod webhooks;
@@ -59,6 +60,7 @@ pub use people::{
     DirectoryPage, DirectoryPosition, FindByExternalId, FindColleague, ListDirectory, UpdateUser,
 };
 pub use reactions::{React, Reacted};
+pub use search::{SearchMessages, SearchPage, SearchPosition};
 pub use thread_updates::RenameThread;
 pub use threads::{AddMember, CreateThread, ListMembers, LoadThreads, RemoveMember};
 pub use webhooks::{CreateWebhook, DeleteWebhook, ListDeliveries, ListWebhooks};

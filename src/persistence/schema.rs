@@ -49,6 +49,9 @@ diesel::table! {
 }
 
 diesel::table! {
+    // `search_words`, the generated tsvector that search reads, is left
+    // out: it is never written, search reads it in SQL of its own, and a
+    // 17th column would need diesel's 32-column-tables feature.
     messages (id) {
         id -> Uuid,
         thread_id -> Uuid,

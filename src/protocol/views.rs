@@ -199,6 +199,16 @@ pub struct CompanyView {
     pub created_at: DateTime<Utc>,
 }
 
+/// One search hit (GET /api/search).
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct SearchResult {
+    /// The message as history pages show it.
+    pub message: MessageView,
+    /// The body, HTML-escaped, with each matching word wrapped in
+    /// `<mark>`…`</mark>`: safe to insert as HTML.
+    pub highlight: String,
+}
+
 /// One page of messages, ascending by seq.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct MessagePage {

@@ -38,6 +38,7 @@ mod properties;
 mod reactions;
 mod receipts;
 mod replies;
+mod search;
 mod security;
 mod tenancy;
 mod typing;

@@ -14,7 +14,7 @@ use crate::support::{spawn_app, spawn_app_with, tools, uuid};
 
 /// Every route the server has, and its methods. A route added to the code
 /// but not here (or to the document) fails the first test.
-const ROUTES: [(&str, &[&str]); 31] = [
+const ROUTES: [(&str, &[&str]); 32] = [
     ("/", &["get"]),
     ("/static/{name}", &["get"]),
     ("/healthz", &["get"]),
@@ -25,6 +25,7 @@ const ROUTES: [(&str, &[&str]); 31] = [
     ("/api/me", &["get", "patch"]),
     ("/api/users", &["get"]),
     ("/api/users/{id}", &["get"]),
+    ("/api/search", &["get"]),
     ("/api/threads", &["get", "post"]),
     ("/api/threads/{id}", &["patch"]),
     ("/api/threads/{id}/messages", &["get"]),

@@ -77,6 +77,7 @@ async fn each_asset_has_its_content_type_and_the_same_headers() {
         ("/static/app.js", "text/javascript; charset=utf-8"),
         ("/static/connection.js", "text/javascript; charset=utf-8"),
         ("/static/api.js", "text/javascript; charset=utf-8"),
+        ("/static/search.js", "text/javascript; charset=utf-8"),
         ("/static/people.js", "text/javascript; charset=utf-8"),
         ("/static/style.css", "text/css; charset=utf-8"),
         ("/static/icon.svg", "image/svg+xml"),

@@ -1,0 +1,2 @@
+DROP INDEX messages_search_words;
+ALTER TABLE messages DROP COLUMN search_words;
