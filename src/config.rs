@@ -57,6 +57,18 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
         "cluster.heartbeat_interval_ms",
     ),
     ("CONFAB_CLUSTER_NODE_TIMEOUT_MS", "cluster.node_timeout_ms"),
+    ("CONFAB_UPLOADS_DIR", "uploads.dir"),
+    ("CONFAB_UPLOADS_MAX_BYTES", "uploads.max_bytes"),
+    ("CONFAB_UPLOADS_MAX_PIXELS", "uploads.max_pixels"),
+    ("CONFAB_UPLOADS_S3_BUCKET", "uploads.s3_bucket"),
+    ("CONFAB_UPLOADS_S3_ENDPOINT", "uploads.s3_endpoint"),
+    ("CONFAB_UPLOADS_S3_REGION", "uploads.s3_region"),
+    ("CONFAB_UPLOADS_S3_ACCESS_KEY_ID", "uploads.s3_access_key_id"),
+    (
+        "CONFAB_UPLOADS_S3_SECRET_ACCESS_KEY",
+        "uploads.s3_secret_access_key",
+    ),
+    ("CONFAB_UPLOADS_S3_ALLOW_HTTP", "uploads.s3_allow_http"),
 ];
 
 /// The shortest HMAC secret accepted for HS256 (RFC 7518 §3.2: a key of at
@@ -91,6 +103,7 @@ pub struct Settings {
     pub shutdown: ShutdownSettings,
     pub persistence: PersistenceSettings,
     pub cluster: ClusterSettings,
+    pub uploads: UploadSettings,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -290,6 +303,9 @@ impl Settings {
         if let Err((key, why)) = self.cluster.check() {
             return fail(key, why);
         }
+        if let Err((key, why)) = self.uploads.check() {
+            return fail(key, why);
+        }
         Ok(())
     }
 
@@ -316,6 +332,65 @@ impl Settings {
 
     pub fn drain_timeout(&self) -> Duration {
         Duration::from_millis(self.shutdown.drain_timeout_ms)
+    }
+}
+
+/// Files (see `storage`): where they are kept and how big they may be.
+/// An empty `s3_bucket` means the local directory `dir`.
+#[derive(Clone, Deserialize, Serialize)]
+pub struct UploadSettings {
+    pub dir: String,
+    pub max_bytes: u64,
+    /// The most pixels an image may decode to for its thumbnail.
+    pub max_pixels: u64,
+    pub s3_bucket: String,
+    /// Empty: AWS itself. Otherwise the URL of an S3-compatible service.
+    pub s3_endpoint: String,
+    pub s3_region: String,
+    /// Empty: taken from the environment as the AWS SDKs do.
+    pub s3_access_key_id: String,
+    pub s3_secret_access_key: String,
+    /// Allow an `http://` endpoint (a store on a private network).
+    pub s3_allow_http: bool,
+}
+
+impl UploadSettings {
+    pub fn uses_s3(&self) -> bool {
+        !self.s3_bucket.is_empty()
+    }
+
+    fn check(&self) -> Result<(), (&'static str, &'static str)> {
+        if self.max_bytes == 0 {
+            return Err(("uploads.max_bytes", "must be at least 1"));
+        }
+        if self.max_pixels == 0 {
+            return Err(("uploads.max_pixels", "must be at least 1"));
+        }
+        if !self.uses_s3() && self.dir.trim().is_empty() {
+            return Err(("uploads.dir", "must name a directory (or set uploads.s3_bucket)"));
+        }
+        if self.uses_s3()
+            && !self.s3_endpoint.is_empty()
+            && url::Url::parse(&self.s3_endpoint).is_err()
+        {
+            return Err(("uploads.s3_endpoint", "must be empty or a URL"));
+        }
+        Ok(())
+    }
+}
+
+/// The secret stays out of `{:?}` (and so out of any log of the settings).
+impl std::fmt::Debug for UploadSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UploadSettings")
+            .field("dir", &self.dir)
+            .field("max_bytes", &self.max_bytes)
+            .field("max_pixels", &self.max_pixels)
+            .field("s3_bucket", &self.s3_bucket)
+            .field("s3_endpoint", &self.s3_endpoint)
+            .field("s3_region", &self.s3_region)
+            .field("s3_allow_http", &self.s3_allow_http)
+            .finish_non_exhaustive()
     }
 }
 

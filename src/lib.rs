@@ -22,3 +22,5 @@ pub mod persistence;
 pub mod protocol;
 pub mod session;
 pub mod startup;
+pub mod storage;
+pub mod thumbnail;

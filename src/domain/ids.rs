@@ -35,9 +35,17 @@ uuid_newtype!(
     ClientMsgId,
     /// One WebSocket connection.
     SessionId,
+    /// A stored file (POST /api/uploads); time-ordered (v7).
+    UploadId,
 );
 
 impl MessageId {
+    pub fn new_v7() -> Self {
+        Self(Uuid::now_v7())
+    }
+}
+
+impl UploadId {
     pub fn new_v7() -> Self {
         Self(Uuid::now_v7())
     }

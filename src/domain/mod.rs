@@ -7,11 +7,17 @@ mod content;
 mod ids;
 mod names;
 mod seq;
+mod upload;
 
-pub use content::{reject_nul, MessageContent, MessageKind, MessageText, Metadata};
-pub use ids::{ClientMsgId, CompanyId, MessageId, NodeId, SessionId, ThreadId, UserId};
+pub use content::{
+    reject_nul, Attachment, AttachmentInput, MessageContent, MessageKind, MessageText, Metadata,
+};
+pub use ids::{
+    ClientMsgId, CompanyId, MessageId, NodeId, SessionId, ThreadId, UploadId, UserId,
+};
 pub use names::{DisplayName, ExternalId, ThreadTitle, MAX_NAME_CHARS};
 pub use seq::Seq;
+pub use upload::{FileName, MediaType};
 
 /// The largest number of messages one chat:sync or history page returns.
 pub const MAX_PAGE_LIMIT: i64 = 500;

@@ -64,10 +64,31 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    uploads (id) {
+        id -> Uuid,
+        company_id -> Uuid,
+        uploader_id -> Uuid,
+        name -> Text,
+        size -> Int8,
+        mime -> Text,
+        sha256 -> Text,
+        thumbnail_mime -> Nullable<Text>,
+        created_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(memberships -> threads (thread_id));
 diesel::joinable!(memberships -> users (user_id));
 diesel::joinable!(messages -> threads (thread_id));
 diesel::joinable!(users -> companies (company_id));
 diesel::joinable!(threads -> companies (company_id));
 
-diesel::allow_tables_to_appear_in_same_query!(companies, users, threads, memberships, messages);
+diesel::allow_tables_to_appear_in_same_query!(
+    companies,
+    users,
+    threads,
+    memberships,
+    messages,
+    uploads
+);

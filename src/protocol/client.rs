@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::domain::{
-    ClientMsgId, MessageContent, MessageKind, Metadata, Seq, ThreadId, DEFAULT_PAGE_LIMIT,
+    AttachmentInput, ClientMsgId, MessageContent, MessageKind, Seq, ThreadId, DEFAULT_PAGE_LIMIT,
     MAX_PAGE_LIMIT,
 };
 use crate::error::AppError;
@@ -76,7 +76,7 @@ struct SendData {
     #[serde(rename = "type")]
     kind: Option<MessageKind>,
     body: Option<String>,
-    metadata: Option<Metadata>,
+    metadata: Option<AttachmentInput>,
 }
 
 #[derive(Deserialize)]

@@ -5,7 +5,9 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Serialize, Serializer};
 use utoipa::ToSchema;
 
-use crate::domain::{ClientMsgId, CompanyId, MessageId, MessageKind, Metadata, ThreadId, UserId};
+use crate::domain::{
+    ClientMsgId, CompanyId, MessageId, MessageKind, Metadata, ThreadId, UploadId, UserId,
+};
 
 pub fn rfc3339_millis<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::Millis, true))
@@ -164,4 +166,35 @@ pub struct CompanyView {
 pub struct MessagePage {
     pub messages: Vec<MessageView>,
     pub has_more: bool,
+}
+
+/// A stored file (POST /api/uploads).
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct UploadView {
+    pub id: UploadId,
+    pub name: String,
+    pub size: u64,
+    /// The `Content-Type` it was sent with, served back as is.
+    pub mime: String,
+    /// Lower-case hex.
+    #[schema(pattern = "^[0-9a-f]{64}$")]
+    pub sha256: String,
+    #[serde(serialize_with = "rfc3339_millis")]
+    pub created_at: DateTime<Utc>,
+    /// Where the bytes are: `/api/uploads/{id}`.
+    pub url: String,
+    /// `/api/uploads/{id}/thumbnail`, or null when the file is not a JPEG,
+    /// PNG, GIF or WebP image that decodes.
+    #[schema(required = true)]
+    pub thumbnail_url: Option<String>,
+}
+
+impl UploadView {
+    pub fn url_of(id: UploadId) -> String {
+        format!("/api/uploads/{id}")
+    }
+
+    pub fn thumbnail_url_of(id: UploadId) -> String {
+        format!("/api/uploads/{id}/thumbnail")
+    }
 }

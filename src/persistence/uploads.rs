@@ -1,0 +1,191 @@
+//! Uploads: the rows that index stored files, and who may read them.
+//!
+//! Reading rule (PROTOCOL.md, "Files"): the uploader, and every current
+//! member of a thread that holds a live message carrying the upload. A
+//! deleted message's metadata is NULL, so it stops granting access by
+//! itself; another message carrying the same upload still grants it.
+
+use actix::Message;
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::Uuid as SqlUuid;
+use diesel_async::RunQueryDsl;
+use uuid::Uuid;
+
+use super::schema::uploads;
+use super::{Answer, Db, Query};
+use crate::auth::Claimed;
+use crate::domain::{FileName, MediaType, Metadata, UploadId};
+use crate::error::AppError;
+use crate::protocol::views::UploadView;
+
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable)]
+#[diesel(table_name = uploads)]
+struct UploadRow {
+    id: Uuid,
+    name: String,
+    size: i64,
+    mime: String,
+    sha256: String,
+    thumbnail_mime: Option<String>,
+    created_at: DateTime<Utc>,
+}
+
+/// An upload as the download handlers need it.
+#[derive(Debug, Clone)]
+pub struct StoredUpload {
+    pub id: UploadId,
+    pub name: String,
+    pub size: u64,
+    pub mime: MediaType,
+    pub sha256: String,
+    /// `image/png` or `image/jpeg` when there is a thumbnail.
+    pub thumbnail_mime: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<UploadRow> for StoredUpload {
+    fn from(row: UploadRow) -> Self {
+        StoredUpload {
+            id: row.id.into(),
+            name: row.name,
+            // The schema's CHECK keeps it non-negative.
+            size: u64::try_from(row.size).unwrap_or_default(),
+            mime: MediaType::from_stored(row.mime),
+            sha256: row.sha256,
+            thumbnail_mime: row.thumbnail_mime,
+            created_at: row.created_at,
+        }
+    }
+}
+
+impl StoredUpload {
+    fn thumbnail_url(&self) -> Option<String> {
+        self.thumbnail_mime
+            .as_ref()
+            .map(|_| UploadView::thumbnail_url_of(self.id))
+    }
+
+    pub fn view(&self) -> UploadView {
+        UploadView {
+            id: self.id,
+            name: self.name.clone(),
+            size: self.size,
+            mime: self.mime.as_str().to_string(),
+            sha256: self.sha256.clone(),
+            created_at: self.created_at,
+            url: UploadView::url_of(self.id),
+            thumbnail_url: self.thumbnail_url(),
+        }
+    }
+
+    /// What a message carrying this upload shows.
+    pub fn metadata(&self) -> Metadata {
+        Metadata {
+            upload_id: Some(self.id),
+            url: UploadView::url_of(self.id),
+            name: self.name.clone(),
+            size: self.size,
+            mime: self.mime.as_str().to_string(),
+            thumbnail_url: Some(self.thumbnail_url()),
+        }
+    }
+}
+
+/// POST /api/uploads, once the bytes are stored: the row that makes them
+/// an upload.
+#[derive(Message)]
+#[rtype(result = "Result<StoredUpload, AppError>")]
+pub struct RecordUpload {
+    pub id: UploadId,
+    pub uploader: Claimed,
+    pub name: FileName,
+    pub size: u64,
+    pub mime: MediaType,
+    pub sha256: String,
+    pub thumbnail_mime: Option<&'static str>,
+}
+
+impl Query for RecordUpload {
+    type Output = StoredUpload;
+    async fn run(self, db: Db) -> Result<Answer<StoredUpload>, AppError> {
+        let mut conn = db.conn().await?;
+        let size = i64::try_from(self.size)
+            .map_err(|_| AppError::Internal("upload size past i64".into()))?;
+        let row: UploadRow = diesel::insert_into(uploads::table)
+            .values((
+                uploads::id.eq(self.id.0),
+                uploads::company_id.eq(self.uploader.company_id.0),
+                uploads::uploader_id.eq(self.uploader.user_id.0),
+                uploads::name.eq(self.name.as_str()),
+                uploads::size.eq(size),
+                uploads::mime.eq(self.mime.as_str()),
+                uploads::sha256.eq(&self.sha256),
+                uploads::thumbnail_mime.eq(self.thumbnail_mime),
+            ))
+            .returning(UploadRow::as_returning())
+            .get_result(&mut conn)
+            .await?;
+        Ok(StoredUpload::from(row).into())
+    }
+}
+
+/// GET /api/uploads/{id}[/thumbnail]: the upload, if the reader may read
+/// it; anything else (another company's, nobody's) is not found.
+#[derive(Message)]
+#[rtype(result = "Result<StoredUpload, AppError>")]
+pub struct FindReadableUpload {
+    pub reader: Claimed,
+    pub upload_id: UploadId,
+}
+
+impl Query for FindReadableUpload {
+    type Output = StoredUpload;
+    async fn run(self, db: Db) -> Result<Answer<StoredUpload>, AppError> {
+        let mut conn = db.conn().await?;
+        let row: Option<UploadRow> = diesel::sql_query(
+            "SELECT u.id, u.name, u.size, u.mime, u.sha256, u.thumbnail_mime, u.created_at
+             FROM uploads u
+             WHERE u.id = $1 AND u.company_id = $2
+               AND (u.uploader_id = $3
+                    OR EXISTS (SELECT 1 FROM messages m
+                               JOIN memberships mb ON mb.thread_id = m.thread_id
+                               WHERE m.metadata ? 'upload_id'
+                                 AND m.metadata ->> 'upload_id' = u.id::text
+                                 AND m.deleted_at IS NULL
+                                 AND m.company_id = $2
+                                 AND mb.user_id = $3))",
+        )
+        .bind::<SqlUuid, _>(self.upload_id.0)
+        .bind::<SqlUuid, _>(self.reader.company_id.0)
+        .bind::<SqlUuid, _>(self.reader.user_id.0)
+        .get_result(&mut conn)
+        .await
+        .optional()?;
+        let row = row.ok_or(AppError::NotFound("upload"))?;
+        Ok(StoredUpload::from(row).into())
+    }
+}
+
+/// chat:send with `metadata: {upload_id}`: the metadata of the sender's
+/// own upload. Anyone else's, or none, is a bad request (the id is the
+/// client's mistake, not a record it may learn about).
+pub(super) async fn own_upload_metadata(
+    db: &Db,
+    sender: Claimed,
+    upload_id: UploadId,
+) -> Result<Metadata, AppError> {
+    let mut conn = db.conn().await?;
+    let row: Option<UploadRow> = uploads::table
+        .filter(uploads::id.eq(upload_id.0))
+        .filter(uploads::uploader_id.eq(sender.user_id.0))
+        .filter(uploads::company_id.eq(sender.company_id.0))
+        .select(UploadRow::as_select())
+        .first(&mut conn)
+        .await
+        .optional()?;
+    let row = row.ok_or_else(|| {
+        AppError::bad_request("metadata.upload_id must name an upload of your own")
+    })?;
+    Ok(StoredUpload::from(row).metadata())
+}
