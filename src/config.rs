@@ -63,7 +63,10 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("CONFAB_UPLOADS_S3_BUCKET", "uploads.s3_bucket"),
     ("CONFAB_UPLOADS_S3_ENDPOINT", "uploads.s3_endpoint"),
     ("CONFAB_UPLOADS_S3_REGION", "uploads.s3_region"),
-    ("CONFAB_UPLOADS_S3_ACCESS_KEY_ID", "uploads.s3_access_key_id"),
+    (
+        "CONFAB_UPLOADS_S3_ACCESS_KEY_ID",
+        "uploads.s3_access_key_id",
+    ),
     (
         "CONFAB_UPLOADS_S3_SECRET_ACCESS_KEY",
         "uploads.s3_secret_access_key",
@@ -367,7 +370,10 @@ impl UploadSettings {
             return Err(("uploads.max_pixels", "must be at least 1"));
         }
         if !self.uses_s3() && self.dir.trim().is_empty() {
-            return Err(("uploads.dir", "must name a directory (or set uploads.s3_bucket)"));
+            return Err((
+                "uploads.dir",
+                "must name a directory (or set uploads.s3_bucket)",
+            ));
         }
         if self.uses_s3()
             && !self.s3_endpoint.is_empty()

@@ -27,6 +27,7 @@ use crate::persistence::migrate::{prepare_or_check, PrepareError};
 use crate::persistence::{build_pool, BatchSettings, Persistence, Subscribers};
 use crate::session::capacity::SessionCapacity;
 use crate::session::{SessionDeps, SessionSettings};
+use crate::storage::Storage;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -34,6 +35,8 @@ pub enum StartError {
     Database(#[from] PrepareError),
     #[error("database pool: {0}")]
     Pool(String),
+    #[error("uploads storage: {0}")]
+    Storage(#[from] crate::storage::StorageError),
     #[error("bind {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -173,12 +176,14 @@ impl Application {
             }),
             capacity: SessionCapacity::new(ws.max_sessions, ws.max_sessions_per_user),
         };
+        let storage = Storage::from_settings(&settings.uploads)?;
         let state = web::Data::new(crate::http::AppState {
             auth: Auth::new(settings.jwt_secret.as_bytes(), settings.admin_token.clone()),
             settings: settings.clone(),
             sessions,
             bus: bus_status,
             db_pool,
+            storage,
         });
         let metrics_server = match settings.metrics_addr() {
             Some(addr) => Some(

@@ -143,7 +143,10 @@ mod tests {
             .write_to(&mut Cursor::new(&mut jpeg), ImageFormat::Jpeg)
             .unwrap();
         let thumb = make(&jpeg, 10_000_000).unwrap().unwrap();
-        assert_eq!((thumb.width, thumb.height, thumb.mime), (320, 320, "image/jpeg"));
+        assert_eq!(
+            (thumb.width, thumb.height, thumb.mime),
+            (320, 320, "image/jpeg")
+        );
     }
 
     #[test]

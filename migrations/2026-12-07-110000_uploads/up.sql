@@ -10,7 +10,9 @@ CREATE TABLE uploads (
     mime          text        NOT NULL,
     sha256        text        NOT NULL CHECK (sha256 ~ '^[0-9a-f]{64}$'),
     thumbnail_mime text       NULL CHECK (thumbnail_mime IN ('image/png', 'image/jpeg')),
-    created_at    timestamptz NOT NULL DEFAULT now()
+    thumbnail_size bigint     NULL CHECK (thumbnail_size >= 0),
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    CHECK ((thumbnail_mime IS NULL) = (thumbnail_size IS NULL))
 );
 
 CREATE INDEX uploads_by_uploader ON uploads (uploader_id, created_at);

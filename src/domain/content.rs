@@ -330,9 +330,13 @@ mod tests {
             thumbnail_url: Some(None),
             ..AttachmentInput::default()
         };
-        let content = MessageContent::parse(Some(MessageKind::File), None, Some(forwarded)).unwrap();
+        let content =
+            MessageContent::parse(Some(MessageKind::File), None, Some(forwarded)).unwrap();
         assert_eq!(content.upload_to_resolve(), Some(id));
-        assert!(content.metadata().is_err(), "unresolved uploads are never stored");
+        assert!(
+            content.metadata().is_err(),
+            "unresolved uploads are never stored"
+        );
     }
 
     #[test]

@@ -12,9 +12,7 @@ mod upload;
 pub use content::{
     reject_nul, Attachment, AttachmentInput, MessageContent, MessageKind, MessageText, Metadata,
 };
-pub use ids::{
-    ClientMsgId, CompanyId, MessageId, NodeId, SessionId, ThreadId, UploadId, UserId,
-};
+pub use ids::{ClientMsgId, CompanyId, MessageId, NodeId, SessionId, ThreadId, UploadId, UserId};
 pub use names::{DisplayName, ExternalId, ThreadTitle, MAX_NAME_CHARS};
 pub use seq::Seq;
 pub use upload::{FileName, MediaType};

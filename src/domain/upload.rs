@@ -15,9 +15,7 @@ pub struct FileName(String);
 impl FileName {
     pub fn parse(raw: String) -> Result<Self, AppError> {
         if raw.is_empty() || raw.chars().nth(MAX_FILE_NAME_CHARS).is_some() {
-            return Err(AppError::bad_request(
-                "name must be 1 to 255 characters",
-            ));
+            return Err(AppError::bad_request("name must be 1 to 255 characters"));
         }
         if raw.chars().any(|c| c == '/' || c == '\\' || c.is_control()) {
             return Err(AppError::bad_request(
@@ -53,7 +51,10 @@ impl MediaType {
             return Ok(Self(Self::OCTET_STREAM.to_string()));
         };
         let bad = || AppError::bad_request("Content-Type must be a media type like image/png");
-        if raw.len() > MAX_MEDIA_TYPE_BYTES || !raw.is_ascii() || raw.chars().any(|c| c.is_ascii_control()) {
+        if raw.len() > MAX_MEDIA_TYPE_BYTES
+            || !raw.is_ascii()
+            || raw.chars().any(|c| c.is_ascii_control())
+        {
             return Err(bad());
         }
         let essence = raw.split(';').next().unwrap_or_default().trim();
@@ -95,7 +96,15 @@ mod tests {
     fn names_refuse_paths_and_control_characters() {
         assert!(FileName::parse("report 2026.pdf".into()).is_ok());
         assert!(FileName::parse("é".repeat(255)).is_ok());
-        for bad in ["", "a/b", "a\\b", "a\u{0}b", "tab\there", "new\nline", "\u{7f}"] {
+        for bad in [
+            "",
+            "a/b",
+            "a\\b",
+            "a\u{0}b",
+            "tab\there",
+            "new\nline",
+            "\u{7f}",
+        ] {
             assert!(FileName::parse(bad.into()).is_err(), "{bad:?}");
         }
         assert!(FileName::parse("x".repeat(256)).is_err());
@@ -103,7 +112,10 @@ mod tests {
 
     #[test]
     fn media_types_are_checked_and_default_to_bytes() {
-        assert_eq!(MediaType::parse(None).unwrap().as_str(), "application/octet-stream");
+        assert_eq!(
+            MediaType::parse(None).unwrap().as_str(),
+            "application/octet-stream"
+        );
         let png = MediaType::parse(Some("Image/PNG")).unwrap();
         assert_eq!(png.as_str(), "image/png");
         assert!(png.is_inline_image());

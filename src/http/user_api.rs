@@ -28,6 +28,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     // One resource per path, so that another method answers 405.
     cfg.service(web::resource("/me").get(me).patch(super::people::update_me))
         .configure(super::people::routes)
+        .configure(super::uploads::routes)
         .service(
             web::resource("/threads")
                 .get(list_threads)

@@ -74,6 +74,7 @@ diesel::table! {
         mime -> Text,
         sha256 -> Text,
         thumbnail_mime -> Nullable<Text>,
+        thumbnail_size -> Nullable<Int8>,
         created_at -> Timestamptz,
     }
 }

@@ -28,6 +28,7 @@ struct UploadRow {
     mime: String,
     sha256: String,
     thumbnail_mime: Option<String>,
+    thumbnail_size: Option<i64>,
     created_at: DateTime<Utc>,
 }
 
@@ -39,8 +40,9 @@ pub struct StoredUpload {
     pub size: u64,
     pub mime: MediaType,
     pub sha256: String,
-    /// `image/png` or `image/jpeg` when there is a thumbnail.
-    pub thumbnail_mime: Option<String>,
+    /// Its media type (`image/png` or `image/jpeg`) and size, when there
+    /// is a thumbnail.
+    pub thumbnail: Option<(String, u64)>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -53,7 +55,10 @@ impl From<UploadRow> for StoredUpload {
             size: u64::try_from(row.size).unwrap_or_default(),
             mime: MediaType::from_stored(row.mime),
             sha256: row.sha256,
-            thumbnail_mime: row.thumbnail_mime,
+            thumbnail: row
+                .thumbnail_mime
+                .zip(row.thumbnail_size)
+                .map(|(mime, size)| (mime, u64::try_from(size).unwrap_or_default())),
             created_at: row.created_at,
         }
     }
@@ -61,7 +66,7 @@ impl From<UploadRow> for StoredUpload {
 
 impl StoredUpload {
     fn thumbnail_url(&self) -> Option<String> {
-        self.thumbnail_mime
+        self.thumbnail
             .as_ref()
             .map(|_| UploadView::thumbnail_url_of(self.id))
     }
@@ -103,15 +108,20 @@ pub struct RecordUpload {
     pub size: u64,
     pub mime: MediaType,
     pub sha256: String,
-    pub thumbnail_mime: Option<&'static str>,
+    /// Media type and size of the thumbnail made for it.
+    pub thumbnail: Option<(&'static str, u64)>,
 }
 
 impl Query for RecordUpload {
     type Output = StoredUpload;
     async fn run(self, db: Db) -> Result<Answer<StoredUpload>, AppError> {
         let mut conn = db.conn().await?;
-        let size = i64::try_from(self.size)
-            .map_err(|_| AppError::Internal("upload size past i64".into()))?;
+        let too_big = |_| AppError::Internal("upload size past i64".into());
+        let size = i64::try_from(self.size).map_err(too_big)?;
+        let (thumbnail_mime, thumbnail_size) = match self.thumbnail {
+            Some((mime, size)) => (Some(mime), Some(i64::try_from(size).map_err(too_big)?)),
+            None => (None, None),
+        };
         let row: UploadRow = diesel::insert_into(uploads::table)
             .values((
                 uploads::id.eq(self.id.0),
@@ -121,7 +131,8 @@ impl Query for RecordUpload {
                 uploads::size.eq(size),
                 uploads::mime.eq(self.mime.as_str()),
                 uploads::sha256.eq(&self.sha256),
-                uploads::thumbnail_mime.eq(self.thumbnail_mime),
+                uploads::thumbnail_mime.eq(thumbnail_mime),
+                uploads::thumbnail_size.eq(thumbnail_size),
             ))
             .returning(UploadRow::as_returning())
             .get_result(&mut conn)
@@ -144,7 +155,8 @@ impl Query for FindReadableUpload {
     async fn run(self, db: Db) -> Result<Answer<StoredUpload>, AppError> {
         let mut conn = db.conn().await?;
         let row: Option<UploadRow> = diesel::sql_query(
-            "SELECT u.id, u.name, u.size, u.mime, u.sha256, u.thumbnail_mime, u.created_at
+            "SELECT u.id, u.name, u.size, u.mime, u.sha256, u.thumbnail_mime,
+                    u.thumbnail_size, u.created_at
              FROM uploads u
              WHERE u.id = $1 AND u.company_id = $2
                AND (u.uploader_id = $3

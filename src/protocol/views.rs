@@ -36,8 +36,9 @@ pub struct MessageView {
     // Always present, null when absent: `required` says so.
     #[schema(required = true)]
     pub body: Option<String>,
+    // Boxed: most messages have none, and every event carries a view.
     #[schema(required = true)]
-    pub metadata: Option<Metadata>,
+    pub metadata: Option<Box<Metadata>>,
     #[serde(serialize_with = "rfc3339_millis")]
     pub created_at: DateTime<Utc>,
     #[serde(serialize_with = "rfc3339_millis_opt")]

@@ -38,6 +38,7 @@ mod receipts;
 mod security;
 mod tenancy;
 mod typing;
+mod uploads;
 mod user_api;
 mod web;
 mod websocket;
