@@ -236,10 +236,10 @@ pub enum Download {
     /// sha256), `Content-Disposition` (inline for JPEG, PNG, GIF and WebP,
     /// else attachment), `X-Content-Type-Options: nosniff` and
     /// `Cache-Control: private`.
-    #[response(status = 200, content_type = "application/octet-stream")]
+    #[response(status = 200, content_type = "*/*")]
     Whole(FileBytes),
     /// The one range that `Range` asked for, with `Content-Range`.
-    #[response(status = 206, content_type = "application/octet-stream")]
+    #[response(status = 206, content_type = "*/*")]
     Part(FileBytes),
     /// `If-None-Match` names the current `ETag`.
     #[response(status = 304)]
@@ -287,7 +287,15 @@ pub(super) async fn download(
     operation_id = "download_thumbnail",
     security(("user_token" = [])),
     params(("id" = UploadId, Path, description = "The upload")),
-    responses(Download, BadRequest, Unauthorized, NotFound, Unavailable)
+    responses(
+        (status = 200, description = "The thumbnail, with the headers of a download (inline)",
+         content((FileBytes = "image/png"), (FileBytes = "image/jpeg"))),
+        (status = 206, description = "The one range that `Range` asked for",
+         content((FileBytes = "image/png"), (FileBytes = "image/jpeg"))),
+        (status = 304, description = "`If-None-Match` names the current `ETag`"),
+        (status = 416, description = "The range starts past the end", body = HttpErrorBody),
+        BadRequest, Unauthorized, NotFound, Unavailable
+    )
 )]
 pub(super) async fn download_thumbnail(
     caller: AuthUser,
@@ -385,7 +393,7 @@ fn common_headers(response: &mut HttpResponseBuilder, served: &Served<'_>) {
         // same-origin access, whatever its type says.
         .insert_header((
             header::CONTENT_SECURITY_POLICY,
-            "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; sandbox",
+            "default-src 'none'; sandbox",
         ));
     if let Ok(value) = HeaderValue::from_str(&served.disposition) {
         response.insert_header((header::CONTENT_DISPOSITION, value));
