@@ -1033,6 +1033,7 @@ async function sendFiles(threadId, files) {
     if (message) {
       storeMessage(message);
       renderThreadList();
+      if (threadId === state.openThreadId) scrollToBottom();
     }
   }
 }
