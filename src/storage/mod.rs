@@ -72,6 +72,10 @@ impl Storage {
     /// directory, created if missing.
     pub fn from_settings(settings: &UploadSettings) -> Result<Self, StorageError> {
         if settings.uses_s3() {
+            // reqwest's rustls is built without a provider of its own (so
+            // aws-lc is not compiled in): ring's, which the rest of the
+            // server uses too. Installing it again is a harmless no-op.
+            let _ = rustls::crypto::ring::default_provider().install_default();
             let mut builder = AmazonS3Builder::from_env()
                 .with_bucket_name(&settings.s3_bucket)
                 .with_region(&settings.s3_region)
@@ -184,5 +188,39 @@ impl BlobWriter {
                 log::warn!("aborting an upload: {e}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s3_settings(endpoint: &str) -> UploadSettings {
+        UploadSettings {
+            dir: String::new(),
+            max_bytes: 1,
+            max_pixels: 1,
+            s3_bucket: "files".into(),
+            s3_endpoint: endpoint.into(),
+            s3_region: "eu-west-1".into(),
+            s3_access_key_id: "key".into(),
+            s3_secret_access_key: "secret".into(),
+            s3_allow_http: false,
+        }
+    }
+
+    /// The https client is built with ring's rustls provider: no aws-lc,
+    /// and no panic for want of a provider. (The round trip itself is in
+    /// tests/api/uploads/s3.rs, against moto over http.)
+    #[test]
+    fn an_https_store_builds_with_the_ring_provider() {
+        assert!(Storage::from_settings(&s3_settings("https://s3.example.com")).is_ok());
+    }
+
+    #[tokio::test]
+    async fn plain_http_needs_allow_http() {
+        let storage = Storage::from_settings(&s3_settings("http://127.0.0.1:9")).unwrap();
+        let refused = storage.read_all(Blob::File(Uuid::nil())).await;
+        assert!(refused.is_err(), "http without allow_http is refused");
     }
 }
