@@ -72,6 +72,11 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
         "uploads.s3_secret_access_key",
     ),
     ("CONFAB_UPLOADS_S3_ALLOW_HTTP", "uploads.s3_allow_http"),
+    ("CONFAB_UPLOADS_COLLECT_AFTER_S", "uploads.collect_after_s"),
+    (
+        "CONFAB_UPLOADS_COLLECT_INTERVAL_S",
+        "uploads.collect_interval_s",
+    ),
 ];
 
 /// The shortest HMAC secret accepted for HS256 (RFC 7518 §3.2: a key of at
@@ -355,11 +360,25 @@ pub struct UploadSettings {
     pub s3_secret_access_key: String,
     /// Allow an `http://` endpoint (a store on a private network).
     pub s3_allow_http: bool,
+    /// An upload no message carries, made or last sent longer ago than
+    /// this, is deleted. 0: never.
+    pub collect_after_s: u64,
+    /// How often the collector looks.
+    pub collect_interval_s: u64,
 }
 
 impl UploadSettings {
     pub fn uses_s3(&self) -> bool {
         !self.s3_bucket.is_empty()
+    }
+
+    /// How long an upload nobody carries is kept, if it is ever collected.
+    pub fn collect_after(&self) -> Option<Duration> {
+        (self.collect_after_s > 0).then(|| Duration::from_secs(self.collect_after_s))
+    }
+
+    pub fn collect_interval(&self) -> Duration {
+        Duration::from_secs(self.collect_interval_s)
     }
 
     fn check(&self) -> Result<(), (&'static str, &'static str)> {
@@ -368,6 +387,9 @@ impl UploadSettings {
         }
         if self.max_pixels == 0 {
             return Err(("uploads.max_pixels", "must be at least 1"));
+        }
+        if self.collect_interval_s == 0 {
+            return Err(("uploads.collect_interval_s", "must be at least 1"));
         }
         if !self.uses_s3() && self.dir.trim().is_empty() {
             return Err((
@@ -396,6 +418,8 @@ impl std::fmt::Debug for UploadSettings {
             .field("s3_endpoint", &self.s3_endpoint)
             .field("s3_region", &self.s3_region)
             .field("s3_allow_http", &self.s3_allow_http)
+            .field("collect_after_s", &self.collect_after_s)
+            .field("collect_interval_s", &self.collect_interval_s)
             .finish_non_exhaustive()
     }
 }

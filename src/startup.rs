@@ -177,6 +177,14 @@ impl Application {
             capacity: SessionCapacity::new(ws.max_sessions, ws.max_sessions_per_user),
         };
         let storage = Storage::from_settings(&settings.uploads)?;
+        if let Some(idle_for) = settings.uploads.collect_after() {
+            actix::spawn(crate::storage::collector::run(
+                persistence.clone(),
+                storage.clone(),
+                settings.uploads.collect_interval(),
+                idle_for,
+            ));
+        }
         let state = web::Data::new(crate::http::AppState {
             auth: Auth::new(settings.jwt_secret.as_bytes(), settings.admin_token.clone()),
             settings: settings.clone(),

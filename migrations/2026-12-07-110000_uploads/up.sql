@@ -12,10 +12,13 @@ CREATE TABLE uploads (
     thumbnail_mime text       NULL CHECK (thumbnail_mime IN ('image/png', 'image/jpeg')),
     thumbnail_size bigint     NULL CHECK (thumbnail_size >= 0),
     created_at    timestamptz NOT NULL DEFAULT now(),
+    -- When the upload was made or last named by a chat:send: the garbage
+    -- collector leaves alone what was touched within its grace period.
+    last_sent_at  timestamptz NOT NULL DEFAULT now(),
     CHECK ((thumbnail_mime IS NULL) = (thumbnail_size IS NULL))
 );
 
-CREATE INDEX uploads_by_uploader ON uploads (uploader_id, created_at);
+CREATE INDEX uploads_by_last_sent ON uploads (last_sent_at);
 
 -- Who may read an upload: members of a thread holding a live message that
 -- carries it. A deleted message's metadata is NULL, so it drops out.

@@ -78,7 +78,8 @@ pub struct FileTooLarge(pub HttpErrorBody);
     operation_id = "upload_file",
     security(("user_token" = [])),
     params(UploadQuery),
-    request_body(content = FileBytes, content_type = "application/octet-stream"),
+    // Not required: no body is an empty file, which is a file like any other.
+    request_body(content = Option<FileBytes>, content_type = "application/octet-stream"),
     responses(
         (status = 201, description = "Stored", body = UploadView),
         BadRequest, Unauthorized, FileTooLarge, Unavailable

@@ -57,7 +57,7 @@ pub use people::{
 };
 pub use thread_updates::RenameThread;
 pub use threads::{AddMember, CreateThread, ListMembers, LoadThreads, RemoveMember};
-pub use uploads::{FindReadableUpload, RecordUpload, StoredUpload};
+pub use uploads::{CollectUploads, FindReadableUpload, RecordUpload, StoredUpload};
 
 pub use group_commit::BatchSettings;
 

@@ -76,6 +76,7 @@ diesel::table! {
         thumbnail_mime -> Nullable<Text>,
         thumbnail_size -> Nullable<Int8>,
         created_at -> Timestamptz,
+        last_sent_at -> Timestamptz,
     }
 }
 

@@ -182,22 +182,80 @@ impl Query for FindReadableUpload {
 /// chat:send with `metadata: {upload_id}`: the metadata of the sender's
 /// own upload. Anyone else's, or none, is a bad request (the id is the
 /// client's mistake, not a record it may learn about).
+///
+/// It also stamps `last_sent_at`, in the same statement: the collector
+/// spares what was stamped within its grace period, so an upload cannot be
+/// collected between this look-up and the commit of the message that
+/// carries it (which takes seconds at most, the grace period a day).
 pub(super) async fn own_upload_metadata(
     db: &Db,
     sender: Claimed,
     upload_id: UploadId,
 ) -> Result<Metadata, AppError> {
     let mut conn = db.conn().await?;
-    let row: Option<UploadRow> = uploads::table
-        .filter(uploads::id.eq(upload_id.0))
-        .filter(uploads::uploader_id.eq(sender.user_id.0))
-        .filter(uploads::company_id.eq(sender.company_id.0))
-        .select(UploadRow::as_select())
-        .first(&mut conn)
-        .await
-        .optional()?;
+    let row: Option<UploadRow> = diesel::update(
+        uploads::table
+            .filter(uploads::id.eq(upload_id.0))
+            .filter(uploads::uploader_id.eq(sender.user_id.0))
+            .filter(uploads::company_id.eq(sender.company_id.0)),
+    )
+    .set(uploads::last_sent_at.eq(diesel::dsl::now))
+    .returning(UploadRow::as_returning())
+    .get_result(&mut conn)
+    .await
+    .optional()?;
     let row = row.ok_or_else(|| {
         AppError::bad_request("metadata.upload_id must name an upload of your own")
     })?;
     Ok(StoredUpload::from(row).metadata())
+}
+
+/// Garbage: uploads that no message carries (a deleted message carries
+/// nothing) and that were neither made nor named by a chat:send within
+/// `idle_for`. Their rows are deleted, at most `batch` at a time, and their
+/// ids returned so the caller deletes their bytes after: a row never
+/// outlives its bytes.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<UploadId>, AppError>")]
+pub struct CollectUploads {
+    pub idle_for: std::time::Duration,
+    pub batch: i64,
+}
+
+#[derive(QueryableByName)]
+struct CollectedRow {
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
+}
+
+impl Query for CollectUploads {
+    type Output = Vec<UploadId>;
+    async fn run(self, db: Db) -> Result<Answer<Vec<UploadId>>, AppError> {
+        let mut conn = db.conn().await?;
+        let idle_seconds = self.idle_for.as_secs_f64();
+        // A send stamping last_sent_at concurrently either commits first
+        // (then the DELETE re-checks the row and keeps it) or finds the row
+        // gone (and is refused): no message ever names a collected upload.
+        let rows: Vec<CollectedRow> = diesel::sql_query(
+            "DELETE FROM uploads
+             WHERE id IN (
+                 SELECT u.id FROM uploads u
+                 WHERE u.last_sent_at < now() - make_interval(secs => $1)
+                   AND NOT EXISTS (SELECT 1 FROM messages m
+                                   WHERE m.metadata ? 'upload_id'
+                                     AND m.metadata ->> 'upload_id' = u.id::text)
+                 LIMIT $2)
+               AND last_sent_at < now() - make_interval(secs => $1)
+             RETURNING id",
+        )
+        .bind::<diesel::sql_types::Double, _>(idle_seconds)
+        .bind::<diesel::sql_types::BigInt, _>(self.batch)
+        .load(&mut conn)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| UploadId::from(row.id))
+            .collect::<Vec<_>>()
+            .into())
+    }
 }

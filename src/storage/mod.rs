@@ -24,6 +24,8 @@ use uuid::Uuid;
 
 use crate::config::UploadSettings;
 
+pub mod collector;
+
 /// Buffered before a part is sent; also S3's smallest multipart part, so
 /// an upload holds at most about this much of the file in memory.
 const PART_BYTES: usize = 5 * 1024 * 1024;
@@ -206,6 +208,8 @@ mod tests {
             s3_access_key_id: "key".into(),
             s3_secret_access_key: "secret".into(),
             s3_allow_http: false,
+            collect_after_s: 0,
+            collect_interval_s: 1,
         }
     }
 

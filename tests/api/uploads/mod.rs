@@ -4,6 +4,7 @@
 //! and ranges to whoever may read them.
 
 mod access;
+mod collect;
 mod s3;
 
 use std::io::Cursor;
