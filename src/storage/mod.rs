@@ -26,9 +26,11 @@ use crate::config::UploadSettings;
 
 pub mod collector;
 
-/// Buffered before a part is sent; also S3's smallest multipart part, so
-/// an upload holds at most about this much of the file in memory.
+/// Buffered before a part is sent; also S3's smallest multipart part.
 const PART_BYTES: usize = 5 * 1024 * 1024;
+/// Parts being sent at once. With the one being filled, an upload holds
+/// at most (1 + this) × [`PART_BYTES`] of the file in memory.
+const PARTS_IN_FLIGHT: usize = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -113,11 +115,10 @@ impl Storage {
     /// removes).
     pub fn writer(&self, blob: Blob) -> BlobWriter {
         BlobWriter {
-            inner: Some(BufWriter::with_capacity(
-                self.store.clone(),
-                blob.key(),
-                PART_BYTES,
-            )),
+            inner: Some(
+                BufWriter::with_capacity(self.store.clone(), blob.key(), PART_BYTES)
+                    .with_max_concurrency(PARTS_IN_FLIGHT),
+            ),
         }
     }
 
