@@ -29,7 +29,14 @@ const BASE_URL = env('BASE_URL');
 const ADMIN_TOKEN = env('ADMIN_TOKEN');
 const A = { id: env('USER_A_ID'), token: env('TOKEN_A'), name: env('NAME_A') };
 const B = { id: env('USER_B_ID'), token: env('TOKEN_B'), name: env('NAME_B') };
-const C = { id: env('USER_C_ID'), name: env('NAME_C') };
+const C = { id: env('USER_C_ID'), token: env('TOKEN_C'), name: env('NAME_C') };
+// In no thread at first: found in the directory and added from the page.
+const D = { id: env('USER_D_ID'), name: env('NAME_D') };
+// Deactivated while signed in; a member of ALUMNI with A and B.
+const E = { id: env('USER_E_ID'), token: env('TOKEN_E'), name: env('NAME_E') };
+const ALUMNI = env('ALUMNI_THREAD_ID');
+// Active people in the company once E is deactivated: more than a page.
+const DIRECTORY_SIZE = Number(env('DIRECTORY_SIZE'));
 const TEAM = env('TEAM_THREAD_ID');
 const SIDE = env('SIDE_THREAD_ID');
 // A thread B never opens: what B's client does with messages it was only told about.
@@ -101,6 +108,16 @@ async function adminRemoveMember(threadId, userId) {
     headers: { Authorization: `Bearer ${ADMIN_TOKEN}` },
   });
   if (res.status !== 204) throw new Error(`removing a member: ${res.status} ${await res.text()}`);
+}
+
+async function adminCall(method, path, body) {
+  const res = await fetch(`${BASE_URL}${path}`, {
+    method,
+    headers: { Authorization: `Bearer ${ADMIN_TOKEN}`, 'Content-Type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  return { status: res.status, body: text ? JSON.parse(text) : null };
 }
 
 async function userCall(user, method, path, body) {
@@ -240,6 +257,45 @@ async function filesSteps(pageA, pageB) {
   });
 }
 // ---- end of files -------------------------------------------------------------
+const person = (scope, name) => scope.getByTestId('person').filter({ has: scope.page().getByTestId('person-name').filter({ hasText: name }) });
+const member = (page, name) => page.getByTestId('member').filter({ hasText: name });
+
+// Types into a directory search box and waits for the answer to list
+// `expect` (or to say no one matches, for null).
+async function search(page, box, list, status, words, expect) {
+  await page.getByTestId(box).fill(words);
+  if (expect === null) {
+    await expectText(page.getByTestId(status), `No one matches “${words}”`);
+    return;
+  }
+  // The rows answer these words (the debounced search has come back).
+  await page.locator(`[data-testid="${list}"][data-query="${words}"]`).waitFor({ state: 'attached', timeout: TIMEOUT_MS });
+  await person(page.getByTestId(list), expect).waitFor({ timeout: TIMEOUT_MS });
+  // Only what matches: the answer to these words, not to earlier ones.
+  const names = await page.getByTestId(list).getByTestId('person-name').allTextContents();
+  if (names.some((name) => !name.toLowerCase().includes(words.toLowerCase()))) {
+    throw new Error(`searching ${JSON.stringify(words)} listed ${JSON.stringify(names)}`);
+  }
+}
+
+async function openPeople(page) {
+  await page.getByTestId('open-people').click();
+  await page.getByTestId('people-pane').waitFor({ timeout: TIMEOUT_MS });
+  await expectText(page.getByTestId('people-status'), /people|person|No one/);
+}
+
+const openThreadId = (page) =>
+  page.locator('[data-testid="thread-item"].open').getAttribute('data-thread-id', { timeout: TIMEOUT_MS });
+
+// A third person's page, signed in until the operator acts.
+async function signedInPage(user, who) {
+  const context = await browser.newContext({ viewport: { width: 900, height: 640 } });
+  const page = await context.newPage();
+  watch(page, who);
+  await page.goto(`${BASE_URL}/#token=${user.token}`);
+  await page.locator('[data-testid="conn-status"][data-state="online"]').waitFor({ timeout: TIMEOUT_MS });
+  return { context, page };
+}
 
 const browser = await chromium.launch({
   executablePath: CHROMIUM,
@@ -574,6 +630,180 @@ try {
     await threadItem(pageA, SIDE).waitFor({ timeout: TIMEOUT_MS });
   });
 
+  await step('E is deactivated while signed in: her page says so and stops reconnecting', async () => {
+    const { context, page } = await signedInPage(E, 'E');
+    const reply = await adminCall('PATCH', `/admin/users/${E.id}`, { deactivated: true });
+    if (reply.status !== 200) throw new Error(`deactivating: ${reply.status} ${JSON.stringify(reply.body)}`);
+    await page.locator('#login').waitFor({ timeout: TIMEOUT_MS });
+    await expectText(page.locator('#login-error'), 'deactivated');
+    if (await page.locator('#app').isVisible()) throw new Error('the chat is still shown');
+    if (await page.evaluate(() => sessionStorage.getItem('confab.token')) !== null) throw new Error('the refused token was kept');
+    await page.screenshot({ path: join(SHOTS, 'people-0-deactivated-user-signed-out.png') });
+    await context.close();
+  });
+
+  await step('A pages through the directory and finds people by searching; presence in words', async () => {
+    await openThread(pageA, TEAM);
+    await openPeople(pageA);
+    await expectText(pageA.getByTestId('people-status'), 'more below');
+    const rows = pageA.getByTestId('people-list').getByTestId('person');
+    if (await rows.count() >= DIRECTORY_SIZE) throw new Error('the first page holds everyone');
+    await pageA.getByTestId('people-more').click();
+    await pageA.waitForFunction((n) => document.querySelectorAll('#people-list [data-testid="person"]').length === n,
+      DIRECTORY_SIZE, { timeout: TIMEOUT_MS });
+    await pageA.getByTestId('people-more').waitFor({ state: 'hidden', timeout: TIMEOUT_MS });
+    // A deactivated person is not in the directory.
+    if (await person(pageA.getByTestId('people-list'), E.name).count() !== 0) throw new Error('E is listed');
+
+    await search(pageA, 'people-search', 'people-list', 'people-status', 'car', C.name);
+    const carol = person(pageA.getByTestId('people-list'), C.name);
+    await waitForAttr(carol, 'data-online', 'false');
+    await carol.getByRole('img', { name: 'offline' }).waitFor({ timeout: TIMEOUT_MS });
+    await search(pageA, 'people-search', 'people-list', 'people-status', 'BO', B.name);
+    const bob = person(pageA.getByTestId('people-list'), B.name);
+    await waitForAttr(bob, 'data-online', 'true');
+    await bob.getByRole('img', { name: 'online' }).waitFor({ timeout: TIMEOUT_MS });
+    await search(pageA, 'people-search', 'people-list', 'people-status', E.name.toLowerCase(), null);
+    await search(pageA, 'people-search', 'people-list', 'people-status', 'car', C.name);
+    await pageA.screenshot({ path: join(SHOTS, 'people-1-search.png') });
+  });
+
+  let carolDm = null;
+  const toCarol = 'Hi Carol, a direct message';
+  await step('A starts a direct message with C from the people panel', async () => {
+    await person(pageA.getByTestId('people-list'), C.name).getByTestId('person-message').click();
+    await expectText(pageA.getByTestId('thread-title'), C.name);
+    await pageA.getByTestId('thread-pane').waitFor({ timeout: TIMEOUT_MS });
+    carolDm = await openThreadId(pageA);
+    if ([TEAM, SIDE, QUIET, HISTORY, dm, group].includes(carolDm)) throw new Error('an old thread opened');
+    // A direct thread cannot be renamed, added to or left: nothing offers it.
+    for (const action of ['rename', 'add-people', 'leave']) {
+      if (await pageA.getByTestId(action).isVisible()) throw new Error(`a direct thread offers ${action}`);
+    }
+    await send(pageA, toCarol);
+    await expectText(threadItem(pageA, carolDm).getByTestId('thread-name'), C.name);
+    await pageA.screenshot({ path: join(SHOTS, 'people-2-direct-message.png') });
+  });
+
+  await step('B messages A from the people panel: their existing conversation opens, not a second one', async () => {
+    const before = await pageB.getByTestId('thread-item').count();
+    await openPeople(pageB);
+    await search(pageB, 'people-search', 'people-list', 'people-status', 'ali', A.name);
+    await person(pageB.getByTestId('people-list'), A.name).getByTestId('person-message').click();
+    await expectText(pageB.getByTestId('thread-title'), A.name);
+    const opened = await openThreadId(pageB);
+    if (opened !== dm) throw new Error(`opened ${opened}, not the existing ${dm}`);
+    if (await pageB.getByTestId('thread-item').count() !== before) throw new Error('a thread was added');
+  });
+
+  let launch = null;
+  await step('A starts a group with B and C, titled, picking each from a search; B sees it arrive', async () => {
+    await openPeople(pageA);
+    await search(pageA, 'people-search', 'people-list', 'people-status', 'bo', B.name);
+    await person(pageA.getByTestId('people-list'), B.name).getByRole('checkbox', { name: `Pick ${B.name} for a new group` }).check();
+    await search(pageA, 'people-search', 'people-list', 'people-status', 'car', C.name);
+    await person(pageA.getByTestId('people-list'), C.name).getByTestId('person-pick').check();
+    await expectText(pageA.getByTestId('group-picked'), `${B.name}, ${C.name}`);
+    await pageA.getByLabel('Group name (optional)').fill('launch');
+    await pageA.screenshot({ path: join(SHOTS, 'group-1-picking.png') });
+    await pageA.getByTestId('group-create').click();
+    await expectText(pageA.getByTestId('thread-title'), 'launch');
+    launch = await openThreadId(pageA);
+    for (const name of [A.name, B.name, C.name]) await member(pageA, name).waitFor({ timeout: TIMEOUT_MS });
+    await expectText(threadItem(pageB, launch).getByTestId('thread-name'), 'launch');
+    await pageA.screenshot({ path: join(SHOTS, 'group-2-created.png') });
+  });
+
+  await step('B reads the group on another device; the unread badge on this one clears live', async () => {
+    const kickoff = 'Kick-off at ten';
+    await send(pageA, kickoff);
+    await expectText(threadItem(pageB, launch).getByTestId('unread'), '1');
+    const other = await signedInPage(B, 'B (second device)');
+    await openThread(other.page, launch);
+    await message(other.page, kickoff).waitFor({ timeout: TIMEOUT_MS });
+    await threadItem(pageB, launch).getByTestId('unread').waitFor({ state: 'hidden', timeout: TIMEOUT_MS });
+    await other.context.close();
+  });
+
+  await step('B renames the group in the page\'s dialog; A sees the new name live', async () => {
+    await openThread(pageB, launch);
+    await pageB.getByTestId('rename').click();
+    const dialog = pageB.getByTestId('rename-dialog');
+    await dialog.waitFor({ timeout: TIMEOUT_MS });
+    await pageB.getByRole('textbox', { name: 'Name' }).fill('launch crew');
+    await pageB.screenshot({ path: join(SHOTS, 'group-3-renaming.png') });
+    await pageB.getByRole('textbox', { name: 'Name' }).press('Enter');
+    await dialog.waitFor({ state: 'hidden', timeout: TIMEOUT_MS });
+    await expectText(pageB.getByTestId('thread-title'), 'launch crew');
+    await expectText(pageA.getByTestId('thread-title'), 'launch crew');
+    await expectText(threadItem(pageA, launch).getByTestId('thread-name'), 'launch crew');
+    await expectText(pageA.getByTestId('notice'), 'Renamed to “launch crew”');
+  });
+
+  await step('A adds D from the page; members are not offered again, nor is a deactivated person; B sees D join', async () => {
+    await pageA.getByTestId('add-people').click();
+    const dialog = pageA.getByTestId('add-dialog');
+    await dialog.waitFor({ timeout: TIMEOUT_MS });
+    await search(pageA, 'add-search', 'add-list', 'add-status', 'bo', B.name);
+    await person(dialog, B.name).getByTestId('already-member').waitFor({ timeout: TIMEOUT_MS });
+    if (await person(dialog, B.name).getByTestId('person-add').count() !== 0) throw new Error('B is offered again');
+    await search(pageA, 'add-search', 'add-list', 'add-status', E.name, null);
+    await search(pageA, 'add-search', 'add-list', 'add-status', 'da', D.name);
+    await person(dialog, D.name).getByRole('button', { name: `Add ${D.name} to the group` }).click();
+    await expectText(pageA.getByTestId('add-status'), `${D.name} was added`);
+    await person(dialog, D.name).getByTestId('already-member').waitFor({ timeout: TIMEOUT_MS });
+    await pageA.screenshot({ path: join(SHOTS, 'group-4-adding.png') });
+    await pageA.keyboard.press('Escape');
+    await dialog.waitFor({ state: 'hidden', timeout: TIMEOUT_MS });
+    await member(pageA, D.name).waitFor({ timeout: TIMEOUT_MS });
+    await expectText(pageB.getByTestId('notice'), `${D.name} joined`);
+    await member(pageB, D.name).waitFor({ timeout: TIMEOUT_MS });
+  });
+
+  await step('A, the creator, removes C after confirming; B, who is not, is offered no removal; B sees it live', async () => {
+    if (await pageB.getByTestId('remove-member').count() !== 0) throw new Error('B may not remove members');
+    await member(pageA, C.name).getByRole('button', { name: `Remove ${C.name} from the group` }).click();
+    await confirmInPage(pageA, 'group-5-confirm-removal.png');
+    await member(pageA, C.name).waitFor({ state: 'detached', timeout: TIMEOUT_MS });
+    await expectText(pageB.getByTestId('notice'), `${C.name} left`);
+    await member(pageB, C.name).waitFor({ state: 'detached', timeout: TIMEOUT_MS });
+    await send(pageB, 'Welcome, Dave! Carol moved to the other launch.');
+    await message(pageA, 'Welcome, Dave').waitFor({ timeout: TIMEOUT_MS });
+    await send(pageA, 'Dave, the checklist is pinned in “team”.');
+    await waitForAttr(receipt(pageA, 'the checklist is pinned'), 'data-status', 'read');
+    await pageA.screenshot({ path: join(SHOTS, 'group-6-after-removal.png') });
+  });
+
+  const newName = `${C.name} Jones`;
+  await step('C renames herself; A sees the new name live in their conversation', async () => {
+    const reply = await userCall(C, 'PATCH', '/api/me', { display_name: newName });
+    if (reply.status !== 200) throw new Error(`renaming: ${reply.status} ${JSON.stringify(reply.body)}`);
+    await expectText(threadItem(pageA, carolDm).getByTestId('thread-name'), newName);
+    await openThread(pageA, carolDm);
+    await expectText(pageA.getByTestId('thread-title'), newName);
+    await member(pageA, newName).waitFor({ timeout: TIMEOUT_MS });
+  });
+
+  await step('C\'s tokens are revoked while she is signed in: her page asks for a new sign-in', async () => {
+    const { context, page } = await signedInPage(C, 'C');
+    await expectText(page.getByTestId('me'), newName);
+    const reply = await adminCall('POST', `/admin/users/${C.id}/tokens/revoke`);
+    if (reply.status !== 204) throw new Error(`revoking: ${reply.status} ${JSON.stringify(reply.body)}`);
+    await expectText(page.locator('#login-error'), 'revoked');
+    await context.close();
+  });
+
+  await step('a deactivated member is still listed, marked deactivated and offline', async () => {
+    await openThread(pageA, ALUMNI);
+    const erin = member(pageA, E.name);
+    await expectText(erin, `${E.name} (deactivated)`);
+    await waitForAttr(erin, 'data-online', 'false');
+    await erin.getByRole('img', { name: 'offline' }).waitFor({ timeout: TIMEOUT_MS });
+    await pageA.screenshot({ path: join(SHOTS, 'people-3-deactivated-member.png') });
+    await openThread(pageA, TEAM);
+    await openThread(pageB, TEAM);
+  });
+
   const fromPhone = 'Sent from a narrow screen';
   await step('at 375 px wide one pane shows at a time: list, thread, and back', async () => {
     const context = await browser.newContext({ viewport: { width: 375, height: 740 }, isMobile: true, hasTouch: true });
@@ -610,6 +840,28 @@ try {
     await page.goBack();
     await list.waitFor({ timeout: TIMEOUT_MS });
     await pane.waitFor({ state: 'hidden', timeout: TIMEOUT_MS });
+
+    // People is a pane of its own too, and starting a conversation there
+    // shows the conversation, from which back returns to the list.
+    const people = page.getByTestId('people-pane');
+    await page.getByTestId('open-people').click();
+    await people.waitFor({ timeout: TIMEOUT_MS });
+    await list.waitFor({ state: 'hidden', timeout: TIMEOUT_MS });
+    await search(page, 'people-search', 'people-list', 'people-status', 'da', D.name);
+    await person(page.getByTestId('people-list'), D.name).getByTestId('person-pick').check();
+    if (!await fits()) throw new Error('the people pane is wider than the screen');
+    await page.screenshot({ path: join(SHOTS, 'narrow-4-people.png') });
+    await page.getByTestId('people-back').click();
+    await list.waitFor({ timeout: TIMEOUT_MS });
+    await people.waitFor({ state: 'hidden', timeout: TIMEOUT_MS });
+    await page.getByTestId('open-people').click();
+    await person(page.getByTestId('people-list'), D.name).getByTestId('person-message').click();
+    await expectText(page.getByTestId('thread-title'), D.name);
+    await people.waitFor({ state: 'hidden', timeout: TIMEOUT_MS });
+    if (!await fits()) throw new Error('the new conversation is wider than the screen');
+    await page.screenshot({ path: join(SHOTS, 'narrow-5-new-direct-message.png') });
+    await page.goBack();
+    await list.waitFor({ timeout: TIMEOUT_MS });
     await context.close();
   });
 

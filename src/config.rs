@@ -77,6 +77,12 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
         "CONFAB_UPLOADS_COLLECT_INTERVAL_S",
         "uploads.collect_interval_s",
     ),
+    ("CONFAB_WEBHOOKS_ALLOW_PRIVATE", "webhooks.allow_private"),
+    ("CONFAB_WEBHOOKS_MAX_IN_FLIGHT", "webhooks.max_in_flight"),
+    (
+        "CONFAB_WEBHOOKS_POLL_INTERVAL_MS",
+        "webhooks.poll_interval_ms",
+    ),
 ];
 
 /// The shortest HMAC secret accepted for HS256 (RFC 7518 §3.2: a key of at
@@ -112,6 +118,26 @@ pub struct Settings {
     pub persistence: PersistenceSettings,
     pub cluster: ClusterSettings,
     pub uploads: UploadSettings,
+    pub webhooks: WebhookSettings,
+}
+
+/// Webhook deliveries (see `webhooks`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct WebhookSettings {
+    /// Let webhook URLs reach loopback, private and link-local addresses.
+    pub allow_private: bool,
+    /// Deliveries this node makes at once; each holds a database
+    /// connection of the dispatcher's own pool while it is made.
+    pub max_in_flight: usize,
+    /// How often the dispatcher looks for due deliveries it was not told
+    /// of: retries, and events committed on other nodes.
+    pub poll_interval_ms: u64,
+}
+
+impl WebhookSettings {
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_millis(self.poll_interval_ms)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -307,6 +333,12 @@ impl Settings {
         }
         if persistence.commits_in_flight == 0 {
             return fail("persistence.commits_in_flight", "must be at least 1");
+        }
+        if !(1..=64).contains(&self.webhooks.max_in_flight) {
+            return fail("webhooks.max_in_flight", "must be between 1 and 64");
+        }
+        if !(10..=60_000).contains(&self.webhooks.poll_interval_ms) {
+            return fail("webhooks.poll_interval_ms", "must be between 10 and 60000");
         }
         if let Err((key, why)) = self.cluster.check() {
             return fail(key, why);
@@ -585,6 +617,22 @@ mod tests {
         s.persistence.batch_window_us = 5_000_000;
         let err = s.validate().unwrap_err().to_string();
         assert!(err.contains("persistence.batch_window_us"), "{err}");
+    }
+
+    #[test]
+    fn webhook_bounds_name_their_keys() {
+        let mut s = defaults();
+        assert!(
+            !s.webhooks.allow_private,
+            "inward URLs are refused by default"
+        );
+        s.webhooks.max_in_flight = 0;
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("webhooks.max_in_flight"), "{err}");
+        let mut s = defaults();
+        s.webhooks.poll_interval_ms = 0;
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("webhooks.poll_interval_ms"), "{err}");
     }
 
     #[test]

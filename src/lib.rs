@@ -24,3 +24,4 @@ pub mod session;
 pub mod startup;
 pub mod storage;
 pub mod thumbnail;
+pub mod webhooks;

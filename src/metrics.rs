@@ -7,8 +7,8 @@ use std::sync::OnceLock;
 
 use prometheus::core::Collector;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Opts, Registry, TextEncoder,
 };
 
 pub use db_pool::PoolGauge;
@@ -39,6 +39,11 @@ pub struct Metrics {
     pub bus_reconnects: IntCounter,
     pub gap_fill_read_backs: IntCounterVec,
     pub gap_fill_messages: IntCounter,
+    pub webhook_events_pending: IntGauge,
+    pub webhook_oldest_pending_seconds: Gauge,
+    pub webhook_deliveries: IntCounter,
+    pub webhook_failed_attempts: IntCounter,
+    pub webhook_events_given_up: IntCounter,
     /// The standard `process_*` series, kept apart so that the registry's
     /// `confab_` prefix does not rename them: dashboards expect them as is.
     standard: Registry,
@@ -175,6 +180,26 @@ fn build() -> Result<Metrics, prometheus::Error> {
             "gap_fill_messages_total",
             "Messages returned by read-backs (some may already have been routed)",
         )?,
+        webhook_events_pending: IntGauge::new(
+            "webhook_events_pending",
+            "Webhook deliveries not yet made nor given up, of every node (sampled by the dispatcher)",
+        )?,
+        webhook_oldest_pending_seconds: Gauge::new(
+            "webhook_oldest_pending_seconds",
+            "Age of the oldest pending webhook delivery, 0 when none (sampled by the dispatcher)",
+        )?,
+        webhook_deliveries: IntCounter::new(
+            "webhook_deliveries_total",
+            "Webhook deliveries this node made that the endpoint accepted (2xx)",
+        )?,
+        webhook_failed_attempts: IntCounter::new(
+            "webhook_failed_attempts_total",
+            "Webhook attempts this node made that failed (non-2xx, timeout, refused)",
+        )?,
+        webhook_events_given_up: IntCounter::new(
+            "webhook_events_failed_total",
+            "Webhook deliveries this node gave up on after 24 h of retries",
+        )?,
         standard: standard_registry()?,
         registry,
     };
@@ -212,6 +237,16 @@ fn build() -> Result<Metrics, prometheus::Error> {
     m.registry
         .register(Box::new(m.gap_fill_read_backs.clone()))?;
     m.registry.register(Box::new(m.gap_fill_messages.clone()))?;
+    m.registry
+        .register(Box::new(m.webhook_events_pending.clone()))?;
+    m.registry
+        .register(Box::new(m.webhook_oldest_pending_seconds.clone()))?;
+    m.registry
+        .register(Box::new(m.webhook_deliveries.clone()))?;
+    m.registry
+        .register(Box::new(m.webhook_failed_attempts.clone()))?;
+    m.registry
+        .register(Box::new(m.webhook_events_given_up.clone()))?;
     for code in WS_CLOSE_CODES {
         m.ws_closes.with_label_values(&[&code.to_string()]);
     }

@@ -24,6 +24,7 @@ use crate::hub::peers::PeerNodes;
 use crate::hub::{ChatHub, HubSettings};
 use crate::metrics::PoolGauge;
 use crate::persistence::migrate::{prepare_or_check, PrepareError};
+use crate::persistence::outbox::OutboxSignal;
 use crate::persistence::{build_pool, BatchSettings, Persistence, Subscribers};
 use crate::session::capacity::SessionCapacity;
 use crate::session::{SessionDeps, SessionSettings};
@@ -157,11 +158,17 @@ impl Application {
         let persistence_arbiter = Arbiter::new();
         let subscribers = Subscribers::new(subscribers);
         let batches = BatchSettings::from_settings(&settings);
+        let outbox = OutboxSignal::default();
+        let wakes = outbox.clone();
         let persistence = Persistence::start_in_arbiter(&persistence_arbiter.handle(), move |_| {
-            Persistence::new(pool, subscribers, request_timeout, batches)
+            Persistence::new(pool, subscribers, request_timeout, batches).waking(wakes)
         });
         hub.do_send(UseGapFill(persistence.clone().recipient()));
         arbiters.push(persistence_arbiter);
+        arbiters.push(
+            crate::webhooks::start(&settings, outbox)
+                .map_err(|e| StartError::Pool(e.to_string()))?,
+        );
 
         let sessions = SessionDeps {
             hub: hub.clone(),

@@ -35,6 +35,16 @@ export function userApi(token) {
   return {
     me: () => call('GET', '/api/me'),
     threads: () => call('GET', '/api/threads'),
+    users: (q, limit, after) => {
+      const query = new URLSearchParams({ limit: String(limit) });
+      if (q) query.set('q', q);
+      if (after) query.set('after', after);
+      return call('GET', `/api/users?${query}`);
+    },
+    createThread: (body) => call('POST', '/api/threads', body),
+    renameThread: (threadId, title) => call('PATCH', `/api/threads/${threadId}`, { title }),
+    addMember: (threadId, userId) => call('POST', `/api/threads/${threadId}/members`, { user_id: userId }),
+    removeMember: (threadId, userId) => call('DELETE', `/api/threads/${threadId}/members/${userId}`),
     members: (threadId) => call('GET', `/api/threads/${threadId}/members`),
     leave: (threadId) => call('DELETE', `/api/threads/${threadId}/members/me`),
     newestMessages: (threadId, limit) =>

@@ -6,8 +6,11 @@
 import { userApi, ApiError } from './api.js';
 import { Connection } from './connection.js';
 import { isInlineImage, uploadElement, uploadFile, wireAttachments } from './files.js';
+import { Directory } from './people.js';
 
 const PAGE_SIZE = 50;
+// People per directory page: a screenful, then "Show more people".
+const DIRECTORY_PAGE = 25;
 const TOKEN_KEY = 'confab.token';
 // The server ends typing after 5 s without news; renewing every 3 s keeps
 // it on while keys are being pressed, and 2 s of quiet ends it.
@@ -38,6 +41,7 @@ const state = {
   openThreadId: null,
   visibleSeqs: new Set(),
   pendingSends: new Map(), // client_msg_id -> {thread_id, body}
+  picked: new Map(), // user id -> display name, chosen for a new group
 };
 
 const typingOut = { threadId: null, lastStart: 0, idleTimer: null };
@@ -130,11 +134,25 @@ function showStatus({ state: connState, delay }) {
   }[connState];
 }
 
-async function onClosed({ wasReady }) {
+// Closes after which reconnecting with the same token is pointless.
+const SIGNED_OUT = {
+  4001: 'You were signed out: your sign-in was revoked. Open a new login link or paste a new token.',
+  4003: 'This account has been deactivated. Ask your administrator if that is a mistake.',
+};
+
+async function onClosed({ code, wasReady }) {
+  if (SIGNED_OUT[code]) {
+    state.conn.stop();
+    sessionStorage.removeItem(TOKEN_KEY);
+    closeDialogs();
+    showLogin(SIGNED_OUT[code]);
+    return;
+  }
   // Offline, we cannot know who is online; chat:ready's member reload
   // tells again.
   state.online.clear();
   renderMembers();
+  renderDirectories();
   if (wasReady) return;
   // A refused upgrade looks like any failed socket; the API says whether
   // the token is the reason.
@@ -273,6 +291,7 @@ const handlers = {
     else state.online.delete(user_id);
     renderMembers();
     renderThreadList();
+    renderDirectories();
   },
   'chat:thread-joined': ({ thread }) => {
     upsertThread({ ...thread, last_message: state.threads.get(thread.id)?.last_message ?? null });
@@ -285,8 +304,34 @@ const handlers = {
     if (store && thread.last_seq > store.newestSeq) syncThread(thread.id, store.newestSeq).catch(reportError);
   },
   'chat:thread-left': ({ thread_id }) => {
+    const thread = state.threads.get(thread_id);
+    // Unknown here: this tab left it itself and has already said so.
+    if (!thread) return;
+    const name = threadName(thread);
+    const wasOpen = thread_id === state.openThreadId;
     forgetThread(thread_id);
     renderThreadList();
+    // Removed by its creator or the operator, or left on another device.
+    const text = `You are no longer a member of “${name}”.`;
+    if (wasOpen) showNotice(text);
+    else announce(text);
+  },
+  'chat:thread-updated': ({ thread }) => {
+    const before = state.threads.get(thread.id);
+    if (!before) return;
+    mergeThread(thread);
+    recountUnread(thread.id); // where it cannot, the server's count stands
+    if (!thread.title) loadMembers(thread.id).catch(reportError); // named after its members now
+    renderThreadList();
+    if (thread.id === state.openThreadId) {
+      renderThreadHeader();
+      if (before.title !== thread.title) {
+        notice(thread.id, thread.title ? `Renamed to “${thread.title}”` : 'The name was removed');
+      }
+    }
+  },
+  'chat:user-updated': ({ user }) => {
+    renamePerson(user.id, user.display_name);
   },
   'chat:member-joined': ({ thread_id, user_id }) => {
     noteMemberChange(thread_id);
@@ -328,6 +373,12 @@ function upsertThread(view) {
   state.threads.set(view.id, view);
 }
 
+// A thread view from an answer or an event, onto what is held: cursors
+// never move back, and the last message stays.
+function mergeThread(view) {
+  upsertThread({ ...view, last_message: state.threads.get(view.id)?.last_message ?? null });
+}
+
 function forgetThread(id) {
   state.threads.delete(id);
   state.stores.delete(id);
@@ -341,7 +392,9 @@ function threadName(thread) {
   const members = state.members.get(thread.id);
   if (members) {
     const others = [...members.values()].filter((m) => m.user_id !== state.me.id);
-    if (others.length > 0) return others.map((m) => m.display_name).join(', ');
+    if (others.length > 0) {
+      return others.map((m) => (m.deactivated_at ? `${m.display_name} (deactivated)` : m.display_name)).join(', ');
+    }
   }
   return thread.kind === 'direct' ? 'Direct message' : 'Untitled group';
 }
@@ -361,7 +414,7 @@ function renderThreadList() {
       item.classList.add('open');
       button.setAttribute('aria-current', 'true');
     }
-    button.addEventListener('click', () => openThread(thread.id));
+    button.addEventListener('click', () => openThread(thread.id).catch(reportError));
     const title = el('span', { class: 'thread-name', 'data-testid': 'thread-name' }, threadName(thread));
     const badge = el('span', { class: 'unread', 'data-testid': 'unread' }, String(thread.unread));
     // The badge is a bare number on screen; a screen reader says what it counts.
@@ -385,7 +438,7 @@ function previewOf(message) {
 // only where the list and the thread are side by side, so a narrow screen
 // stays on the list it shows.
 function autoOpen(threadId) {
-  if (!state.openThreadId && !narrow.matches) openThread(threadId, { show: false });
+  if (!state.openThreadId && !narrow.matches) openThread(threadId, { show: false }).catch(reportError);
 }
 
 async function openThread(threadId, { show = true } = {}) {
@@ -402,10 +455,7 @@ async function openThread(threadId, { show = true } = {}) {
   $('member-list').replaceChildren();
   renderThreadList();
   renderTyping();
-  const thread = state.threads.get(threadId);
-  $('thread-title').textContent = threadName(thread);
-  // The server refuses to leave a direct thread: it has exactly two members.
-  $('leave').hidden = thread.kind === 'direct';
+  renderThreadHeader();
   await loadMembers(threadId);
   if (state.openThreadId !== threadId) return;
   let store = state.stores.get(threadId);
@@ -434,11 +484,26 @@ async function openThread(threadId, { show = true } = {}) {
   else $('composer-input').focus();
 }
 
+// The open thread's name and what may be done with it.
+function renderThreadHeader() {
+  const thread = state.threads.get(state.openThreadId);
+  if (!thread) return;
+  $('thread-title').textContent = threadName(thread);
+  // A direct thread has exactly two members and no title: the server
+  // refuses to rename it, add to it or leave it.
+  const group = thread.kind === 'group';
+  $('rename').hidden = !group;
+  $('add-people').hidden = !group;
+  $('leave').hidden = !group;
+}
+
 function closeThread() {
   stopTyping();
   state.openThreadId = null;
   state.visibleSeqs.clear();
-  $('app').dataset.view = 'list';
+  if ($('app').dataset.view === 'thread') $('app').dataset.view = 'list';
+  // They act on the thread that was open.
+  for (const dialog of [$('rename-dialog'), $('add-dialog')]) if (dialog.open) dialog.close();
   $('no-thread').hidden = false;
   $('thread-header').hidden = true;
   $('messages').hidden = true;
@@ -449,14 +514,32 @@ function closeThread() {
 // ---- one pane at a time on a narrow screen ------------------------------
 
 function showThreadPane() {
+  setView('thread');
+}
+
+// 'list', 'thread' or 'people'. Side by side, the list is always there and
+// the view says what the other pane shows; on a narrow screen it is the
+// one pane shown.
+function setView(view) {
   const app = $('app');
-  if (app.dataset.view === 'thread') return;
-  app.dataset.view = 'thread';
-  // The browser's own back (a phone's back gesture) returns to the list too.
-  if (narrow.matches) history.pushState({ confabView: 'thread' }, '');
+  const from = app.dataset.view;
+  if (from === view) return;
+  app.dataset.view = view;
+  if (!narrow.matches) return;
+  // The browser's own back (a phone's back gesture) returns to the list
+  // too: one history entry for being away from it, however many panes.
+  if (from === 'list') history.pushState({ confabView: view }, '');
+  else if (view !== 'list') history.replaceState({ confabView: view }, '');
 }
 
 function backToList() {
+  if ($('app').dataset.view === 'people') {
+    // Side by side, the thread that was open is still there behind it.
+    if (state.openThreadId && !narrow.matches) setView('thread');
+    else setView('list');
+    $('open-people').focus();
+    return;
+  }
   const threadId = state.openThreadId;
   closeThread();
   renderThreadList();
@@ -467,13 +550,16 @@ function threadListButton(threadId) {
   return threadId ? $('thread-list').querySelector(`[data-thread-id="${threadId}"] button`) : null;
 }
 
-$('back').addEventListener('click', () => {
-  if (history.state?.confabView === 'thread') history.back(); // popstate does the rest
+function goBack() {
+  if (history.state?.confabView && narrow.matches) history.back(); // popstate does the rest
   else backToList();
-});
+}
+
+$('back').addEventListener('click', goBack);
+$('people-back').addEventListener('click', goBack);
 
 window.addEventListener('popstate', () => {
-  if ($('app').dataset.view === 'thread') backToList();
+  if ($('app').dataset.view !== 'list') backToList();
 });
 
 // ---- leaving -------------------------------------------------------------
@@ -498,6 +584,241 @@ $('leave').addEventListener('click', async () => {
   announce(`You left ${name}`);
   $('thread-list').querySelector('button')?.focus();
 });
+
+// ---- people: the directory, new conversations, members -----------------
+
+const directoryApi = { users: (q, limit, after) => state.api.users(q, limit, after) };
+
+// The directory says who is online as of its answer, which is as fresh as
+// anything this page knows.
+function notePresence(users) {
+  for (const user of users) {
+    if (user.id === state.me.id) continue;
+    if (user.online) state.online.add(user.id);
+    else state.online.delete(user.id);
+  }
+  renderMembers();
+}
+
+function personRow(user, extra) {
+  const me = user.id === state.me.id;
+  const online = me || state.online.has(user.id);
+  const item = el('li', {
+    class: 'person', 'data-testid': 'person', 'data-user-id': user.id, 'data-online': String(online),
+  });
+  item.append(
+    presenceMark(online),
+    el('span', { class: 'person-name', 'data-testid': 'person-name' }, me ? `${user.display_name} (you)` : user.display_name),
+  );
+  if (!me) item.append(...extra());
+  return item;
+}
+
+const peopleDirectory = new Directory({
+  api: directoryApi,
+  input: $('people-search'),
+  list: $('people-list'),
+  more: $('people-more'),
+  status: $('people-status'),
+  pageSize: DIRECTORY_PAGE,
+  onUsers: notePresence,
+  row: (user) => personRow(user, () => {
+    const pick = el('label', { class: 'pick' });
+    const box = el('input', { type: 'checkbox', 'data-testid': 'person-pick' });
+    box.checked = state.picked.has(user.id);
+    box.addEventListener('change', () => {
+      if (box.checked) state.picked.set(user.id, user.display_name);
+      else state.picked.delete(user.id);
+      renderPicked();
+    });
+    pick.append(box, el('span', { 'aria-hidden': 'true' }, 'Pick'),
+      el('span', { class: 'visually-hidden' }, `Pick ${user.display_name} for a new group`));
+    const message = el('button', {
+      type: 'button', class: 'small', 'data-testid': 'person-message', 'aria-label': `Message ${user.display_name}`,
+    }, 'Message');
+    message.addEventListener('click', () => startDirect(user, message));
+    return [pick, message];
+  }),
+});
+
+const addDirectory = new Directory({
+  api: directoryApi,
+  input: $('add-search'),
+  list: $('add-list'),
+  more: $('add-more'),
+  status: $('add-status'),
+  pageSize: DIRECTORY_PAGE,
+  onUsers: notePresence,
+  row: (user) => personRow(user, () => {
+    const threadId = state.openThreadId;
+    if (state.members.get(threadId)?.has(user.id)) {
+      return [el('span', { class: 'already', 'data-testid': 'already-member' }, 'in the group')];
+    }
+    const add = el('button', {
+      type: 'button', class: 'small', 'data-testid': 'person-add', 'aria-label': `Add ${user.display_name} to the group`,
+    }, 'Add');
+    add.addEventListener('click', () => addMember(threadId, user, add));
+    return [add];
+  }),
+});
+
+function renderDirectories() {
+  if ($('app').dataset.view === 'people') peopleDirectory.render();
+  if ($('add-dialog').open) addDirectory.render();
+}
+
+$('open-people').addEventListener('click', () => {
+  setView('people');
+  $('people-search').focus();
+  // Fresh each time: people come and go, and so does their presence.
+  peopleDirectory.search().catch((err) => peopleDirectory.failed(err));
+});
+
+async function startDirect(user, button) {
+  button.disabled = true;
+  try {
+    // An existing conversation with this person comes back (200) instead
+    // of a second one.
+    const view = await state.api.createThread({ kind: 'direct', member_ids: [user.id] });
+    state.names.set(user.id, user.display_name);
+    mergeThread(view);
+    renderThreadList();
+    await openThread(view.id);
+  } catch (err) {
+    showNotice(`Could not start a conversation with ${user.display_name}: ${err.message}`);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+function renderPicked() {
+  const names = [...state.picked.values()];
+  $('group-picked').textContent = names.length === 0
+    ? 'Pick people above to start a group with them.'
+    : `Picked: ${names.join(', ')}`;
+  $('group-create').disabled = names.length === 0;
+  $('group-create').textContent = names.length === 0 ? 'Start group' : `Start group with ${names.length}`;
+  $('group-clear').hidden = names.length === 0;
+}
+
+$('group-clear').addEventListener('click', () => {
+  state.picked.clear();
+  renderPicked();
+  peopleDirectory.render();
+  $('people-search').focus();
+});
+
+$('group-form').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  if (state.picked.size === 0) return;
+  const title = $('group-title').value.trim();
+  $('group-create').disabled = true;
+  try {
+    const view = await state.api.createThread({
+      kind: 'group', member_ids: [...state.picked.keys()], ...(title ? { title } : {}),
+    });
+    state.picked.clear();
+    $('group-title').value = '';
+    renderPicked();
+    peopleDirectory.render();
+    mergeThread(view);
+    renderThreadList();
+    await openThread(view.id);
+  } catch (err) {
+    showNotice(`Could not start the group: ${err.message}`);
+  } finally {
+    renderPicked();
+  }
+});
+
+// ---- managing a group: rename, add, remove -------------------------------
+
+$('rename').addEventListener('click', () => {
+  const thread = state.threads.get(state.openThreadId);
+  if (!thread) return;
+  $('rename-input').value = thread.title ?? '';
+  $('rename-error').textContent = '';
+  openDialog($('rename-dialog'), $('rename-input'));
+  $('rename-input').select();
+});
+
+$('rename-cancel').addEventListener('click', () => $('rename-dialog').close());
+
+$('rename-form').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const threadId = state.openThreadId;
+  if (!threadId) return;
+  // Empty clears the name (null); the server would refuse "".
+  const title = $('rename-input').value.trim() || null;
+  $('rename-save').disabled = true;
+  try {
+    mergeThread(await state.api.renameThread(threadId, title));
+    if (!title) await loadMembers(threadId);
+    renderThreadList();
+    renderThreadHeader();
+    $('rename-dialog').close();
+  } catch (err) {
+    $('rename-error').textContent = `Could not rename: ${err.message}`;
+  } finally {
+    $('rename-save').disabled = false;
+  }
+});
+
+$('add-people').addEventListener('click', () => {
+  if (!state.openThreadId) return;
+  $('add-heading').textContent = `Add people to “${threadName(state.threads.get(state.openThreadId))}”`;
+  $('add-search').value = '';
+  addDirectory.users = [];
+  addDirectory.render();
+  openDialog($('add-dialog'), $('add-search'));
+  addDirectory.search().catch((err) => addDirectory.failed(err));
+});
+
+$('add-done').addEventListener('click', () => $('add-dialog').close());
+
+async function addMember(threadId, user, button) {
+  button.disabled = true;
+  try {
+    await state.api.addMember(threadId, user.id);
+    state.names.set(user.id, user.display_name);
+    // chat:member-joined follows; the dialog shows the change at once.
+    await loadMembers(threadId);
+    $('add-status').textContent = `${user.display_name} was added.`;
+    $('add-search').focus();
+  } catch (err) {
+    button.disabled = false;
+    $('add-status').textContent = `Could not add ${user.display_name}: ${err.message}`;
+  }
+}
+
+async function removeMember(threadId, userId) {
+  const name = nameOf(userId);
+  const thread = state.threads.get(threadId);
+  if (!thread) return;
+  if (!await confirmInPage(`Remove ${name} from “${threadName(thread)}”?`, 'Remove')) return;
+  try {
+    await state.api.removeMember(threadId, userId);
+    // chat:member-left updates the list and says so.
+  } catch (err) {
+    showNotice(`Could not remove ${name}: ${err.message}`);
+  }
+}
+
+// Modal, so the keyboard stays in it; Escape closes it and the focus goes
+// back where it was.
+function openDialog(dialog, focus) {
+  if (dialog.open) return;
+  const opener = document.activeElement;
+  dialog.showModal();
+  focus.focus();
+  dialog.addEventListener('close', () => {
+    if (opener?.isConnected && !opener.closest('[hidden]')) opener.focus();
+  }, { once: true });
+}
+
+function closeDialogs() {
+  for (const dialog of document.querySelectorAll('dialog[open]')) dialog.close();
+}
 
 function newStore(threadId, page) {
   const seqs = page.messages.map((m) => m.seq);
@@ -531,30 +852,80 @@ async function loadMembers(threadId) {
   }
   state.members.set(threadId, map);
   if (threadId === state.openThreadId) {
-    $('thread-title').textContent = threadName(state.threads.get(threadId));
+    renderThreadHeader();
     renderMembers();
     refreshReceipts(threadId);
   }
   renderThreadList();
+  if (threadId === state.openThreadId && $('add-dialog').open) addDirectory.render();
 }
 
 function renderMembers() {
-  const members = state.members.get(state.openThreadId);
+  const threadId = state.openThreadId;
+  const members = state.members.get(threadId);
   if (!members) return;
+  const thread = state.threads.get(threadId);
+  // The server lets only a group's creator remove others.
+  const mayRemove = thread?.kind === 'group' && thread.created_by === state.me.id;
   $('member-list').replaceChildren(...[...members.values()].map((m) => {
-    const online = m.user_id === state.me.id || state.online.has(m.user_id);
+    const me = m.user_id === state.me.id;
+    const deactivated = Boolean(m.deactivated_at);
+    const online = me || (!deactivated && state.online.has(m.user_id));
     const item = el('li', {
-      class: 'member', 'data-testid': 'member', 'data-user-id': m.user_id, 'data-online': String(online),
+      class: `member${deactivated ? ' deactivated' : ''}`,
+      'data-testid': 'member',
+      'data-user-id': m.user_id,
+      'data-online': String(online),
+      'data-deactivated': String(deactivated),
     });
-    // A filled or a hollow circle, so presence is not told by colour alone.
-    const presence = online ? 'online' : 'offline';
-    item.append(
-      el('span', { class: `presence ${presence}`, role: 'img', 'aria-label': presence, title: presence, 'data-testid': 'presence' },
-        online ? '●' : '○'),
-      el('span', {}, m.user_id === state.me.id ? `${m.display_name} (you)` : m.display_name),
-    );
+    let label = m.display_name;
+    if (me) label += ' (you)';
+    if (deactivated) label += ' (deactivated)';
+    item.append(presenceMark(online), el('span', { class: 'member-name', 'data-testid': 'member-name' }, label));
+    if (mayRemove && !me) {
+      const remove = el('button', {
+        type: 'button', class: 'remove', 'data-testid': 'remove-member', 'aria-label': `Remove ${m.display_name} from the group`,
+        title: `Remove ${m.display_name}`, 'aria-haspopup': 'dialog',
+      }, '×');
+      remove.addEventListener('click', () => removeMember(threadId, m.user_id));
+      item.append(remove);
+    }
     return item;
   }));
+}
+
+// A filled or a hollow circle, named for screen readers, so presence is
+// not told by colour alone.
+function presenceMark(online) {
+  const presence = online ? 'online' : 'offline';
+  return el('span', { class: `presence ${presence}`, role: 'img', 'aria-label': presence, title: presence, 'data-testid': 'presence' },
+    online ? '●' : '○');
+}
+
+// chat:user-updated: the new name wherever the old one shows.
+function renamePerson(userId, displayName) {
+  state.names.set(userId, displayName);
+  for (const members of state.members.values()) {
+    const member = members.get(userId);
+    if (member) member.display_name = displayName;
+  }
+  if (userId === state.me.id) {
+    state.me.display_name = displayName;
+    $('me').textContent = displayName;
+  }
+  for (const directory of [peopleDirectory, addDirectory]) {
+    for (const user of directory.users) if (user.id === userId) user.display_name = displayName;
+  }
+  if (state.picked.has(userId)) state.picked.set(userId, displayName);
+  renderThreadList();
+  renderThreadHeader();
+  renderMembers();
+  renderTyping();
+  renderDirectories();
+  renderPicked();
+  for (const sender of $('message-list').querySelectorAll(`[data-sender-id="${userId}"] .sender`)) {
+    if (userId !== state.me.id) sender.textContent = displayName;
+  }
 }
 
 function nameOf(userId) {
@@ -593,6 +964,7 @@ function renderMessage(message) {
     'data-seq': String(message.seq),
     'data-message-id': message.id,
     'data-client-msg-id': message.client_msg_id ?? '',
+    'data-sender-id': message.sender_id ?? '',
   });
   const meta = el('div', { class: 'meta' });
   meta.append(
@@ -1154,6 +1526,7 @@ function el(tag, attrs = {}, text) {
 
 // ---- go ------------------------------------------------------------------
 
+renderPicked();
 const token = takeToken();
 if (token) start(token);
 else showLogin();

@@ -113,7 +113,8 @@ export class Connection extends EventTarget {
     this.pingTimer = setInterval(() => {
       const socket = this.socket;
       const timeout = setTimeout(() => {
-        if (this.socket === socket) socket.close(4001, 'no pong');
+        // 4000 as for drop(): 4001 and 4003 are the server's "signed out".
+        if (this.socket === socket) socket.close(4000, 'no pong');
       }, PONG_WITHIN_MS);
       this.request('ping', {}).then(() => clearTimeout(timeout), () => clearTimeout(timeout));
     }, PING_EVERY_MS);

@@ -119,6 +119,10 @@ pub async fn run(mut settings: Settings, args: DemoArgs) -> Result<(), CliError>
         for (name, token) in &tokens {
             println!("  {name:<5} {}", login_link(addr, token));
         }
+        println!(
+            "In the page, People finds {} more colleagues to message or start a group with.",
+            COLLEAGUES.len()
+        );
     };
     if args.no_serve {
         print_links(settings.bind_addr());

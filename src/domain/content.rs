@@ -276,6 +276,14 @@ impl MessageContent {
         }
     }
 
+    /// The metadata as the database stores it (JSON).
+    pub fn stored_metadata(&self) -> Result<Option<serde_json::Value>, AppError> {
+        self.metadata()?
+            .map(serde_json::to_value)
+            .transpose()
+            .map_err(|e| AppError::Internal(format!("encoding metadata: {e}")))
+    }
+
     /// The metadata as stored. An upload not yet resolved is a bug in the
     /// send path, never stored as an empty attachment.
     pub fn metadata(&self) -> Result<Option<&Metadata>, AppError> {

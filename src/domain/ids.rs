@@ -37,6 +37,8 @@ uuid_newtype!(
     SessionId,
     /// A stored file (POST /api/uploads); time-ordered (v7).
     UploadId,
+    /// A company's webhook subscription.
+    WebhookId,
 );
 
 impl MessageId {

@@ -8,14 +8,18 @@ mod ids;
 mod names;
 mod seq;
 mod upload;
+mod webhooks;
 
 pub use content::{
     reject_nul, Attachment, AttachmentInput, MessageContent, MessageKind, MessageText, Metadata,
 };
-pub use ids::{ClientMsgId, CompanyId, MessageId, NodeId, SessionId, ThreadId, UploadId, UserId};
+pub use ids::{
+    ClientMsgId, CompanyId, MessageId, NodeId, SessionId, ThreadId, UploadId, UserId, WebhookId,
+};
 pub use names::{DisplayName, ExternalId, ThreadTitle, MAX_NAME_CHARS};
 pub use seq::Seq;
 pub use upload::{FileName, MediaType};
+pub use webhooks::{EventType, EventTypes, WebhookUrl, MAX_URL_BYTES};
 
 /// The largest number of messages one chat:sync or history page returns.
 pub const MAX_PAGE_LIMIT: i64 = 500;

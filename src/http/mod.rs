@@ -16,6 +16,7 @@ mod threads;
 pub mod uploads;
 mod user_api;
 mod web_client;
+mod webhooks;
 mod ws;
 
 use std::future::Future;
@@ -108,7 +109,11 @@ fn all_but_metrics(cfg: &mut web::ServiceConfig) {
     .configure(web_client::routes)
     .configure(openapi::routes)
     .service(web::scope("/api").configure(user_api::routes))
-    .service(web::scope("/admin").configure(admin_api::routes))
+    .service(
+        web::scope("/admin")
+            .configure(admin_api::routes)
+            .configure(webhooks::routes),
+    )
     .default_service(web::to(|| async {
         Err::<actix_web::HttpResponse, _>(AppError::NotFound("route"))
     }));

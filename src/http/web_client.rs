@@ -23,7 +23,7 @@ struct Asset {
 
 /// Every file the client is made of. The names are the ones index.html and
 /// the modules import, under `/static/`.
-const ASSETS: [Asset; 7] = [
+const ASSETS: [Asset; 8] = [
     Asset {
         path: "index.html",
         content_type: "text/html; charset=utf-8",
@@ -38,6 +38,11 @@ const ASSETS: [Asset; 7] = [
         path: "connection.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_bytes!("../../web/connection.js"),
+    },
+    Asset {
+        path: "people.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../web/people.js"),
     },
     Asset {
         path: "api.js",

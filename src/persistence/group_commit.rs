@@ -22,6 +22,10 @@
 //! - the rest are inserted with seqs counted from each thread's `last_seq`,
 //!   in arrival order.
 //!
+//! - a new message of a company with a webhook for `message.created` gets
+//!   its outbox row in the same transaction (the look-up says which
+//!   companies have one, so others pay no extra statement).
+//!
 //! Replies and events wait for the commit. If the transaction fails, every
 //! send of the batch answers `unavailable` and nothing is published.
 
@@ -36,10 +40,11 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
 use super::messages::{SendMessage, SendOutcome};
+use super::outbox::{self, OutboxSignal};
 use super::prepared::CachePrepared;
 use super::rows::MessageRow;
 use super::{Db, Subscribers};
-use crate::domain::MessageId;
+use crate::domain::{CompanyId, MessageId};
 use crate::error::AppError;
 use crate::events::ChatEvent;
 use crate::metrics::metrics;
@@ -90,9 +95,14 @@ pub struct GroupCommit {
 impl GroupCommit {
     /// Starts the batcher on the current arbiter, so that its connections
     /// live on the same runtime as the rest of the pool's.
-    pub fn start(db: Db, subscribers: Subscribers, settings: BatchSettings) -> Self {
+    pub fn start(
+        db: Db,
+        subscribers: Subscribers,
+        outbox: OutboxSignal,
+        settings: BatchSettings,
+    ) -> Self {
         let (queue, incoming) = mpsc::unbounded_channel();
-        actix::spawn(gather(incoming, db, subscribers, settings));
+        actix::spawn(gather(incoming, db, subscribers, outbox, settings));
         Self { queue }
     }
 
@@ -119,6 +129,7 @@ async fn gather(
     mut incoming: mpsc::UnboundedReceiver<PendingSend>,
     db: Db,
     subscribers: Subscribers,
+    outbox: OutboxSignal,
     settings: BatchSettings,
 ) {
     let permits = Arc::new(Semaphore::new(settings.in_flight.max(1)));
@@ -148,6 +159,7 @@ async fn gather(
             batch,
             db.clone(),
             subscribers.clone(),
+            outbox.clone(),
             settings.request_timeout,
             permit,
         ));
@@ -158,6 +170,7 @@ async fn commit_and_answer(
     batch: Vec<PendingSend>,
     db: Db,
     subscribers: Subscribers,
+    outbox: OutboxSignal,
     request_timeout: Duration,
     permit: OwnedSemaphorePermit,
 ) {
@@ -182,6 +195,9 @@ async fn commit_and_answer(
     drop(permit);
     match committed {
         Ok(committed) => {
+            if committed.outboxed {
+                outbox.wake();
+            }
             subscribers.publish(
                 committed
                     .announcements
@@ -213,6 +229,8 @@ struct BatchOutcome {
     outcomes: Vec<Result<SendOutcome, AppError>>,
     /// New messages and re-announced resends, in seq order per thread.
     announcements: Vec<(MessageView, Option<crate::domain::SessionId>)>,
+    /// Webhook deliveries were written.
+    outboxed: bool,
 }
 
 /// A send as the statements see it: the first of the batch with its
@@ -246,13 +264,7 @@ async fn commit_batch(db: &Db, requests: &[SendMessage]) -> Result<BatchOutcome,
             continue;
         }
         first_with_key.insert(key, index);
-        let metadata = request.content.metadata().and_then(|metadata| {
-            metadata
-                .map(serde_json::to_value)
-                .transpose()
-                .map_err(|e| AppError::Internal(format!("encoding metadata: {e}")))
-        });
-        let metadata = match metadata {
+        let metadata = match request.content.stored_metadata() {
             Ok(metadata) => metadata,
             Err(error) => {
                 outcomes[index] = Some(Err(error));
@@ -289,6 +301,7 @@ async fn commit_batch(db: &Db, requests: &[SendMessage]) -> Result<BatchOutcome,
                 ))
             }
             Err(BatchError::Database(e)) => return Err(e.into()),
+            Err(BatchError::Invalid(e)) => return Err(e),
         }
     };
 
@@ -345,11 +358,14 @@ async fn commit_batch(db: &Db, requests: &[SendMessage]) -> Result<BatchOutcome,
             .map(|o| o.unwrap_or(Err(AppError::NotMember)))
             .collect(),
         announcements,
+        outboxed: written.outboxed,
     })
 }
 
 enum BatchError {
     Database(diesel::result::Error),
+    /// A row the schema should not allow.
+    Invalid(AppError),
     Raced,
 }
 
@@ -362,6 +378,7 @@ impl From<diesel::result::Error> for BatchError {
 struct Written {
     existing: HashMap<(Uuid, Uuid), MessageRow>,
     inserted: HashMap<(Uuid, Uuid), MessageRow>,
+    outboxed: bool,
 }
 
 /// What the batch's look-up says about one candidate.
@@ -375,6 +392,9 @@ struct Standing {
     /// The thread is the sender's company's and the sender is a member.
     #[diesel(sql_type = Bool)]
     member: bool,
+    /// The sender's company has a webhook for `message.created`.
+    #[diesel(sql_type = Bool)]
+    hooked: bool,
 }
 
 // Locks every thread the batch names, in id order: the same order every
@@ -399,7 +419,10 @@ const LOOK_UP: &str = "
            (EXISTS (SELECT 1 FROM threads t
                     WHERE t.id = i.thread_id AND t.company_id = i.company_id)
             AND EXISTS (SELECT 1 FROM memberships m
-                        WHERE m.thread_id = i.thread_id AND m.user_id = i.sender_id)) AS member
+                        WHERE m.thread_id = i.thread_id AND m.user_id = i.sender_id)) AS member,
+           EXISTS (SELECT 1 FROM webhooks w
+                   WHERE w.company_id = i.company_id AND w.deleted_at IS NULL
+                     AND 'message.created' = ANY (w.events)) AS hooked
     FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[]) WITH ORDINALITY
          AS i(thread_id, company_id, sender_id, client_msg_id, ord)";
 
@@ -502,6 +525,7 @@ async fn write_batch(
         return Ok(Written {
             existing,
             inserted: HashMap::new(),
+            outboxed: false,
         });
     }
     let inserted: Vec<MessageRow> = diesel::sql_query(INSERT_MESSAGES)
@@ -536,11 +560,36 @@ async fn write_batch(
     if inserted.len() != to_insert.len() {
         return Err(BatchError::Raced);
     }
+    let inserted: HashMap<(Uuid, Uuid), MessageRow> = inserted
+        .into_iter()
+        .map(|row| ((row.sender_id, row.client_msg_id), row))
+        .collect();
+    let hooked: Vec<(CompanyId, ChatEvent)> = standings
+        .iter()
+        .filter(|s| !s.sent && s.member && s.hooked)
+        .filter_map(|s| candidate_at(s.ord))
+        .filter_map(|c| {
+            let row = inserted.get(&(c.sender_id, c.client_msg_id))?;
+            Some(MessageView::try_from(row.clone()).map(|message| {
+                let event = ChatEvent::MessageCreated {
+                    message,
+                    origin: None,
+                };
+                (CompanyId(c.company_id), event)
+            }))
+        })
+        .collect::<Result<_, _>>()
+        .map_err(BatchError::Invalid)?;
+    let outboxed = if hooked.is_empty() {
+        false
+    } else {
+        // In arrival order, which is seq order within each thread.
+        let tagged: Vec<(CompanyId, &ChatEvent)> = hooked.iter().map(|(c, e)| (*c, e)).collect();
+        outbox::record_all(conn, &tagged).await? > 0
+    };
     Ok(Written {
         existing,
-        inserted: inserted
-            .into_iter()
-            .map(|row| ((row.sender_id, row.client_msg_id), row))
-            .collect(),
+        inserted,
+        outboxed,
     })
 }

@@ -9,8 +9,9 @@
 use actix::Message;
 use diesel::prelude::*;
 use diesel::sql_types::{Text, Uuid as SqlUuid};
-use diesel_async::RunQueryDsl;
+use diesel_async::{AsyncConnection, RunQueryDsl};
 
+use super::outbox;
 use super::prepared::CachePrepared;
 use super::rows::{message_views, MessageRow};
 use super::schema::messages;
@@ -18,7 +19,7 @@ use super::threads::require_member;
 use super::{Answer, Caller, Db, Query};
 use crate::auth::Claimed;
 use crate::domain::{
-    ClientMsgId, MessageContent, MessageId, MessageText, Seq, SessionId, ThreadId,
+    ClientMsgId, CompanyId, MessageContent, MessageId, MessageText, Seq, SessionId, ThreadId,
 };
 use crate::error::AppError;
 use crate::events::ChatEvent;
@@ -125,27 +126,35 @@ impl Query for EditMessage {
     type Output = MessageView;
     async fn run(self, db: Db) -> Result<Answer<MessageView>, AppError> {
         let mut conn = db.conn().await?;
-        let row: Option<MessageRow> = diesel::sql_query(
-            "UPDATE messages SET body = $1, edited_at = clock_timestamp()
-             WHERE id = $2 AND sender_id = $3 AND company_id = $4 AND deleted_at IS NULL
-               AND EXISTS (SELECT 1 FROM memberships m
-                           WHERE m.thread_id = messages.thread_id AND m.user_id = $3)
-             RETURNING id, thread_id, company_id, seq, sender_id, client_msg_id, kind, body,
-                       metadata, created_at, edited_at, deleted_at",
-        )
-        .bind::<Text, _>(self.body.as_str())
-        .bind::<SqlUuid, _>(self.message_id.0)
-        .bind::<SqlUuid, _>(self.editor.user_id.0)
-        .bind::<SqlUuid, _>(self.editor.company_id.0)
-        .cached()
-        .get_result(&mut conn)
-        .await
-        .optional()?;
-        let message = MessageView::try_from(row.ok_or(AppError::NotFound("message"))?)?;
-        let edited = ChatEvent::MessageEdited {
-            message: message.clone(),
+        let (editor, message_id, body) = (self.editor, self.message_id, self.body);
+        let recorded = conn
+            .transaction::<_, AppError, _>(async move |conn| {
+                let row: Option<MessageRow> = diesel::sql_query(
+                    "UPDATE messages SET body = $1, edited_at = clock_timestamp()
+                     WHERE id = $2 AND sender_id = $3 AND company_id = $4 AND deleted_at IS NULL
+                       AND EXISTS (SELECT 1 FROM memberships m
+                                   WHERE m.thread_id = messages.thread_id AND m.user_id = $3)
+                     RETURNING id, thread_id, company_id, seq, sender_id, client_msg_id, kind,
+                               body, metadata, created_at, edited_at, deleted_at",
+                )
+                .bind::<Text, _>(body.as_str())
+                .bind::<SqlUuid, _>(message_id.0)
+                .bind::<SqlUuid, _>(editor.user_id.0)
+                .bind::<SqlUuid, _>(editor.company_id.0)
+                .cached()
+                .get_result(conn)
+                .await
+                .optional()?;
+                let message = MessageView::try_from(row.ok_or(AppError::NotFound("message"))?)?;
+                let edited = ChatEvent::MessageEdited { message };
+                Ok(outbox::record(conn, editor.company_id, vec![edited]).await?)
+            })
+            .await?;
+        let message = match recorded.events.first() {
+            Some(ChatEvent::MessageEdited { message }) => message.clone(),
+            _ => return Err(AppError::Internal("an edit without its event".into())),
         };
-        Ok(Answer::with_events(message, vec![edited]))
+        Ok(Answer::recorded(message, recorded))
     }
 }
 
@@ -184,33 +193,43 @@ impl Query for DeleteMessage {
         if existing.deleted_at.is_some() {
             return Ok(MessageView::try_from(existing)?.into());
         }
-        let row: Option<MessageRow> = diesel::update(
-            messages::table
-                .filter(messages::id.eq(existing.id))
-                .filter(messages::deleted_at.is_null()),
-        )
-        .set((
-            messages::body.eq(None::<String>),
-            messages::metadata.eq(None::<serde_json::Value>),
-            messages::deleted_at.eq(diesel::dsl::now),
-        ))
-        .returning(MessageRow::as_returning())
-        .get_result(&mut conn)
-        .await
-        .optional()?;
-        match row {
-            Some(row) => {
+        let (id, company) = (existing.id, CompanyId(existing.company_id));
+        let deleted = conn
+            .transaction::<_, AppError, _>(async move |conn| {
+                let row: Option<MessageRow> = diesel::update(
+                    messages::table
+                        .filter(messages::id.eq(id))
+                        .filter(messages::deleted_at.is_null()),
+                )
+                .set((
+                    messages::body.eq(None::<String>),
+                    messages::metadata.eq(None::<serde_json::Value>),
+                    messages::deleted_at.eq(diesel::dsl::now),
+                ))
+                .returning(MessageRow::as_returning())
+                .get_result(conn)
+                .await
+                .optional()?;
+                let Some(row) = row else {
+                    return Ok(None);
+                };
                 let message = MessageView::try_from(row)?;
-                let deleted = message
+                let events = message
                     .deleted_at
                     .map(|deleted_at| ChatEvent::MessageDeleted {
                         thread_id: message.thread_id,
                         message_id: message.id,
                         seq: message.seq,
                         deleted_at,
-                    });
-                Ok(Answer::with_events(message, deleted.into_iter().collect()))
-            }
+                    })
+                    .into_iter()
+                    .collect();
+                let recorded = outbox::record(conn, company, events).await?;
+                Ok(Some((message, recorded)))
+            })
+            .await?;
+        match deleted {
+            Some((message, recorded)) => Ok(Answer::recorded(message, recorded)),
             // Deleted concurrently by someone else: that delete broadcast.
             None => {
                 let row: MessageRow = messages::table

@@ -25,6 +25,7 @@ mod cursors;
 mod group_commit;
 mod messages;
 pub mod migrate;
+pub mod outbox;
 mod people;
 mod prepared;
 mod replay;
@@ -33,6 +34,7 @@ pub mod schema;
 mod thread_updates;
 mod threads;
 mod uploads;
+pub mod webhooks;
 
 use std::future::Future;
 use std::time::Duration;
@@ -58,6 +60,7 @@ pub use people::{
 pub use thread_updates::RenameThread;
 pub use threads::{AddMember, CreateThread, ListMembers, LoadThreads, RemoveMember};
 pub use uploads::{CollectUploads, FindReadableUpload, RecordUpload, StoredUpload};
+pub use webhooks::{CreateWebhook, DeleteWebhook, ListDeliveries, ListWebhooks};
 
 pub use group_commit::BatchSettings;
 
@@ -67,6 +70,7 @@ use crate::error::AppError;
 use crate::events::{ChatEvent, Committed};
 use crate::metrics::metrics;
 use group_commit::GroupCommit;
+use outbox::{OutboxSignal, Recorded};
 
 pub type DbPool = Pool<AsyncPgConnection>;
 pub type DbConn = Object<AsyncPgConnection>;
@@ -131,11 +135,26 @@ impl Db {
 pub struct Answer<T> {
     pub value: T,
     pub events: Vec<ChatEvent>,
+    /// Its transaction wrote webhook deliveries: the dispatcher is woken.
+    pub outboxed: bool,
 }
 
 impl<T> Answer<T> {
     pub fn with_events(value: T, events: Vec<ChatEvent>) -> Self {
-        Self { value, events }
+        Self {
+            value,
+            events,
+            outboxed: false,
+        }
+    }
+
+    /// Events that [`outbox::record`] has written for webhooks too.
+    pub fn recorded(value: T, recorded: Recorded) -> Self {
+        Self {
+            value,
+            events: recorded.events,
+            outboxed: recorded.outboxed,
+        }
     }
 }
 
@@ -145,6 +164,7 @@ impl<T> From<T> for Answer<T> {
         Self {
             value,
             events: Vec::new(),
+            outboxed: false,
         }
     }
 }
@@ -166,6 +186,8 @@ pub struct Persistence {
     /// A database that stops answering without closing its sockets must
     /// still give `unavailable`, not a reply that never comes.
     request_timeout: Duration,
+    /// Rung after a commit that wrote webhook deliveries.
+    outbox: OutboxSignal,
 }
 
 impl Persistence {
@@ -181,7 +203,14 @@ impl Persistence {
             batches,
             group_commit: None,
             request_timeout,
+            outbox: OutboxSignal::default(),
         }
+    }
+
+    /// Wakes this dispatcher after commits that gave it work.
+    pub fn waking(mut self, outbox: OutboxSignal) -> Self {
+        self.outbox = outbox;
+        self
     }
 }
 
@@ -195,6 +224,7 @@ impl Actor for Persistence {
         self.group_commit = Some(GroupCommit::start(
             self.db.clone(),
             self.subscribers.clone(),
+            self.outbox.clone(),
             self.batches,
         ));
     }
@@ -258,6 +288,7 @@ where
     fn handle(&mut self, query: Q, _: &mut Self::Context) -> Self::Result {
         let (db, deadline) = (self.db.clone(), self.request_timeout);
         let subscribers = self.subscribers.clone();
+        let outbox = self.outbox.clone();
         metrics().persistence_in_flight.inc();
         Box::pin(async move {
             // Dropping a request mid-flight is safe: a connection left inside
@@ -266,10 +297,19 @@ where
             let result = tokio::time::timeout(deadline, query.run(db))
                 .await
                 .unwrap_or(Err(AppError::Unavailable))
-                .map(|Answer { value, events }| {
-                    subscribers.publish(events);
-                    value
-                });
+                .map(
+                    |Answer {
+                         value,
+                         events,
+                         outboxed,
+                     }| {
+                        if outboxed {
+                            outbox.wake();
+                        }
+                        subscribers.publish(events);
+                        value
+                    },
+                );
             metrics().persistence_in_flight.dec();
             result
         })

@@ -80,11 +80,44 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    webhooks (id) {
+        id -> Uuid,
+        company_id -> Uuid,
+        url -> Text,
+        events -> Array<Text>,
+        secret -> Text,
+        created_at -> Timestamptz,
+        deleted_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    webhook_deliveries (id) {
+        id -> Int8,
+        webhook_id -> Uuid,
+        event_id -> Uuid,
+        #[sql_name = "type"]
+        kind -> Text,
+        thread_id -> Uuid,
+        body -> Text,
+        created_at -> Timestamptz,
+        attempts -> Int4,
+        next_attempt_at -> Timestamptz,
+        last_status -> Nullable<Int4>,
+        last_error -> Nullable<Text>,
+        delivered_at -> Nullable<Timestamptz>,
+        failed_at -> Nullable<Timestamptz>,
+    }
+}
+
 diesel::joinable!(memberships -> threads (thread_id));
 diesel::joinable!(memberships -> users (user_id));
 diesel::joinable!(messages -> threads (thread_id));
 diesel::joinable!(users -> companies (company_id));
 diesel::joinable!(threads -> companies (company_id));
+diesel::joinable!(webhooks -> companies (company_id));
+diesel::joinable!(webhook_deliveries -> webhooks (webhook_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     companies,
@@ -92,5 +125,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     threads,
     memberships,
     messages,
-    uploads
+    uploads,
+    webhooks,
+    webhook_deliveries
 );

@@ -10,6 +10,7 @@ use diesel::sql_types::{Array, Uuid as SqlUuid};
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use uuid::Uuid;
 
+use super::outbox::{self, Recorded};
 use super::prepared::CachePrepared;
 use super::rows::{message_views, MessageRow, ThreadRow, ThreadSummaryRow};
 use super::schema::{memberships, threads, users};
@@ -210,7 +211,7 @@ impl Query for CreateThread {
                         .select(ThreadRow::as_select())
                         .first(conn)
                         .await?;
-                    return Ok((existing, false));
+                    return Ok((existing, None));
                 };
                 let rows: Vec<_> = member_list
                     .iter()
@@ -226,21 +227,26 @@ impl Query for CreateThread {
                     .values(rows)
                     .execute(conn)
                     .await?;
-                Ok((thread, true))
+                let event = ChatEvent::ThreadCreated {
+                    thread: thread.view(0, 0, 0)?,
+                    members: member_list.into_iter().map(UserId).collect(),
+                };
+                let recorded = outbox::record(conn, CompanyId(company), vec![event]).await?;
+                Ok((thread, Some(recorded)))
             })
             .await?;
-        let (row, created) = outcome;
-        if created {
+        let (row, recorded) = outcome;
+        if let Some(recorded) = recorded {
             let thread = row.view(0, 0, 0)?;
-            let event = ChatEvent::ThreadCreated {
-                thread: thread.clone(),
-                members: members.into_iter().map(UserId).collect(),
-            };
-            return Ok(Answer::with_events(
-                CreatedThread { thread, created },
-                vec![event],
+            return Ok(Answer::recorded(
+                CreatedThread {
+                    thread,
+                    created: true,
+                },
+                recorded,
             ));
         }
+        let created = false;
         // The existing direct thread, as the creator (or, for the operator,
         // a fresh member) sees it.
         let thread = match creator {
@@ -394,15 +400,17 @@ impl Query for AddMember {
                 if inserted == 0 {
                     return Err(AppError::Conflict("already a member".into()));
                 }
-                Ok(thread)
+                let view = thread.view(thread.last_seq, thread.last_seq, 0)?;
+                let event = ChatEvent::MemberAdded {
+                    thread: view.clone(),
+                    user_id,
+                };
+                let company = CompanyId(thread.company_id);
+                Ok((view, outbox::record(conn, company, vec![event]).await?))
             })
             .await?;
-        let view = thread.view(thread.last_seq, thread.last_seq, 0)?;
-        let event = ChatEvent::MemberAdded {
-            thread: view.clone(),
-            user_id,
-        };
-        Ok(Answer::with_events(view, vec![event]))
+        let (view, recorded) = thread;
+        Ok(Answer::recorded(view, recorded))
     }
 }
 
@@ -437,33 +445,35 @@ impl Query for RemoveMember {
             }
         }
         let (thread_id, user_id) = (thread.id, self.user_id.0);
-        conn.transaction::<_, AppError, _>(async move |conn| {
-            // Lock the thread as a send does: a message either commits
-            // before the removal (and the member saw it) or after it
-            // (and its event follows this one to the hub).
-            threads::table
-                .find(thread_id)
-                .select(threads::id)
-                .for_update()
-                .first::<Uuid>(conn)
-                .await?;
-            let removed = diesel::delete(
-                memberships::table
-                    .filter(memberships::thread_id.eq(thread_id))
-                    .filter(memberships::user_id.eq(user_id)),
-            )
-            .execute(conn)
-            .await?;
-            if removed == 0 {
-                return Err(AppError::NotFound("member"));
-            }
-            Ok(())
-        })
-        .await?;
+        let company = CompanyId(thread.company_id);
         let event = ChatEvent::MemberRemoved {
             thread_id: self.thread_id,
             user_id: self.user_id,
         };
-        Ok(Answer::with_events((), vec![event]))
+        let recorded: Recorded = conn
+            .transaction::<_, AppError, _>(async move |conn| {
+                // Lock the thread as a send does: a message either commits
+                // before the removal (and the member saw it) or after it
+                // (and its event follows this one to the hub).
+                threads::table
+                    .find(thread_id)
+                    .select(threads::id)
+                    .for_update()
+                    .first::<Uuid>(conn)
+                    .await?;
+                let removed = diesel::delete(
+                    memberships::table
+                        .filter(memberships::thread_id.eq(thread_id))
+                        .filter(memberships::user_id.eq(user_id)),
+                )
+                .execute(conn)
+                .await?;
+                if removed == 0 {
+                    return Err(AppError::NotFound("member"));
+                }
+                Ok(outbox::record(conn, company, vec![event]).await?)
+            })
+            .await?;
+        Ok(Answer::recorded((), recorded))
     }
 }

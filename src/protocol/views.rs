@@ -6,7 +6,8 @@ use serde::{Serialize, Serializer};
 use utoipa::ToSchema;
 
 use crate::domain::{
-    ClientMsgId, CompanyId, MessageId, MessageKind, Metadata, ThreadId, UploadId, UserId,
+    ClientMsgId, CompanyId, EventType, MessageId, MessageKind, Metadata, ThreadId, UploadId,
+    UserId, WebhookId,
 };
 
 pub fn rfc3339_millis<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
@@ -198,4 +199,45 @@ impl UploadView {
     pub fn thumbnail_url_of(id: UploadId) -> String {
         format!("/api/uploads/{id}/thumbnail")
     }
+}
+
+// A webhook subscription (POST and GET /admin/webhooks).
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct WebhookView {
+    pub id: WebhookId,
+    pub company_id: CompanyId,
+    pub url: String,
+    pub events: Vec<EventType>,
+    /// The HMAC-SHA256 key of `Confab-Signature` (64 hex digits).
+    pub secret: String,
+    #[serde(serialize_with = "rfc3339_millis")]
+    pub created_at: DateTime<Utc>,
+}
+
+// One event's delivery to one webhook (GET /admin/webhooks/{id}/deliveries).
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct DeliveryView {
+    /// The `Confab-Event-Id` header and the body's `id`.
+    pub event_id: uuid::Uuid,
+    #[serde(rename = "type")]
+    pub kind: EventType,
+    /// Attempts made so far (0: not tried yet).
+    pub attempts: i32,
+    /// The HTTP status of the last attempt; null if it got no answer.
+    #[schema(required = true)]
+    pub last_status: Option<i32>,
+    /// Why the last attempt failed (a status, a timeout, a refused address).
+    #[schema(required = true)]
+    pub last_error: Option<String>,
+    /// When the next attempt is due; null once delivered or given up.
+    #[serde(serialize_with = "rfc3339_millis_opt")]
+    #[schema(required = true)]
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "rfc3339_millis_opt")]
+    #[schema(required = true)]
+    pub delivered_at: Option<DateTime<Utc>>,
+    /// Set when retries ran out (after 24 h); the event is not sent again.
+    #[serde(serialize_with = "rfc3339_millis_opt")]
+    #[schema(required = true)]
+    pub failed_at: Option<DateTime<Utc>>,
 }

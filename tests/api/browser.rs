@@ -8,6 +8,7 @@
 //! installs the last two when missing (support/tools.rs). Screenshots land
 //! in target/e2e-screenshots/.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
@@ -18,6 +19,8 @@ use tokio::process::Command;
 use crate::support::{spawn_app_with, tools, TestApp, TestUser};
 
 const HISTORY_SIZE: usize = 75;
+/// More colleagues than one directory page of the client (25) holds.
+const COLLEAGUES: usize = 30;
 const SPEC_TIMEOUT: Duration = Duration::from_secs(240);
 
 /// The allowlist must name the page's own origin, which includes the port,
@@ -62,6 +65,13 @@ async fn two_people_chat_in_two_browser_sessions() {
     let alice = app.named_user(company, "Alice").await;
     let bob = app.named_user(company, "Bob").await;
     let carol = app.named_user(company, "Carol").await;
+    let dave = app.named_user(company, "Dave").await;
+    let erin = app.named_user(company, "Erin").await;
+    for n in 1..=COLLEAGUES {
+        app.named_user(company, &format!("Colleague {n:02}")).await;
+    }
+    // Erin is deactivated during the spec; her name stays in this list.
+    let alumni = titled_group(&app, "alumni", &[&alice, &bob, &erin]).await;
     let history = titled_group(&app, "archive", &[&alice, &bob]).await;
     let side = titled_group(&app, "random", &[&alice, &bob]).await;
     let team = titled_group(&app, "team", &[&alice, &bob]).await;
@@ -88,6 +98,15 @@ async fn two_people_chat_in_two_browser_sessions() {
         .env("USER_B_ID", bob.id.to_string())
         .env("USER_C_ID", carol.id.to_string())
         .env("NAME_C", "Carol")
+        .env("TOKEN_C", &carol.token)
+        .env("USER_D_ID", dave.id.to_string())
+        .env("NAME_D", "Dave")
+        .env("USER_E_ID", erin.id.to_string())
+        .env("TOKEN_E", &erin.token)
+        .env("NAME_E", "Erin")
+        .env("ALUMNI_THREAD_ID", alumni.to_string())
+        // Alice, Bob, Carol, Dave and the colleagues; not Erin.
+        .env("DIRECTORY_SIZE", (4 + COLLEAGUES).to_string())
         .env("TEAM_THREAD_ID", team.to_string())
         .env("SIDE_THREAD_ID", side.to_string())
         .env("QUIET_THREAD_ID", quiet.to_string())
@@ -232,6 +251,110 @@ async fn two_people_chat_in_two_browser_sessions() {
         .map(|m| &m["user_id"])
         .collect();
     assert_eq!(ids, [&json!(alice.id)], "{group_members:?}");
+
+    // The group Alice started from the people panel, that Bob renamed and
+    // Alice added Dave to and removed Carol from.
+    let launch = alices.body["threads"]
+        .as_array()
+        .expect("threads")
+        .iter()
+        .find(|t| t["title"] == json!("launch crew"))
+        .unwrap_or_else(|| panic!("the renamed group: {alices:?}"));
+    assert_eq!(launch["kind"], json!("group"), "{launch}");
+    assert_eq!(launch["created_by"], json!(alice.id), "{launch}");
+    let launch = crate::support::uuid(&launch["id"]);
+    assert_eq!(
+        member_ids(&app, launch, &alice).await,
+        [alice.id, bob.id, dave.id].into_iter().collect()
+    );
+    let mut db = app.db().await;
+    assert_eq!(
+        db.count(&format!(
+            "SELECT count(*) FROM memberships WHERE thread_id = '{launch}' AND user_id = '{}'",
+            carol.id
+        ))
+        .await,
+        0,
+        "Carol's membership row is gone"
+    );
+
+    // Direct threads started from the page: Alice and Carol (with Alice's
+    // message), Bob and Dave (from the narrow screen); Bob messaging Alice
+    // opened their existing one instead of a second.
+    assert_eq!(
+        direct_partners(&app, &alice).await,
+        [bob.id, carol.id].into_iter().collect(),
+        "Alice's direct threads"
+    );
+    assert_eq!(
+        direct_partners(&app, &bob).await,
+        [alice.id, dave.id].into_iter().collect(),
+        "Bob's direct threads"
+    );
+    assert_eq!(
+        db.count(&format!(
+            "SELECT count(*) FROM messages m JOIN threads t ON t.id = m.thread_id \
+             WHERE t.kind = 'direct' AND m.sender_id = '{}' AND m.body = 'Hi Carol, a direct message'",
+            alice.id
+        ))
+        .await,
+        1
+    );
+
+    // Carol renamed herself, then her tokens were revoked; Erin was deactivated.
+    let carol_now = app
+        .get(&format!("/api/users/{}", carol.id), &alice.token)
+        .await;
+    assert_eq!(
+        carol_now.body["display_name"],
+        json!("Carol Jones"),
+        "{carol_now:?}"
+    );
+    assert_eq!(app.get("/api/me", &carol.token).await.status, 401);
+    let erin_now = app
+        .get(&format!("/api/users/{}", erin.id), &alice.token)
+        .await;
+    assert!(erin_now.body["deactivated_at"].is_string(), "{erin_now:?}");
+    assert_eq!(
+        member_ids(&app, alumni, &alice).await,
+        [alice.id, bob.id, erin.id].into_iter().collect(),
+        "a deactivated member stays in the thread"
+    );
+}
+
+async fn member_ids(app: &TestApp, thread: uuid::Uuid, viewer: &TestUser) -> BTreeSet<uuid::Uuid> {
+    let reply = app
+        .get(&format!("/api/threads/{thread}/members"), &viewer.token)
+        .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    reply.body["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .map(|m| crate::support::uuid(&m["user_id"]))
+        .collect()
+}
+
+/// The other member of each of `user`'s direct threads.
+async fn direct_partners(app: &TestApp, user: &TestUser) -> BTreeSet<uuid::Uuid> {
+    let threads = app.get("/api/threads", &user.token).await;
+    let mut partners = BTreeSet::new();
+    let mut directs = 0;
+    for thread in threads.body["threads"].as_array().expect("threads") {
+        if thread["kind"] != json!("direct") {
+            continue;
+        }
+        directs += 1;
+        let id = crate::support::uuid(&thread["id"]);
+        partners.extend(
+            member_ids(app, id, user)
+                .await
+                .into_iter()
+                .filter(|m| *m != user.id),
+        );
+    }
+    assert_eq!(directs, partners.len(), "one direct thread per partner");
+    partners
 }
 
 fn member(members: &Value, user: uuid::Uuid) -> Value {

@@ -41,4 +41,5 @@ mod typing;
 mod uploads;
 mod user_api;
 mod web;
+mod webhooks;
 mod websocket;

@@ -14,7 +14,7 @@ use crate::support::{spawn_app, spawn_app_with, tools, uuid};
 
 /// Every route the server has, and its methods. A route added to the code
 /// but not here (or to the document) fails the first test.
-const ROUTES: [(&str, &[&str]); 30] = [
+const ROUTES: [(&str, &[&str]); 33] = [
     ("/", &["get"]),
     ("/static/{name}", &["get"]),
     ("/healthz", &["get"]),
@@ -45,6 +45,9 @@ const ROUTES: [(&str, &[&str]); 30] = [
     ("/admin/threads/{id}/members/{user_id}", &["delete"]),
     ("/admin/messages/{id}", &["delete"]),
     ("/admin/stats", &["get"]),
+    ("/admin/webhooks", &["get", "post"]),
+    ("/admin/webhooks/{id}", &["delete"]),
+    ("/admin/webhooks/{id}/deliveries", &["get"]),
 ];
 
 const ALL_METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];

@@ -6,6 +6,7 @@ pub mod db;
 pub mod metrics;
 pub mod proxy;
 pub mod raw;
+pub mod receiver;
 pub mod tools;
 pub mod ws;
 
@@ -96,6 +97,8 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
     settings.db_pool_size = 8;
     settings.workers = 1;
     settings.uploads.dir = uploads_dir_for(&db_name).to_string_lossy().into_owned();
+    // Webhook tests deliver to a receiver on 127.0.0.1.
+    settings.webhooks.allow_private = true;
     tweak(&mut settings);
     settings.validate().expect("test settings are valid");
 
