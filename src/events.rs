@@ -9,6 +9,9 @@
 //! - [`LoadMessagesAfter`] over [`SeqRange`]s is the read-back request: the
 //!   hub asks for messages whose announcement never reached it, and
 //!   Persistence answers it.
+//! - [`OnlineIn`] is the presence question group commit asks the hub
+//!   before a batch, for the notification rule ("no session anywhere when
+//!   it was committed").
 //!
 //! In cluster mode the events cross NATS as JSON. `origin` is not sent: the
 //! session it names lives on the publishing node only, so on every other
@@ -152,4 +155,13 @@ pub struct SeqRange {
 pub struct LoadMessagesAfter {
     pub ranges: Vec<SeqRange>,
     pub limit_per_thread: i64,
+}
+
+/// Which users, of those with a session on any node, are in the live rooms
+/// of these threads. Answered by the hub from its own rooms and what the
+/// other nodes last told it.
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<UserId>")]
+pub struct OnlineIn {
+    pub threads: Vec<ThreadId>,
 }

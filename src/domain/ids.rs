@@ -37,6 +37,8 @@ uuid_newtype!(
     SessionId,
     /// A company's webhook subscription.
     WebhookId,
+    /// A browser's Web Push subscription.
+    PushSubscriptionId,
 );
 
 impl MessageId {

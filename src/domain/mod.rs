@@ -7,12 +7,16 @@ mod content;
 mod ids;
 mod names;
 mod seq;
+mod push;
 mod webhooks;
 
 pub use content::{reject_nul, MessageContent, MessageKind, MessageText, Metadata};
-pub use ids::{ClientMsgId, CompanyId, MessageId, NodeId, SessionId, ThreadId, UserId, WebhookId};
+pub use ids::{ClientMsgId, CompanyId, MessageId, NodeId, PushSubscriptionId, SessionId, ThreadId, UserId,
+    WebhookId,
+};
 pub use names::{DisplayName, ExternalId, ThreadTitle, MAX_NAME_CHARS};
 pub use seq::Seq;
+pub use push::{PushEndpoint, PushKeys};
 pub use webhooks::{EventType, EventTypes, WebhookUrl, MAX_URL_BYTES};
 
 /// The largest number of messages one chat:sync or history page returns.

@@ -24,203 +24,36 @@
 //!
 //! - a new message of a company with a webhook for `message.created` gets
 //!   its outbox row in the same transaction (the look-up says which
-//!   companies have one, so others pay no extra statement).
+//!   companies have one, so others pay no extra statement);
+//! - members who were offline (the hub is asked first) or are mentioned
+//!   get the message on their pending notification (`notifications.rs`).
 //!
 //! Replies and events wait for the commit. If the transaction fails, every
 //! send of the batch answers `unavailable` and nothing is published.
 
+mod batcher;
+
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use diesel::sql_types::{Array, BigInt, Bool, Jsonb, Nullable, Text, Uuid as SqlUuid};
 use diesel::QueryableByName;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
 use super::messages::{SendMessage, SendOutcome};
-use super::outbox::{self, OutboxSignal};
+use super::notifications::{self, NewMessage, Notices};
+use super::outbox;
 use super::prepared::CachePrepared;
 use super::rows::MessageRow;
-use super::{Db, Subscribers};
+use super::Db;
 use crate::domain::{CompanyId, MessageId};
 use crate::error::AppError;
 use crate::events::ChatEvent;
 use crate::metrics::metrics;
 use crate::protocol::MessageView;
 
-/// How batches are formed and how many may commit at once.
-#[derive(Debug, Clone, Copy)]
-pub struct BatchSettings {
-    pub max: usize,
-    pub window: Duration,
-    pub in_flight: usize,
-    /// The request deadline, counted from the oldest send of a batch.
-    pub request_timeout: Duration,
-}
-
-impl BatchSettings {
-    pub fn from_settings(settings: &crate::config::Settings) -> Self {
-        Self {
-            max: settings.persistence.batch_max,
-            window: settings.persistence.batch_window(),
-            // At least a quarter of the pool stays free for reads,
-            // cursors and membership changes while sends are at full tilt.
-            in_flight: settings
-                .persistence
-                .commits_in_flight
-                .min(settings.db_pool_size * 3 / 4)
-                .max(1),
-            request_timeout: settings.db_request_timeout(),
-        }
-    }
-}
-
-type Reply = oneshot::Sender<Result<SendOutcome, AppError>>;
-
-struct PendingSend {
-    request: SendMessage,
-    arrived: Instant,
-    reply: Reply,
-}
-
-/// The way into the batcher. Dropping it ends the batcher once the batches
-/// already gathered are committed.
-pub struct GroupCommit {
-    queue: mpsc::UnboundedSender<PendingSend>,
-}
-
-impl GroupCommit {
-    /// Starts the batcher on the current arbiter, so that its connections
-    /// live on the same runtime as the rest of the pool's.
-    pub fn start(
-        db: Db,
-        subscribers: Subscribers,
-        outbox: OutboxSignal,
-        settings: BatchSettings,
-    ) -> Self {
-        let (queue, incoming) = mpsc::unbounded_channel();
-        actix::spawn(gather(incoming, db, subscribers, outbox, settings));
-        Self { queue }
-    }
-
-    /// Queues a send; the answer comes after its batch's commit.
-    pub fn submit(&self, request: SendMessage) -> oneshot::Receiver<Result<SendOutcome, AppError>> {
-        let (reply, answer) = oneshot::channel();
-        let pending = PendingSend {
-            request,
-            arrived: Instant::now(),
-            reply,
-        };
-        metrics().persistence_queue_depth.inc();
-        if let Err(mpsc::error::SendError(lost)) = self.queue.send(pending) {
-            // The batcher is gone (shutting down): the answer's sender is
-            // dropped with `lost`, which the caller reads as unavailable.
-            metrics().persistence_queue_depth.dec();
-            drop(lost);
-        }
-        answer
-    }
-}
-
-async fn gather(
-    mut incoming: mpsc::UnboundedReceiver<PendingSend>,
-    db: Db,
-    subscribers: Subscribers,
-    outbox: OutboxSignal,
-    settings: BatchSettings,
-) {
-    let permits = Arc::new(Semaphore::new(settings.in_flight.max(1)));
-    let max = settings.max.max(1);
-    while let Some(first) = incoming.recv().await {
-        let closes_at = tokio::time::Instant::from_std(first.arrived + settings.window);
-        let mut batch = vec![first];
-        while batch.len() < max {
-            // A timeout polls the channel before its clock, so a window of
-            // zero still takes what is already waiting.
-            match tokio::time::timeout_at(closes_at, incoming.recv()).await {
-                Ok(Some(next)) => batch.push(next),
-                Ok(None) | Err(_) => break,
-            }
-        }
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            break;
-        };
-        // Sends that arrived while every connection was busy ride along.
-        while batch.len() < max {
-            match incoming.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
-            }
-        }
-        actix::spawn(commit_and_answer(
-            batch,
-            db.clone(),
-            subscribers.clone(),
-            outbox.clone(),
-            settings.request_timeout,
-            permit,
-        ));
-    }
-}
-
-async fn commit_and_answer(
-    batch: Vec<PendingSend>,
-    db: Db,
-    subscribers: Subscribers,
-    outbox: OutboxSignal,
-    request_timeout: Duration,
-    permit: OwnedSemaphorePermit,
-) {
-    let size = batch.len();
-    metrics().commit_batch_size.observe(size as f64);
-    let oldest = batch
-        .iter()
-        .map(|p| p.arrived)
-        .min()
-        .unwrap_or_else(Instant::now);
-    let time_left = (oldest + request_timeout).saturating_duration_since(Instant::now());
-    let (requests, replies): (Vec<SendMessage>, Vec<Reply>) =
-        batch.into_iter().map(|p| (p.request, p.reply)).unzip();
-    let timer = metrics().commit_batch_seconds.start_timer();
-    // Dropping the transaction mid-flight is safe: a connection left inside
-    // a transaction counts as broken and is not reused, and clients retry
-    // idempotently.
-    let committed = tokio::time::timeout(time_left, commit_batch(&db, &requests))
-        .await
-        .unwrap_or(Err(AppError::Unavailable));
-    timer.observe_duration();
-    drop(permit);
-    match committed {
-        Ok(committed) => {
-            if committed.outboxed {
-                outbox.wake();
-            }
-            subscribers.publish(
-                committed
-                    .announcements
-                    .into_iter()
-                    .map(|(message, origin)| ChatEvent::MessageCreated { message, origin })
-                    .collect(),
-            );
-            for (reply, outcome) in replies.into_iter().zip(committed.outcomes) {
-                let _ = reply.send(outcome);
-            }
-        }
-        Err(error) => {
-            if !matches!(error, AppError::Unavailable) {
-                log::error!("group commit of {size} sends failed: {error}");
-            }
-            for reply in replies {
-                let _ = reply.send(Err(AppError::Unavailable));
-            }
-        }
-    }
-    metrics()
-        .persistence_queue_depth
-        .sub(i64::try_from(size).unwrap_or(i64::MAX));
-}
+pub use batcher::GroupCommit;
 
 /// What one committed batch answers and announces.
 struct BatchOutcome {
@@ -230,6 +63,8 @@ struct BatchOutcome {
     announcements: Vec<(MessageView, Option<crate::domain::SessionId>)>,
     /// Webhook deliveries were written.
     outboxed: bool,
+    /// Notifications were scheduled.
+    scheduled: bool,
 }
 
 /// A send as the statements see it: the first of the batch with its
@@ -244,13 +79,18 @@ struct Candidate {
     kind: &'static str,
     body: Option<String>,
     metadata: Option<serde_json::Value>,
+    mentions: Vec<Uuid>,
 }
 
 /// How often a batch is tried when another writer inserted one of its keys
 /// between the look-up and the insert; the next look-up sees that row.
 const ATTEMPTS: usize = 3;
 
-async fn commit_batch(db: &Db, requests: &[SendMessage]) -> Result<BatchOutcome, AppError> {
+async fn commit_batch(
+    db: &Db,
+    requests: &[SendMessage],
+    notices: &Notices,
+) -> Result<BatchOutcome, AppError> {
     let mut outcomes: Vec<Option<Result<SendOutcome, AppError>>> =
         (0..requests.len()).map(|_| None).collect();
     let mut candidates = Vec::new();
@@ -285,16 +125,22 @@ async fn commit_batch(db: &Db, requests: &[SendMessage]) -> Result<BatchOutcome,
             kind: request.content.kind().as_str(),
             body: request.content.body().map(str::to_owned),
             metadata,
+            mentions: Vec::new(), // mentions: wired when the messages branch lands
         });
     }
 
+    // "Offline when it was committed" is read just before the transaction.
+    let threads = requests.iter().map(|r| r.thread_id).collect();
+    let online = notices.online_in(threads).await;
     let mut conn = db.conn().await?;
     let mut attempt = 0;
     let written = loop {
         attempt += 1;
         let candidates = &candidates;
         let result = conn
-            .transaction::<_, BatchError, _>(async |conn| write_batch(conn, candidates).await)
+            .transaction::<_, BatchError, _>(async |conn| {
+                write_batch(conn, candidates, (&online, notices.delay)).await
+            })
             .await;
         match result {
             Ok(written) => break written,
@@ -363,6 +209,7 @@ async fn commit_batch(db: &Db, requests: &[SendMessage]) -> Result<BatchOutcome,
             .collect(),
         announcements,
         outboxed: written.outboxed,
+        scheduled: written.scheduled,
     })
 }
 
@@ -383,6 +230,7 @@ struct Written {
     existing: HashMap<(Uuid, Uuid), MessageRow>,
     inserted: HashMap<(Uuid, Uuid), MessageRow>,
     outboxed: bool,
+    scheduled: bool,
 }
 
 /// What the batch's look-up says about one candidate.
@@ -464,6 +312,7 @@ const INSERT_MESSAGES: &str = "
 async fn write_batch(
     conn: &mut AsyncPgConnection,
     candidates: &[Candidate],
+    (online, delay): (&[Uuid], Duration),
 ) -> Result<Written, BatchError> {
     let mut thread_ids: Vec<Uuid> = candidates.iter().map(|c| c.thread_id).collect();
     thread_ids.sort_unstable();
@@ -530,6 +379,7 @@ async fn write_batch(
             existing,
             inserted: HashMap::new(),
             outboxed: false,
+            scheduled: false,
         });
     }
     let inserted: Vec<MessageRow> = diesel::sql_query(INSERT_MESSAGES)
@@ -591,9 +441,20 @@ async fn write_batch(
         let tagged: Vec<(CompanyId, &ChatEvent)> = hooked.iter().map(|(c, e)| (*c, e)).collect();
         outbox::record_all(conn, &tagged).await? > 0
     };
+    let news: Vec<NewMessage> = to_insert
+        .iter()
+        .filter_map(|c| {
+            let row = inserted.get(&(c.sender_id, c.client_msg_id))?;
+            let (thread_id, company_id, sender_id) = (c.thread_id, c.company_id, c.sender_id);
+            let (seq, mentions) = (row.seq, c.mentions.as_slice());
+            Some(NewMessage { thread_id, company_id, seq, sender_id, mentions })
+        })
+        .collect();
+    let scheduled = notifications::schedule(conn, &news, online, delay).await? > 0;
     Ok(Written {
         existing,
         inserted,
         outboxed,
+        scheduled,
     })
 }
