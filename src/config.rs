@@ -345,7 +345,7 @@ impl Settings {
             return fail("notifications.delay_ms", "must be at most 86400000 (a day)");
         }
         let subject = &self.notifications.vapid_subject;
-        if !subject.is_empty() && !(subject.starts_with("mailto:") || subject.starts_with("https:"))
+        if !(subject.is_empty() || subject.starts_with("mailto:") || subject.starts_with("https:"))
         {
             return fail(
                 "notifications.vapid_subject",

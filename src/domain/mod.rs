@@ -6,17 +6,18 @@
 mod content;
 mod ids;
 mod names;
-mod seq;
 mod push;
+mod seq;
 mod webhooks;
 
 pub use content::{reject_nul, MessageContent, MessageKind, MessageText, Metadata};
-pub use ids::{ClientMsgId, CompanyId, MessageId, NodeId, PushSubscriptionId, SessionId, ThreadId, UserId,
+pub use ids::{
+    ClientMsgId, CompanyId, MessageId, NodeId, PushSubscriptionId, SessionId, ThreadId, UserId,
     WebhookId,
 };
 pub use names::{DisplayName, ExternalId, ThreadTitle, MAX_NAME_CHARS};
-pub use seq::Seq;
 pub use push::{PushEndpoint, PushKeys};
+pub use seq::Seq;
 pub use webhooks::{EventType, EventTypes, WebhookUrl, MAX_URL_BYTES};
 
 /// The largest number of messages one chat:sync or history page returns.

@@ -17,8 +17,8 @@ pub struct PushEndpoint(WebhookUrl);
 
 impl PushEndpoint {
     pub fn parse(raw: &str, allow_private: bool) -> Result<Self, AppError> {
-        let url = WebhookUrl::parse(raw)
-            .map_err(|e| AppError::bad_request(format!("endpoint: {e}")))?;
+        let url =
+            WebhookUrl::parse(raw).map_err(|e| AppError::bad_request(format!("endpoint: {e}")))?;
         if url.url().scheme() != "https" && !allow_private {
             return Err(AppError::bad_request(
                 "endpoint must be https (plain http only with webhooks.allow_private)",

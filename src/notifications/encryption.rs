@@ -63,8 +63,8 @@ pub fn encrypt(ua_public: &[u8], auth: &[u8], payload: &[u8]) -> Result<Vec<u8>,
         return Err(PushCryptoError::TooLarge);
     }
     let rng = SystemRandom::new();
-    let private = EphemeralPrivateKey::generate(&ECDH_P256, &rng)
-        .map_err(|_| PushCryptoError::Random)?;
+    let private =
+        EphemeralPrivateKey::generate(&ECDH_P256, &rng).map_err(|_| PushCryptoError::Random)?;
     let as_public = private
         .compute_public_key()
         .map_err(|_| PushCryptoError::Random)?;
@@ -85,9 +85,10 @@ pub fn encrypt(ua_public: &[u8], auth: &[u8], payload: &[u8]) -> Result<Vec<u8>,
     rng.fill(&mut salt).map_err(|_| PushCryptoError::Random)?;
     let cek = hkdf(&salt, &ikm, &[b"Content-Encoding: aes128gcm\0"], 16)?;
     let nonce = hkdf(&salt, &ikm, &[b"Content-Encoding: nonce\0"], 12)?;
-    let key = UnboundKey::new(&AES_128_GCM, &cek).map_err(|_| PushCryptoError::BadSubscriptionKeys)?;
-    let nonce =
-        Nonce::try_assume_unique_for_key(&nonce).map_err(|_| PushCryptoError::BadSubscriptionKeys)?;
+    let key =
+        UnboundKey::new(&AES_128_GCM, &cek).map_err(|_| PushCryptoError::BadSubscriptionKeys)?;
+    let nonce = Nonce::try_assume_unique_for_key(&nonce)
+        .map_err(|_| PushCryptoError::BadSubscriptionKeys)?;
     let mut record = payload.to_vec();
     // The last (and only) record's delimiter; no padding.
     record.push(0x02);
@@ -121,12 +122,9 @@ impl Vapid {
         let der = URL_SAFE_NO_PAD
             .decode(private_pkcs8)
             .map_err(|_| PushCryptoError::BadVapidKey)?;
-        let pair = EcdsaKeyPair::from_pkcs8(
-            &ECDSA_P256_SHA256_FIXED_SIGNING,
-            &der,
-            &SystemRandom::new(),
-        )
-        .map_err(|_| PushCryptoError::BadVapidKey)?;
+        let pair =
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &der, &SystemRandom::new())
+                .map_err(|_| PushCryptoError::BadVapidKey)?;
         let public_key = URL_SAFE_NO_PAD.encode(pair.public_key().as_ref());
         Ok(Self {
             pair,
@@ -152,7 +150,10 @@ impl Vapid {
             .sign(&SystemRandom::new(), signed.as_bytes())
             .map_err(|_| PushCryptoError::BadVapidKey)?;
         let signature = URL_SAFE_NO_PAD.encode(signature.as_ref());
-        Ok(format!("vapid t={signed}.{signature}, k={}", self.public_key))
+        Ok(format!(
+            "vapid t={signed}.{signature}, k={}",
+            self.public_key
+        ))
     }
 }
 

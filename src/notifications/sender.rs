@@ -62,9 +62,7 @@ impl PushSender {
             return Err("the subscription's keys are not base64url".into());
         };
         let body = encrypt(&p256dh, &auth, due.payload.as_bytes()).map_err(|e| e.to_string())?;
-        let authorization = vapid
-            .authorization(&url, now)
-            .map_err(|e| e.to_string())?;
+        let authorization = vapid.authorization(&url, now).map_err(|e| e.to_string())?;
         let response = self
             .client
             .post(url)

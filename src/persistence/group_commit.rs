@@ -447,7 +447,13 @@ async fn write_batch(
             let row = inserted.get(&(c.sender_id, c.client_msg_id))?;
             let (thread_id, company_id, sender_id) = (c.thread_id, c.company_id, c.sender_id);
             let (seq, mentions) = (row.seq, c.mentions.as_slice());
-            Some(NewMessage { thread_id, company_id, seq, sender_id, mentions })
+            Some(NewMessage {
+                thread_id,
+                company_id,
+                seq,
+                sender_id,
+                mentions,
+            })
         })
         .collect();
     let scheduled = notifications::schedule(conn, &news, online, delay).await? > 0;

@@ -29,7 +29,9 @@ use std::time::Duration;
 
 use actix::Recipient;
 use chrono::{DateTime, Utc};
-use diesel::sql_types::{Array, BigInt, Bool, Double, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{
+    Array, BigInt, Bool, Double, Nullable, Text, Timestamptz, Uuid as SqlUuid,
+};
 use diesel::{OptionalExtension, QueryableByName};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde::Serialize;
@@ -312,9 +314,7 @@ async fn settle(
         .copied()
         .filter(|s| *s > due.notified_through)
         .collect();
-    let keep = async |conn: &mut AsyncPgConnection,
-                      through: i64,
-                      due_at: Option<DateTime<Utc>>| {
+    let keep = async |conn: &mut AsyncPgConnection, through: i64, due_at: Option<DateTime<Utc>>| {
         diesel::sql_query(KEEP)
             .bind::<SqlUuid, _>(due.user_id)
             .bind::<SqlUuid, _>(due.thread_id)

@@ -111,10 +111,8 @@ pub async fn vapid_keys(conn: &mut AsyncPgConnection) -> Result<VapidKeys, AppEr
             .filter(vapid_keys::id.eq(1))
             .select((vapid_keys::private_key, vapid_keys::public_key))
     };
-    if let Some((private_pkcs8, public_key)) = stored()
-        .first::<(String, String)>(conn)
-        .await
-        .optional()?
+    if let Some((private_pkcs8, public_key)) =
+        stored().first::<(String, String)>(conn).await.optional()?
     {
         return Ok(VapidKeys {
             private_pkcs8,
@@ -142,7 +140,8 @@ pub async fn vapid_keys(conn: &mut AsyncPgConnection) -> Result<VapidKeys, AppEr
 fn generate_vapid_keys() -> Result<VapidKeys, AppError> {
     let rng = SystemRandom::new();
     let failed = |_| AppError::Internal("generating the VAPID key pair failed".into());
-    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).map_err(failed)?;
+    let pkcs8 =
+        EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).map_err(failed)?;
     let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
         .map_err(|_| AppError::Internal("reading the new VAPID key pair failed".into()))?;
     Ok(VapidKeys {

@@ -168,4 +168,3 @@ async fn commit_and_answer(
         .persistence_queue_depth
         .sub(i64::try_from(size).unwrap_or(i64::MAX));
 }
-
