@@ -53,5 +53,8 @@ export function userApi(token) {
       call('GET', `/api/threads/${threadId}/messages?before_seq=${beforeSeq}&limit=${limit}`),
     editMessage: (messageId, body) => call('PATCH', `/api/messages/${messageId}`, { body }),
     deleteMessage: (messageId) => call('DELETE', `/api/messages/${messageId}`),
+    vapidPublicKey: () => call('GET', '/api/push/vapid-public-key'),
+    subscribePush: (subscription) => call('POST', '/api/push-subscriptions', subscription),
+    unsubscribePush: (id) => call('DELETE', `/api/push-subscriptions/${id}`),
   };
 }

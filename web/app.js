@@ -6,6 +6,10 @@
 import { userApi, ApiError } from './api.js';
 import { Connection } from './connection.js';
 import { Directory } from './people.js';
+import {
+  disablePush, enablePush, notificationsSupported, notifyWhileHidden, onOpenRequest, pushEnabled,
+  showUnreadInTitle, threadFromLink,
+} from './notify.js';
 
 const PAGE_SIZE = 50;
 // People per directory page: a screenful, then "Show more people".
@@ -109,6 +113,34 @@ async function start(token) {
     conn.addEventListener(event, (e) => handler(e.detail));
   }
   conn.start();
+  setUpPushToggle();
+  onOpenRequest((threadId) => openThread(threadId).catch(reportError));
+}
+
+// ---- notifications setting -----------------------------------------------
+
+function setUpPushToggle() {
+  const toggle = $('push-toggle');
+  if (!notificationsSupported()) return;
+  const show = () => {
+    const on = pushEnabled();
+    toggle.textContent = on ? 'Notifications: on' : 'Notifications: off';
+    toggle.setAttribute('aria-pressed', String(on));
+  };
+  toggle.hidden = false;
+  show();
+  toggle.addEventListener('click', async () => {
+    toggle.disabled = true;
+    try {
+      if (pushEnabled()) await disablePush(state.api);
+      else await enablePush(state.api);
+    } catch (err) {
+      reportError(err);
+    } finally {
+      toggle.disabled = false;
+      show();
+    }
+  });
 }
 
 let countdown = null;
@@ -210,7 +242,12 @@ async function catchUp({ threads }) {
     if (view.last_seq > store.newestSeq) await syncThread(view.id, store.newestSeq);
     markDelivered(view.id, store.newestSeq);
   }
-  if (threads.length > 0) autoOpen(threads[0].id);
+  const linked = threadFromLink();
+  if (linked && state.threads.has(linked) && !state.openThreadId) {
+    await openThread(linked);
+  } else if (threads.length > 0) {
+    autoOpen(threads[0].id);
+  }
   maybeMarkRead();
 }
 
@@ -244,6 +281,14 @@ const handlers = {
     noteArrival(message.thread_id, message.seq);
     stopShowingTyping(message.thread_id, message.sender_id);
     announceArrival(message, thread);
+    if (message.sender_id !== state.me.id && !message.deleted_at) {
+      notifyWhileHidden({
+        title: threadName(thread),
+        body: `${nameOf(message.sender_id)}: ${message.body ?? message.metadata?.name ?? ''}`,
+        threadId: message.thread_id,
+        onClick: () => openThread(message.thread_id).catch(reportError),
+      }).catch(reportError);
+    }
   },
   'chat:message-edited': ({ message }) => storeMessage(message),
   'chat:message-deleted': ({ thread_id, message_id, seq, deleted_at }) => {
@@ -422,6 +467,7 @@ function renderThreadList() {
     item.append(button);
     return item;
   }));
+  showUnreadInTitle(state.threads.values());
 }
 
 function previewOf(message) {
