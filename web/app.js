@@ -826,11 +826,12 @@ async function addMember(threadId, user, button) {
     state.names.set(user.id, user.display_name);
     // chat:member-joined follows; the dialog shows the change at once.
     await loadMembers(threadId);
-    $('add-status').textContent = `${user.display_name} was added.`;
+    // chat:member-joined redraws the list meanwhile: the note survives it.
+    addDirectory.say(`${user.display_name} was added.`);
     $('add-search').focus();
   } catch (err) {
     button.disabled = false;
-    $('add-status').textContent = `Could not add ${user.display_name}: ${err.message}`;
+    addDirectory.say(`Could not add ${user.display_name}: ${err.message}`);
   }
 }
 
