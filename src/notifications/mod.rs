@@ -26,6 +26,7 @@ use tokio::sync::OnceCell;
 
 use crate::config::Settings;
 use crate::error::AppError;
+use crate::metrics::metrics;
 use crate::persistence::notifications::{fire_next, next_due, Fired};
 use crate::persistence::outbox::OutboxSignal;
 use crate::persistence::push::{push_next, vapid_keys, PushOutcome};
@@ -120,6 +121,7 @@ impl Shared {
         } = &fired
         {
             log::debug!("notifications: notified user={user_id} of thread={thread_id}");
+            metrics().notifications_sent.inc();
             if *outboxed {
                 self.webhooks.wake();
             }
@@ -146,18 +148,20 @@ impl Shared {
             sender.attempt(vapid, &due, Utc::now().timestamp()).await
         })
         .await?;
+        let pushes = &metrics().push_deliveries;
         match outcome {
-            None => Ok(false),
-            Some(PushOutcome::Delivered) => Ok(true),
+            None => return Ok(false),
+            Some(PushOutcome::Delivered) => pushes.with_label_values(&["delivered"]).inc(),
             Some(PushOutcome::Gone) => {
+                pushes.with_label_values(&["gone"]).inc();
                 log::info!("notifications: a push subscription is gone; removed it");
-                Ok(true)
             }
             Some(PushOutcome::Failed(error)) => {
+                pushes.with_label_values(&["failed"]).inc();
                 log::warn!("notifications: a push failed: {error}");
-                Ok(true)
             }
         }
+        Ok(true)
     }
 
     /// How long to sleep: until the next due row, at most the poll

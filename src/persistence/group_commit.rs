@@ -129,10 +129,11 @@ async fn commit_batch(
         });
     }
 
-    // "Offline when it was committed" is read just before the transaction.
+    // "Offline when it was committed" is read just before the transaction,
+    // while a connection is being checked out.
     let threads = requests.iter().map(|r| r.thread_id).collect();
-    let online = notices.online_in(threads).await;
-    let mut conn = db.conn().await?;
+    let (online, conn) = tokio::join!(notices.online_in(threads), db.conn());
+    let mut conn = conn?;
     let mut attempt = 0;
     let written = loop {
         attempt += 1;

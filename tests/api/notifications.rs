@@ -273,6 +273,11 @@ async fn a_push_service_answering_410_removes_the_subscription() {
         0,
     )
     .await;
+    // The counters are the process's, shared with the tests running beside
+    // this one: at least this test's.
+    let scrape = crate::support::metrics::scrape(&app.base).await;
+    assert!(scrape.value("confab_push_deliveries_total", &[("outcome", "gone")]) >= 1.0);
+    assert!(scrape.value("confab_notifications_sent_total", &[]) >= 1.0);
 }
 
 #[actix_web::test]
