@@ -10,9 +10,10 @@
 //!   mid-send leaves it for another. A push service answering 404 or 410
 //!   removes the subscription; any other failure is logged and the push
 //!   dropped: the thread's next notification covers the same messages.
-//! - **On time.** The first worker sleeps until the next row is due (or
-//!   `webhooks.poll_interval_ms`, for rows other nodes scheduled); a send
-//!   on this node that scheduled one wakes it.
+//! - **On time.** An idle worker sleeps until the next row is due, at most
+//!   `webhooks.poll_interval_ms` (for rows other nodes scheduled); a send
+//!   on this node that scheduled one, or a fired notification with pushes
+//!   to send, wakes one.
 
 mod encryption;
 mod sender;
@@ -63,8 +64,8 @@ pub fn start(
         poll_interval: settings.webhooks.poll_interval(),
     });
     let arbiter = Arbiter::new();
-    for index in 0..workers {
-        arbiter.spawn(run(shared.clone(), index == 0));
+    for _ in 0..workers {
+        arbiter.spawn(run(shared.clone()));
     }
     Ok(arbiter)
 }
@@ -81,7 +82,7 @@ struct Shared {
     poll_interval: Duration,
 }
 
-async fn run(shared: Arc<Shared>, polls: bool) {
+async fn run(shared: Arc<Shared>) {
     loop {
         let fired = shared.fire_one().await.unwrap_or_else(|e| {
             log::debug!("notifications: firing: {e}");
@@ -92,10 +93,6 @@ async fn run(shared: Arc<Shared>, polls: bool) {
             false
         });
         if fired || pushed {
-            continue;
-        }
-        if !polls {
-            shared.signal.woken().await;
             continue;
         }
         let sleep = shared.until_next_due().await;
