@@ -20,6 +20,15 @@ use super::{Answer, Db, Query};
 use crate::domain::{PushEndpoint, PushKeys, PushSubscriptionId, UserId};
 use crate::error::AppError;
 
+/// How many push subscriptions a user keeps; subscribing another removes
+/// the oldest.
+pub const MAX_SUBSCRIPTIONS_PER_USER: i64 = 10;
+
+const KEEP_NEWEST: &str = "
+    DELETE FROM push_subscriptions WHERE user_id = $1 AND id NOT IN (
+        SELECT id FROM push_subscriptions WHERE user_id = $1
+        ORDER BY created_at DESC, id DESC LIMIT $2)";
+
 /// POST /api/push-subscriptions: the endpoint's address was checked by the
 /// caller. The same browser subscribing again (same endpoint) replaces its
 /// keys and keeps its id.
@@ -51,6 +60,14 @@ impl Query for CreatePushSubscription {
             ))
             .returning(push_subscriptions::id)
             .get_result(&mut conn)
+            .await?;
+        // The oldest beyond the cap go: browsers that vanished without
+        // unsubscribing, and no user can make one message fan out into
+        // requests without end.
+        diesel::sql_query(KEEP_NEWEST)
+            .bind::<SqlUuid, _>(self.user_id.0)
+            .bind::<BigInt, _>(MAX_SUBSCRIPTIONS_PER_USER)
+            .execute(&mut conn)
             .await?;
         Ok(PushSubscriptionId(id).into())
     }

@@ -316,6 +316,23 @@ async fn subscriptions_are_the_users_own_and_endpoints_keep_the_address_rule() {
     assert_eq!(open.delete(&path, &users[1].token).await.status, 404);
     assert_eq!(open.delete(&path, &users[0].token).await.status, 204);
     assert_eq!(open.delete(&path, &users[0].token).await.status, 404);
+
+    // Ten browsers at most: the eleventh replaces the oldest.
+    let mut ids = Vec::new();
+    for _ in 0..11 {
+        ids.push(subscribe(&open.base, &users[1], &service).await.1);
+    }
+    let mut db = open.db().await;
+    let kept = format!(
+        "SELECT count(*) FROM push_subscriptions WHERE user_id = '{}'",
+        users[1].id
+    );
+    assert_eq!(db.count(&kept).await, 10);
+    let first = format!(
+        "SELECT count(*) FROM push_subscriptions WHERE id = '{}'",
+        ids[0]
+    );
+    assert_eq!(db.count(&first).await, 0, "the oldest went");
 }
 
 // ---- the real binary: a restart, and two nodes --------------------------
