@@ -83,6 +83,11 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
         "CONFAB_WEBHOOKS_POLL_INTERVAL_MS",
         "webhooks.poll_interval_ms",
     ),
+    ("CONFAB_NOTIFICATIONS_DELAY_MS", "notifications.delay_ms"),
+    (
+        "CONFAB_NOTIFICATIONS_VAPID_SUBJECT",
+        "notifications.vapid_subject",
+    ),
 ];
 
 /// The shortest HMAC secret accepted for HS256 (RFC 7518 §3.2: a key of at
@@ -119,6 +124,23 @@ pub struct Settings {
     pub cluster: ClusterSettings,
     pub uploads: UploadSettings,
     pub webhooks: WebhookSettings,
+    pub notifications: NotificationSettings,
+}
+
+/// Notifications of unread messages (see `notifications`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct NotificationSettings {
+    /// How long after its commit an unread message makes a notification.
+    pub delay_ms: u64,
+    /// The VAPID `sub` claim: a `mailto:` or `https:` contact a push
+    /// service can reach the operator at. Empty: no `sub` is sent.
+    pub vapid_subject: String,
+}
+
+impl NotificationSettings {
+    pub fn delay(&self) -> Duration {
+        Duration::from_millis(self.delay_ms)
+    }
 }
 
 /// Webhook deliveries (see `webhooks`).
@@ -339,6 +361,17 @@ impl Settings {
         }
         if !(10..=60_000).contains(&self.webhooks.poll_interval_ms) {
             return fail("webhooks.poll_interval_ms", "must be between 10 and 60000");
+        }
+        if self.notifications.delay_ms > 86_400_000 {
+            return fail("notifications.delay_ms", "must be at most 86400000 (a day)");
+        }
+        let subject = &self.notifications.vapid_subject;
+        if !(subject.is_empty() || subject.starts_with("mailto:") || subject.starts_with("https:"))
+        {
+            return fail(
+                "notifications.vapid_subject",
+                "must be empty, a mailto: address or an https: URL",
+            );
         }
         if let Err((key, why)) = self.cluster.check() {
             return fail(key, why);

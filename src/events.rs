@@ -9,6 +9,9 @@
 //! - [`LoadChangesAfter`] over [`RevRange`]s is the read-back request: the
 //!   hub asks for the changes whose announcement never reached it, and
 //!   Persistence answers them as the events the hub missed.
+//! - [`OnlineIn`] is the presence question group commit asks the hub
+//!   before a batch, for the notification rule ("no session anywhere when
+//!   it was committed").
 //!
 //! In cluster mode the events cross NATS as JSON. `origin` is not sent: the
 //! session it names lives on the publishing node only, so on every other
@@ -274,4 +277,13 @@ pub struct RevRange {
 pub struct LoadChangesAfter {
     pub ranges: Vec<RevRange>,
     pub limit_per_thread: i64,
+}
+
+/// Which users, of those with a session on any node, are in the live rooms
+/// of these threads. Answered by the hub from its own rooms and what the
+/// other nodes last told it.
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<UserId>")]
+pub struct OnlineIn {
+    pub threads: Vec<ThreadId>,
 }

@@ -17,6 +17,7 @@ pub mod http;
 pub mod hub;
 pub mod logging;
 pub mod metrics;
+pub mod notifications;
 pub mod outbound;
 pub mod persistence;
 pub mod protocol;

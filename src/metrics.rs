@@ -44,6 +44,8 @@ pub struct Metrics {
     pub webhook_deliveries: IntCounter,
     pub webhook_failed_attempts: IntCounter,
     pub webhook_events_given_up: IntCounter,
+    pub notifications_sent: IntCounter,
+    pub push_deliveries: IntCounterVec,
     /// The standard `process_*` series, kept apart so that the registry's
     /// `confab_` prefix does not rename them: dashboards expect them as is.
     standard: Registry,
@@ -200,6 +202,17 @@ fn build() -> Result<Metrics, prometheus::Error> {
             "webhook_events_failed_total",
             "Webhook deliveries this node gave up on after 24 h of retries",
         )?,
+        notifications_sent: IntCounter::new(
+            "notifications_sent_total",
+            "Notifications this node fired (each a user.notified event and its pushes)",
+        )?,
+        push_deliveries: IntCounterVec::new(
+            Opts::new(
+                "push_deliveries_total",
+                "Web Push requests this node made, by outcome: delivered, gone (404/410, the subscription was removed), failed",
+            ),
+            &["outcome"],
+        )?,
         standard: standard_registry()?,
         registry,
     };
@@ -247,6 +260,12 @@ fn build() -> Result<Metrics, prometheus::Error> {
         .register(Box::new(m.webhook_failed_attempts.clone()))?;
     m.registry
         .register(Box::new(m.webhook_events_given_up.clone()))?;
+    m.registry
+        .register(Box::new(m.notifications_sent.clone()))?;
+    m.registry.register(Box::new(m.push_deliveries.clone()))?;
+    for outcome in ["delivered", "gone", "failed"] {
+        m.push_deliveries.with_label_values(&[outcome]);
+    }
     for code in WS_CLOSE_CODES {
         m.ws_closes.with_label_values(&[&code.to_string()]);
     }

@@ -24,6 +24,7 @@ use crate::hub::peers::PeerNodes;
 use crate::hub::{ChatHub, HubSettings};
 use crate::metrics::PoolGauge;
 use crate::persistence::migrate::{prepare_or_check, PrepareError};
+use crate::persistence::notifications::Notices;
 use crate::persistence::outbox::OutboxSignal;
 use crate::persistence::{build_pool, BatchSettings, Persistence, Subscribers};
 use crate::session::capacity::SessionCapacity;
@@ -160,11 +161,23 @@ impl Application {
         let batches = BatchSettings::from_settings(&settings);
         let outbox = OutboxSignal::default();
         let wakes = outbox.clone();
+        let notified = OutboxSignal::default();
+        let notices = Notices {
+            presence: Some(hub.clone().recipient()),
+            delay: settings.notifications.delay(),
+            signal: notified.clone(),
+        };
         let persistence = Persistence::start_in_arbiter(&persistence_arbiter.handle(), move |_| {
-            Persistence::new(pool, subscribers, request_timeout, batches).waking(wakes)
+            Persistence::new(pool, subscribers, request_timeout, batches)
+                .waking(wakes)
+                .notifying(notices)
         });
         hub.do_send(UseGapFill(persistence.clone().recipient()));
         arbiters.push(persistence_arbiter);
+        arbiters.push(
+            crate::notifications::start(&settings, notified, outbox.clone())
+                .map_err(|e| StartError::Pool(e.to_string()))?,
+        );
         arbiters.push(
             crate::webhooks::start(&settings, outbox)
                 .map_err(|e| StartError::Pool(e.to_string()))?,

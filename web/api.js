@@ -59,5 +59,8 @@ export function userApi(token) {
       if (before) params.set('before', before);
       return call('GET', `/api/search?${params}`);
     },
+    vapidPublicKey: () => call('GET', '/api/push/vapid-public-key'),
+    subscribePush: (subscription) => call('POST', '/api/push-subscriptions', subscription),
+    unsubscribePush: (id) => call('DELETE', `/api/push-subscriptions/${id}`),
   };
 }

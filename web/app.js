@@ -8,6 +8,10 @@ import { Connection } from './connection.js';
 import { isInlineImage, uploadElement, uploadFile, wireAttachments } from './files.js';
 import { Directory } from './people.js';
 import { searchPanel } from './search.js';
+import {
+  disablePush, enablePush, notificationsSupported, notifyWhileHidden, onOpenRequest, pushEnabled,
+  showUnreadInTitle, threadFromLink,
+} from './notify.js';
 
 const PAGE_SIZE = 50;
 // People per directory page: a screenful, then "Show more people".
@@ -114,6 +118,34 @@ async function start(token) {
     conn.addEventListener(event, (e) => handler(e.detail));
   }
   conn.start();
+  setUpPushToggle();
+  onOpenRequest((threadId) => openThread(threadId).catch(reportError));
+}
+
+// ---- notifications setting -----------------------------------------------
+
+function setUpPushToggle() {
+  const toggle = $('push-toggle');
+  if (!notificationsSupported()) return;
+  const show = () => {
+    const on = pushEnabled();
+    toggle.textContent = on ? 'Notifications: on' : 'Notifications: off';
+    toggle.setAttribute('aria-pressed', String(on));
+  };
+  toggle.hidden = false;
+  show();
+  toggle.addEventListener('click', async () => {
+    toggle.disabled = true;
+    try {
+      if (pushEnabled()) await disablePush(state.api);
+      else await enablePush(state.api);
+    } catch (err) {
+      reportError(err);
+    } finally {
+      toggle.disabled = false;
+      show();
+    }
+  });
 }
 
 let countdown = null;
@@ -215,7 +247,12 @@ async function catchUp({ threads }) {
     if (view.last_seq > store.newestSeq) await syncThread(view.id, store.newestSeq);
     markDelivered(view.id, store.newestSeq);
   }
-  if (threads.length > 0) autoOpen(threads[0].id);
+  const linked = threadFromLink();
+  if (linked && state.threads.has(linked) && !state.openThreadId) {
+    await openThread(linked);
+  } else if (threads.length > 0) {
+    autoOpen(threads[0].id);
+  }
   maybeMarkRead();
 }
 
@@ -249,6 +286,14 @@ const handlers = {
     noteArrival(message.thread_id, message.seq);
     stopShowingTyping(message.thread_id, message.sender_id);
     announceArrival(message, thread);
+    if (message.sender_id !== state.me.id && !message.deleted_at) {
+      notifyWhileHidden({
+        title: threadName(thread),
+        body: `${nameOf(message.sender_id)}: ${message.body ?? message.metadata?.name ?? ''}`,
+        threadId: message.thread_id,
+        onClick: () => openThread(message.thread_id).catch(reportError),
+      }).catch(reportError);
+    }
   },
   'chat:message-edited': ({ message }) => storeMessage(message),
   'chat:message-deleted': ({ thread_id, message_id, seq, deleted_at }) => {
@@ -427,6 +472,7 @@ function renderThreadList() {
     item.append(button);
     return item;
   }));
+  showUnreadInTitle(state.threads.values());
 }
 
 function previewOf(message) {
@@ -785,11 +831,12 @@ async function addMember(threadId, user, button) {
     state.names.set(user.id, user.display_name);
     // chat:member-joined follows; the dialog shows the change at once.
     await loadMembers(threadId);
-    $('add-status').textContent = `${user.display_name} was added.`;
+    // chat:member-joined redraws the list meanwhile: the note survives it.
+    addDirectory.say(`${user.display_name} was added.`);
     $('add-search').focus();
   } catch (err) {
     button.disabled = false;
-    $('add-status').textContent = `Could not add ${user.display_name}: ${err.message}`;
+    addDirectory.say(`Could not add ${user.display_name}: ${err.message}`);
   }
 }
 

@@ -16,6 +16,9 @@ export class Directory {
     this.generation = 0;
     this.loading = false;
     this.timer = null;
+    // What the page last did from a row ("Dave was added."): it stays in
+    // the status through redraws until the next search.
+    this.note = null;
     input.addEventListener('input', () => {
       clearTimeout(this.timer);
       // What is listed is for the old words: no "more" of them.
@@ -38,6 +41,7 @@ export class Directory {
     const generation = ++this.generation;
     const query = this.input.value.trim();
     this.loading = true;
+    this.note = null;
     this.status.textContent = 'Searching…';
     try {
       const page = await this.api.users(query, this.pageSize, null);
@@ -83,7 +87,9 @@ export class Directory {
     this.list.dataset.query = this.query;
     this.more.hidden = !this.next;
     const shown = this.users.length;
-    if (shown === 0) {
+    if (this.note) {
+      this.status.textContent = this.note;
+    } else if (shown === 0) {
       this.status.textContent = this.query ? `No one matches “${this.query}”.` : 'No one here yet.';
     } else {
       const people = shown === 1 ? '1 person' : `${shown} people`;
@@ -93,6 +99,12 @@ export class Directory {
     if (focusRow && focusKey) {
       this.list.querySelector(`[data-user-id="${focusRow}"] [data-testid="${focusKey}"]`)?.focus();
     }
+  }
+
+  // Says what was done from a row, over the count, until the next search.
+  say(note) {
+    this.note = note;
+    this.status.textContent = note;
   }
 
   failed(err) {

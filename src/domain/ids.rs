@@ -39,6 +39,8 @@ uuid_newtype!(
     UploadId,
     /// A company's webhook subscription.
     WebhookId,
+    /// A browser's Web Push subscription.
+    PushSubscriptionId,
 );
 
 impl MessageId {

@@ -8,6 +8,7 @@ mod emoji;
 mod ids;
 mod mentions;
 mod names;
+mod push;
 mod seq;
 mod upload;
 mod webhooks;
@@ -17,10 +18,12 @@ pub use content::{
 };
 pub use emoji::{Emoji, MAX_EMOJI_BYTES, MAX_EMOJI_PER_MESSAGE};
 pub use ids::{
-    ClientMsgId, CompanyId, MessageId, NodeId, SessionId, ThreadId, UploadId, UserId, WebhookId,
+    ClientMsgId, CompanyId, MessageId, NodeId, PushSubscriptionId, SessionId, ThreadId, UploadId,
+    UserId, WebhookId,
 };
 pub use mentions::{Mentions, MAX_MENTIONS};
 pub use names::{DisplayName, ExternalId, ThreadTitle, MAX_NAME_CHARS};
+pub use push::{PushEndpoint, PushKeys};
 pub use seq::Seq;
 pub use upload::{FileName, MediaType};
 pub use webhooks::{EventType, EventTypes, WebhookUrl, MAX_URL_BYTES};

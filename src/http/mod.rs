@@ -10,6 +10,7 @@ pub mod metrics_server;
 pub mod openapi;
 mod ops;
 mod people;
+mod push;
 mod ranges;
 pub mod responses;
 mod search;
@@ -109,7 +110,11 @@ fn all_but_metrics(cfg: &mut web::ServiceConfig) {
     .configure(ws::routes)
     .configure(web_client::routes)
     .configure(openapi::routes)
-    .service(web::scope("/api").configure(user_api::routes))
+    .service(
+        web::scope("/api")
+            .configure(user_api::routes)
+            .configure(push::routes),
+    )
     .service(
         web::scope("/admin")
             .configure(admin_api::routes)

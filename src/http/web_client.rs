@@ -23,7 +23,7 @@ struct Asset {
 
 /// Every file the client is made of. The names are the ones index.html and
 /// the modules import, under `/static/`.
-const ASSETS: [Asset; 9] = [
+const ASSETS: [Asset; 11] = [
     Asset {
         path: "index.html",
         content_type: "text/html; charset=utf-8",
@@ -43,6 +43,19 @@ const ASSETS: [Asset; 9] = [
         path: "people.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_bytes!("../../web/people.js"),
+    },
+    Asset {
+        path: "notify.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../web/notify.js"),
+    },
+    // The service worker that shows Web Push notifications. It lives under
+    // /static/ like every asset and is allowed the scope "/" (the
+    // Service-Worker-Allowed header below), so it covers the page.
+    Asset {
+        path: "sw.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../web/sw.js"),
     },
     Asset {
         path: "api.js",
@@ -70,6 +83,9 @@ const ASSETS: [Asset; 9] = [
         body: include_bytes!("../../web/icon.svg"),
     },
 ];
+
+/// The asset registered as the service worker, with scope "/".
+const SERVICE_WORKER: &str = "sw.js";
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     // One resource per path, so that another method answers 405 as the
@@ -147,6 +163,9 @@ fn serve(req: &HttpRequest, name: &str) -> Result<HttpResponse, AppError> {
         .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .insert_header((header::REFERRER_POLICY, "no-referrer"))
         .insert_header((header::X_FRAME_OPTIONS, "DENY"));
+    if asset.path == SERVICE_WORKER {
+        response.insert_header(("Service-Worker-Allowed", "/"));
+    }
     if fresh {
         return Ok(response.finish());
     }
@@ -189,11 +208,12 @@ fn content_security_policy(req: &HttpRequest) -> HeaderValue {
     };
     let policy = format!(
         "default-src 'none'; script-src 'self'; style-src 'self'; \
-         connect-src 'self'{sockets}; img-src 'self' blob:; base-uri 'none'; \
-         form-action 'none'; frame-ancestors 'none'"
+         connect-src 'self'{sockets}; img-src 'self' blob:; worker-src 'self'; \
+         base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
     );
     HeaderValue::from_str(&policy).unwrap_or(HeaderValue::from_static(
         "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
-         img-src 'self' blob:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+         img-src 'self' blob:; worker-src 'self'; base-uri 'none'; form-action 'none'; \
+         frame-ancestors 'none'",
     ))
 }

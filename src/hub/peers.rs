@@ -148,6 +148,20 @@ impl ChatHub {
             .is_some_and(|c| c.peers.values().any(|p| p.users.contains_key(&user_id)))
     }
 
+    /// Users with a session on another node who are in any of `threads`.
+    pub(super) fn online_elsewhere_in(&self, threads: &HashSet<ThreadId>) -> Vec<UserId> {
+        let Some(cluster) = &self.peers else {
+            return Vec::new();
+        };
+        cluster
+            .peers
+            .values()
+            .flat_map(|p| p.users.iter())
+            .filter(|(_, in_threads)| in_threads.iter().any(|t| threads.contains(t)))
+            .map(|(user, _)| *user)
+            .collect()
+    }
+
     pub(super) fn online_anywhere(&self, user_id: UserId) -> bool {
         self.users.contains_key(&user_id) || self.online_elsewhere(user_id)
     }

@@ -4,11 +4,29 @@
 
 use std::collections::HashSet;
 
+use actix::{Handler, MessageResult};
+
 use super::messages::Routed;
 use super::room::Room;
 use super::ChatHub;
 use crate::domain::{SessionId, ThreadId, UserId};
+use crate::events::OnlineIn;
 use crate::protocol::ServerEvent;
+
+impl Handler<OnlineIn> for ChatHub {
+    type Result = MessageResult<OnlineIn>;
+
+    fn handle(&mut self, msg: OnlineIn, _: &mut Self::Context) -> Self::Result {
+        let threads: HashSet<ThreadId> = msg.threads.into_iter().collect();
+        let mut online: HashSet<UserId> = threads
+            .iter()
+            .filter_map(|t| self.rooms.get(t))
+            .flat_map(|room| room.members.iter().copied())
+            .collect();
+        online.extend(self.online_elsewhere_in(&threads));
+        MessageResult(online.into_iter().collect())
+    }
+}
 
 impl ChatHub {
     pub(super) fn join_room(&mut self, user_id: UserId, thread_id: ThreadId, from: Routed) {

@@ -20,6 +20,7 @@
 
 mod access;
 mod accounts;
+mod batch_settings;
 pub mod connect;
 mod cursors;
 mod edits;
@@ -27,9 +28,11 @@ mod group_commit;
 mod message_views;
 mod messages;
 pub mod migrate;
+pub mod notifications;
 pub mod outbox;
 mod people;
 mod prepared;
+pub mod push;
 mod reactions;
 mod replay;
 pub mod rows;
@@ -67,7 +70,8 @@ pub use threads::{AddMember, CreateThread, ListMembers, LoadThreads, RemoveMembe
 pub use uploads::{CollectUploads, FindReadableUpload, RecordUpload, StoredUpload};
 pub use webhooks::{CreateWebhook, DeleteWebhook, ListDeliveries, ListWebhooks};
 
-pub use group_commit::BatchSettings;
+pub use batch_settings::BatchSettings;
+pub use push::{CreatePushSubscription, DeletePushSubscription, LoadVapidKeys, VapidKeys};
 
 use crate::auth::Claimed;
 use crate::domain::CompanyId;
@@ -75,6 +79,7 @@ use crate::error::AppError;
 use crate::events::{ChatEvent, Committed};
 use crate::metrics::metrics;
 use group_commit::GroupCommit;
+use notifications::Notices;
 use outbox::{OutboxSignal, Recorded};
 
 pub type DbPool = Pool<AsyncPgConnection>;
@@ -193,6 +198,8 @@ pub struct Persistence {
     request_timeout: Duration,
     /// Rung after a commit that wrote webhook deliveries.
     outbox: OutboxSignal,
+    /// What group commit needs to schedule notifications.
+    notices: Notices,
 }
 
 impl Persistence {
@@ -209,12 +216,19 @@ impl Persistence {
             group_commit: None,
             request_timeout,
             outbox: OutboxSignal::default(),
+            notices: Notices::default(),
         }
     }
 
     /// Wakes this dispatcher after commits that gave it work.
     pub fn waking(mut self, outbox: OutboxSignal) -> Self {
         self.outbox = outbox;
+        self
+    }
+
+    /// Schedules notifications with this presence, delay and worker.
+    pub fn notifying(mut self, notices: Notices) -> Self {
+        self.notices = notices;
         self
     }
 }
@@ -230,6 +244,7 @@ impl Actor for Persistence {
             self.db.clone(),
             self.subscribers.clone(),
             self.outbox.clone(),
+            self.notices.clone(),
             self.batches,
         ));
     }

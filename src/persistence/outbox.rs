@@ -25,7 +25,7 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::prepared::CachePrepared;
-use crate::domain::{CompanyId, EventType, ThreadId};
+use crate::domain::{CompanyId, EventType, ThreadId, UserId};
 use crate::events::ChatEvent;
 use crate::protocol::server::{ReactionChange, ServerEvent};
 use crate::protocol::views::rfc3339_millis;
@@ -59,8 +59,9 @@ pub struct Recorded {
 /// WebSocket frame that announces the same change (so a webhook shows the
 /// message, thread or membership exactly as a client sees it).
 ///
-/// Adding a type (user.notified) is one arm here, plus a
-/// call to [`record`] in the query that commits it.
+/// Adding a type is one arm here, plus a call to [`record`] in the query
+/// that commits it. `user.notified` is no change to the chat: its payload
+/// is [`user_notified`].
 pub fn payload(event: &ChatEvent) -> Option<(EventType, ThreadId, Value)> {
     let frame_data = |frame: ServerEvent| {
         let mut value = serde_json::to_value(frame).unwrap_or(Value::Null);
@@ -186,21 +187,75 @@ pub async fn record_all(
     conn: &mut AsyncPgConnection,
     events: &[(CompanyId, &ChatEvent)],
 ) -> Result<usize, diesel::result::Error> {
+    let payloads: Vec<Payload> = events
+        .iter()
+        .filter_map(|(company, event)| {
+            let (kind, thread_id, data) = payload(event)?;
+            Some(Payload {
+                company: *company,
+                kind,
+                thread_id,
+                data,
+            })
+        })
+        .collect();
+    record_payloads(conn, payloads).await
+}
+
+/// One webhook event to record: of a company, ordered in a thread.
+pub struct Payload {
+    pub company: CompanyId,
+    pub kind: EventType,
+    pub thread_id: ThreadId,
+    pub data: Value,
+}
+
+/// The `user.notified` event: not a change to the chat but a decision of
+/// the notification worker, recorded in the transaction that makes it.
+pub fn user_notified(
+    company: CompanyId,
+    user_id: UserId,
+    thread_id: ThreadId,
+    seqs: &[i64],
+    mentioned: bool,
+) -> Payload {
+    Payload {
+        company,
+        kind: EventType::UserNotified,
+        thread_id,
+        data: json!({
+            "user_id": user_id,
+            "thread_id": thread_id,
+            "seqs": seqs,
+            "mentioned": mentioned,
+        }),
+    }
+}
+
+/// Writes the outbox rows of these payloads inside the caller's
+/// transaction. Answers how many rows were written.
+pub async fn record_payloads(
+    conn: &mut AsyncPgConnection,
+    payloads: Vec<Payload>,
+) -> Result<usize, diesel::result::Error> {
     let created_at = Utc::now();
     let mut ids = Vec::new();
     let mut companies = Vec::new();
     let mut types = Vec::new();
     let mut threads = Vec::new();
     let mut bodies = Vec::new();
-    for (company, event) in events {
-        let Some((kind, thread_id, data)) = payload(event) else {
-            continue;
-        };
+    for Payload {
+        company,
+        kind,
+        thread_id,
+        data,
+    } in payloads
+    {
         let id = Uuid::now_v7();
         let body = EventBody {
             id,
             kind: kind.as_str(),
-            company_id: *company,
+            company_id: company,
             created_at,
             data,
         };

@@ -141,6 +141,48 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    pending_notifications (user_id, thread_id) {
+        user_id -> Uuid,
+        thread_id -> Uuid,
+        company_id -> Uuid,
+        seqs -> Array<Int8>,
+        mentioned_seqs -> Array<Int8>,
+        notified_through -> Int8,
+        due_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    push_subscriptions (id) {
+        id -> Uuid,
+        user_id -> Uuid,
+        endpoint -> Text,
+        p256dh -> Text,
+        auth -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    push_deliveries (id) {
+        id -> Int8,
+        subscription_id -> Uuid,
+        payload -> Text,
+        topic -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    vapid_keys (id) {
+        id -> Int2,
+        private_key -> Text,
+        public_key -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(memberships -> threads (thread_id));
 diesel::joinable!(memberships -> users (user_id));
 diesel::joinable!(messages -> threads (thread_id));
@@ -149,6 +191,7 @@ diesel::joinable!(users -> companies (company_id));
 diesel::joinable!(threads -> companies (company_id));
 diesel::joinable!(webhooks -> companies (company_id));
 diesel::joinable!(webhook_deliveries -> webhooks (webhook_id));
+diesel::joinable!(push_subscriptions -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     companies,
@@ -160,5 +203,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     webhooks,
     webhook_deliveries,
     message_changes,
-    reactions
+    reactions,
+    pending_notifications,
+    push_subscriptions,
+    push_deliveries,
+    vapid_keys
 );

@@ -366,3 +366,71 @@ fn member(members: &Value, user: uuid::Uuid) -> Value {
         .unwrap_or_else(|| panic!("{user} is a member: {members}"))
         .clone()
 }
+
+/// Notifications in the browser (`e2e/push.spec.mjs`): this test is the
+/// push service. It subscribes Bob with keys of its own, has Alice send
+/// while Bob is offline, and decrypts the server's push; the spec delivers
+/// that payload to the page's service worker (headless chromium cannot
+/// subscribe to a push service itself) and checks the notification, the
+/// unread count in the title, and the link a click opens.
+#[actix_rt::test]
+async fn notifications_reach_the_service_worker_and_the_tab_title() {
+    use crate::support::push_service::{Browser, PushService};
+
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let chromium = tools::chromium();
+    tools::playwright(root);
+    let app = spawn_app_with(|settings| settings.notifications.delay_ms = 300).await;
+    let company = app.company().await;
+    let alice = app.named_user(company, "Alice").await;
+    let bob = app.named_user(company, "Bob").await;
+    let team = titled_group(&app, "team", &[&alice, &bob]).await;
+    let quiet = titled_group(&app, "quiet", &[&alice, &bob]).await;
+
+    let mut service = PushService::start().await;
+    let browser = Browser::new(service.endpoint());
+    let reply = app
+        .post(
+            "/api/push-subscriptions",
+            &bob.token,
+            browser.subscription(),
+        )
+        .await;
+    assert_eq!(reply.status, 201, "{reply:?}");
+    let mut alice_ws = app.connect(&alice).await;
+    alice_ws.send_message(team, "are you there?").await;
+    let payload = browser.decrypt(&service.next().await);
+    assert_eq!(payload["body"], "Alice: are you there?");
+    alice_ws.close().await;
+
+    let spec = Command::new("node")
+        .arg("e2e/push.spec.mjs")
+        .current_dir(root)
+        .env("BASE_URL", &app.base)
+        .env("TOKEN_A", &alice.token)
+        .env("NAME_A", "Alice")
+        .env("TOKEN_B", &bob.token)
+        .env("TEAM_THREAD_ID", team.to_string())
+        .env("QUIET_THREAD_ID", quiet.to_string())
+        .env("PUSH_PAYLOAD", payload.to_string())
+        .env("CHROMIUM", &chromium)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(SPEC_TIMEOUT, spec)
+        .await
+        .expect("the browser spec finishes in time")
+        .expect("node runs (is it installed?)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    println!("{stdout}");
+    eprintln!("{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "the push spec failed ({})",
+        output.status
+    );
+    assert!(
+        stdout.contains(" passed, 0 failed"),
+        "no summary line:\n{stdout}"
+    );
+}

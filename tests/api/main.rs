@@ -28,6 +28,7 @@ mod logs;
 mod membership;
 mod messaging;
 mod migrations;
+mod notifications;
 mod openapi;
 mod ops;
 mod people;

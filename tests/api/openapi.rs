@@ -14,7 +14,7 @@ use crate::support::{spawn_app, spawn_app_with, tools, uuid};
 
 /// Every route the server has, and its methods. A route added to the code
 /// but not here (or to the document) fails the first test.
-const ROUTES: [(&str, &[&str]); 35] = [
+const ROUTES: [(&str, &[&str]); 38] = [
     ("/", &["get"]),
     ("/static/{name}", &["get"]),
     ("/healthz", &["get"]),
@@ -37,6 +37,9 @@ const ROUTES: [(&str, &[&str]); 35] = [
     ("/api/uploads", &["post"]),
     ("/api/uploads/{id}", &["get"]),
     ("/api/uploads/{id}/thumbnail", &["get"]),
+    ("/api/push/vapid-public-key", &["get"]),
+    ("/api/push-subscriptions", &["post"]),
+    ("/api/push-subscriptions/{id}", &["delete"]),
     ("/admin/companies", &["post"]),
     ("/admin/users", &["get", "post"]),
     ("/admin/users/{id}", &["patch"]),

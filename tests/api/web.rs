@@ -50,6 +50,7 @@ async fn the_page_is_html_under_a_strict_content_security_policy() {
         "style-src 'self'",
         &format!("connect-src 'self' ws://{host} wss://{host}"),
         "img-src 'self' blob:",
+        "worker-src 'self'",
         "base-uri 'none'",
         "form-action 'none'",
         "frame-ancestors 'none'",
@@ -80,6 +81,8 @@ async fn each_asset_has_its_content_type_and_the_same_headers() {
         ("/static/search.js", "text/javascript; charset=utf-8"),
         ("/static/files.js", "text/javascript; charset=utf-8"),
         ("/static/people.js", "text/javascript; charset=utf-8"),
+        ("/static/notify.js", "text/javascript; charset=utf-8"),
+        ("/static/sw.js", "text/javascript; charset=utf-8"),
         ("/static/style.css", "text/css; charset=utf-8"),
         ("/static/icon.svg", "image/svg+xml"),
     ] {
@@ -92,6 +95,17 @@ async fn each_asset_has_its_content_type_and_the_same_headers() {
             .contains("default-src 'none'"));
         assert_eq!(asset.header("x-content-type-options"), "nosniff");
     }
+}
+
+#[actix_rt::test]
+async fn the_service_worker_may_control_the_whole_client() {
+    let app = spawn_app().await;
+    let worker = fetch(&app, "/static/sw.js", None).await;
+    assert_eq!(worker.status, 200);
+    // Registered from /static/ with scope "/": the page at / is in it.
+    assert_eq!(worker.header("service-worker-allowed"), "/");
+    let script = fetch(&app, "/static/app.js", None).await;
+    assert!(script.headers.get("service-worker-allowed").is_none());
 }
 
 #[actix_rt::test]

@@ -27,7 +27,9 @@
 //!
 //! - a new message of a company with a webhook for `message.created` gets
 //!   its outbox row in the same transaction (the look-up says which
-//!   companies have one, so others pay no extra statement).
+//!   companies have one, so others pay no extra statement);
+//! - members who were offline (the hub is asked first) or are mentioned
+//!   get the message on their pending notification (`notifications.rs`).
 //!
 //! Replies and events wait for the commit. If the transaction fails, every
 //! send of the batch answers `unavailable` and nothing is published.
@@ -40,7 +42,9 @@ use diesel_async::AsyncConnection;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
+use super::batch_settings::BatchSettings;
 use super::messages::{SendMessage, SendOutcome};
+use super::notifications::Notices;
 use super::outbox::OutboxSignal;
 use super::{Db, Subscribers};
 use crate::domain::MessageId;
@@ -51,33 +55,6 @@ use crate::protocol::MessageView;
 use write::{array_literal, write_batch, BatchError, Candidate};
 
 mod write;
-
-/// How batches are formed and how many may commit at once.
-#[derive(Debug, Clone, Copy)]
-pub struct BatchSettings {
-    pub max: usize,
-    pub window: Duration,
-    pub in_flight: usize,
-    /// The request deadline, counted from the oldest send of a batch.
-    pub request_timeout: Duration,
-}
-
-impl BatchSettings {
-    pub fn from_settings(settings: &crate::config::Settings) -> Self {
-        Self {
-            max: settings.persistence.batch_max,
-            window: settings.persistence.batch_window(),
-            // At least a quarter of the pool stays free for reads,
-            // cursors and membership changes while sends are at full tilt.
-            in_flight: settings
-                .persistence
-                .commits_in_flight
-                .min(settings.db_pool_size * 3 / 4)
-                .max(1),
-            request_timeout: settings.db_request_timeout(),
-        }
-    }
-}
 
 type Reply = oneshot::Sender<Result<SendOutcome, AppError>>;
 
@@ -101,10 +78,11 @@ impl GroupCommit {
         db: Db,
         subscribers: Subscribers,
         outbox: OutboxSignal,
+        notices: Notices,
         settings: BatchSettings,
     ) -> Self {
         let (queue, incoming) = mpsc::unbounded_channel();
-        actix::spawn(gather(incoming, db, subscribers, outbox, settings));
+        actix::spawn(gather(incoming, db, subscribers, outbox, notices, settings));
         Self { queue }
     }
 
@@ -132,6 +110,7 @@ async fn gather(
     db: Db,
     subscribers: Subscribers,
     outbox: OutboxSignal,
+    notices: Notices,
     settings: BatchSettings,
 ) {
     let permits = Arc::new(Semaphore::new(settings.in_flight.max(1)));
@@ -162,6 +141,7 @@ async fn gather(
             db.clone(),
             subscribers.clone(),
             outbox.clone(),
+            notices.clone(),
             settings.request_timeout,
             permit,
         ));
@@ -173,6 +153,7 @@ async fn commit_and_answer(
     db: Db,
     subscribers: Subscribers,
     outbox: OutboxSignal,
+    notices: Notices,
     request_timeout: Duration,
     permit: OwnedSemaphorePermit,
 ) {
@@ -190,7 +171,7 @@ async fn commit_and_answer(
     // Dropping the transaction mid-flight is safe: a connection left inside
     // a transaction counts as broken and is not reused, and clients retry
     // idempotently.
-    let committed = tokio::time::timeout(time_left, commit_batch(&db, &requests))
+    let committed = tokio::time::timeout(time_left, commit_batch(&db, &requests, &notices))
         .await
         .unwrap_or(Err(AppError::Unavailable));
     timer.observe_duration();
@@ -199,6 +180,9 @@ async fn commit_and_answer(
         Ok(committed) => {
             if committed.outboxed {
                 outbox.wake();
+            }
+            if committed.scheduled {
+                notices.signal.wake();
             }
             subscribers.publish(
                 committed
@@ -233,13 +217,19 @@ struct BatchOutcome {
     announcements: Vec<(MessageView, Option<crate::domain::SessionId>)>,
     /// Webhook deliveries were written.
     outboxed: bool,
+    /// Notifications were scheduled.
+    scheduled: bool,
 }
 
 /// How often a batch is tried when another writer inserted one of its keys
 /// between the look-up and the insert; the next look-up sees that row.
 const ATTEMPTS: usize = 3;
 
-async fn commit_batch(db: &Db, requests: &[SendMessage]) -> Result<BatchOutcome, AppError> {
+async fn commit_batch(
+    db: &Db,
+    requests: &[SendMessage],
+    notices: &Notices,
+) -> Result<BatchOutcome, AppError> {
     let mut outcomes: Vec<Option<Result<SendOutcome, AppError>>> =
         (0..requests.len()).map(|_| None).collect();
     let mut candidates = Vec::new();
@@ -274,13 +264,19 @@ async fn commit_batch(db: &Db, requests: &[SendMessage]) -> Result<BatchOutcome,
         });
     }
 
-    let mut conn = db.conn().await?;
+    // "Offline when it was committed" is read just before the transaction,
+    // while a connection is being checked out.
+    let threads = requests.iter().map(|r| r.thread_id).collect();
+    let (online, conn) = tokio::join!(notices.online_in(threads), db.conn());
+    let mut conn = conn?;
     let mut attempt = 0;
     let written = loop {
         attempt += 1;
         let candidates = &candidates;
         let result = conn
-            .transaction::<_, BatchError, _>(async |conn| write_batch(conn, candidates).await)
+            .transaction::<_, BatchError, _>(async |conn| {
+                write_batch(conn, candidates, (&online, notices.delay)).await
+            })
             .await;
         match result {
             Ok(written) => break written,
@@ -350,5 +346,6 @@ async fn commit_batch(db: &Db, requests: &[SendMessage]) -> Result<BatchOutcome,
             .collect(),
         announcements,
         outboxed: written.outboxed,
+        scheduled: written.scheduled,
     })
 }

@@ -3,6 +3,7 @@
 //! rest with their seqs and revs, and read what their views need.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use diesel::sql_types::{Array, BigInt, Bool, Jsonb, Nullable, Text, Uuid as SqlUuid};
 use diesel::QueryableByName;
@@ -10,6 +11,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::super::message_views::{message_views, reply_targets};
+use super::super::notifications::{self, NewMessage};
 use super::super::outbox;
 use super::super::prepared::CachePrepared;
 use super::super::rows::MessageRow;
@@ -70,6 +72,8 @@ pub(super) struct Written {
     pub refused: HashMap<(Uuid, Uuid), &'static str>,
     /// Webhook deliveries were written.
     pub outboxed: bool,
+    /// Notifications were scheduled.
+    pub scheduled: bool,
 }
 
 /// What the batch's look-up says about one candidate.
@@ -176,6 +180,7 @@ const INSERT_MESSAGES: &str = "
 pub(super) async fn write_batch(
     conn: &mut AsyncPgConnection,
     candidates: &[Candidate],
+    (online, delay): (&[Uuid], Duration),
 ) -> Result<Written, BatchError> {
     let mut thread_ids: Vec<Uuid> = candidates.iter().map(|c| c.thread_id).collect();
     thread_ids.sort_unstable();
@@ -275,6 +280,7 @@ pub(super) async fn write_batch(
             inserted: HashMap::new(),
             refused,
             outboxed: false,
+            scheduled: false,
         });
     }
     let inserted: Vec<MessageRow> = diesel::sql_query(INSERT_MESSAGES)
@@ -324,6 +330,20 @@ pub(super) async fn write_batch(
     targets.sort_unstable();
     targets.dedup();
     let replies = reply_targets(conn, targets).await?;
+    // Members offline at commit, or mentioned, get the message on their
+    // pending notification, in this transaction.
+    let news: Vec<NewMessage> = inserted
+        .iter()
+        .map(|row| NewMessage {
+            thread_id: row.thread_id,
+            company_id: row.company_id,
+            seq: row.seq,
+            sender_id: row.sender_id,
+            mentions: row.mentions.as_slice(),
+        })
+        .collect();
+    let scheduled = notifications::schedule(conn, &news, online, delay).await? > 0;
+    drop(news);
     let mut views = HashMap::with_capacity(inserted.len());
     for row in inserted {
         let key = (row.sender_id, row.client_msg_id);
@@ -355,5 +375,6 @@ pub(super) async fn write_batch(
         inserted: views,
         refused,
         outboxed,
+        scheduled,
     })
 }

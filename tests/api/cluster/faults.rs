@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use super::{
-    await_peers, await_ready_status, cluster_config, nats_addr, readyz, start_cluster, start_node,
-    NODE_TIMEOUT_MS,
+    await_peers, await_peers_since_start, await_ready_status, cluster_config, nats_addr, readyz,
+    start_cluster, start_node, NODE_TIMEOUT_MS,
 };
 use crate::support::metrics::scrape;
 use crate::support::proxy::Proxy;
@@ -46,7 +46,7 @@ async fn bus_outage(outage: Outage) {
     // Node 3 reaches NATS through a proxy the test can cut.
     let proxy = Proxy::start(nats_addr());
     let mut node_3 = start_node(&mut config, Some(format!("nats://{}", proxy.addr()))).await;
-    await_peers(&mut node_3, 2).await;
+    await_peers_since_start(&mut node_3, 2).await;
     for node in &mut nodes {
         await_peers(node, 1).await;
     }

@@ -70,9 +70,16 @@ pub async fn start_cluster(config: &mut ChildConfig, n: usize) -> Vec<ChildServe
         nodes.push(start_node(config, None).await);
     }
     for node in &mut nodes {
-        await_peers(node, n - 1).await;
+        await_peers_since_start(node, n - 1).await;
     }
     nodes
+}
+
+/// [`await_peers`] for a node just started: peers it heard before it
+/// listened were read while waiting for its address, and count.
+pub async fn await_peers_since_start(node: &mut ChildServer, peers: usize) {
+    let heard = node.process.seen_count("cluster: peer");
+    await_peers(node, peers.saturating_sub(heard)).await;
 }
 
 /// Waits until the node's hub has heard `peers` other nodes: its

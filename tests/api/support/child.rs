@@ -120,6 +120,11 @@ impl Running {
         }
     }
 
+    /// How many lines read so far (by the waits above) contain `needle`.
+    pub fn seen_count(&self, needle: &str) -> usize {
+        self.seen.iter().filter(|l| l.contains(needle)).count()
+    }
+
     /// Every line logged so far and until the log ends (or stays quiet
     /// for 5 s).
     pub async fn rest_of_log(&mut self) -> Vec<String> {

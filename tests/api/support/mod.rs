@@ -5,6 +5,7 @@ pub mod child;
 pub mod db;
 pub mod metrics;
 pub mod proxy;
+pub mod push_service;
 pub mod raw;
 pub mod receiver;
 pub mod tools;
