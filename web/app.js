@@ -7,6 +7,7 @@ import { userApi, ApiError } from './api.js';
 import { Connection } from './connection.js';
 import { Directory } from './people.js';
 import { searchPanel } from './search.js';
+import { messageExtras } from './messages-extras.js';
 
 const PAGE_SIZE = 50;
 // People per directory page: a screenful, then "Show more people".
@@ -208,8 +209,13 @@ async function catchUp({ threads }) {
     // never opened here was only counted (last_seq), not downloaded, so its
     // senders must not see it delivered.
     const store = state.stores.get(view.id);
-    if (!store) continue;
+    if (!store) {
+      extras.noteRev(view.id, view.last_rev);
+      continue;
+    }
     if (view.last_seq > store.newestSeq) await syncThread(view.id, store.newestSeq);
+    // Edits, deletions and reactions to messages held here, made meanwhile.
+    await extras.catchUpChanges(view.id, view.last_rev ?? 0);
     markDelivered(view.id, store.newestSeq);
   }
   if (threads.length > 0) autoOpen(threads[0].id);
@@ -236,19 +242,26 @@ async function syncThread(threadId, afterSeq) {
 
 const handlers = {
   'chat:message': ({ message }) => {
+    extras.noteRev(message.thread_id, message.rev);
     storeMessage(message);
     const thread = state.threads.get(message.thread_id);
     if (!thread) return;
     if (message.sender_id !== state.me.id && message.seq > thread.last_read_seq && !message.deleted_at) {
       thread.unread += 1;
     }
+    extras.onNewMessage(message, thread);
     renderThreadList();
     noteArrival(message.thread_id, message.seq);
     stopShowingTyping(message.thread_id, message.sender_id);
     announceArrival(message, thread);
   },
-  'chat:message-edited': ({ message }) => storeMessage(message),
-  'chat:message-deleted': ({ thread_id, message_id, seq, deleted_at }) => {
+  'chat:message-edited': ({ message }) => {
+    extras.noteRev(message.thread_id, message.rev);
+    storeMessage(message);
+  },
+  'chat:reaction': (reaction) => extras.onReaction(reaction),
+  'chat:message-deleted': ({ thread_id, message_id, seq, deleted_at, rev }) => {
+    extras.noteRev(thread_id, rev);
     const store = state.stores.get(thread_id);
     const thread = state.threads.get(thread_id);
     // A thread never opened here holds no messages, only its last one.
@@ -257,8 +270,11 @@ const handlers = {
       if (!old) refreshUnread().catch(reportError); // whose it was is unknown here
       else if (old.sender_id !== state.me.id) thread.unread = Math.max(0, thread.unread - 1);
     }
-    const tombstone = { ...(old ?? {}), id: message_id, thread_id, seq, body: null, metadata: null, deleted_at };
+    const tombstone = {
+      ...(old ?? {}), id: message_id, thread_id, seq, body: null, metadata: null, deleted_at, rev, mentions: [], reactions: [],
+    };
     if (store?.bySeq.has(seq)) storeMessage(tombstone);
+    if (thread) extras.recountMentions(thread, store);
     if (thread?.last_message?.id === message_id) thread.last_message = tombstone;
     renderThreadList();
   },
@@ -300,6 +316,7 @@ const handlers = {
     autoOpen(thread.id);
     // The thread may already hold messages this session never saw.
     const store = state.stores.get(thread.id);
+    if (!store) extras.noteRev(thread.id, thread.last_rev);
     if (store && thread.last_seq > store.newestSeq) syncThread(thread.id, store.newestSeq).catch(reportError);
   },
   'chat:thread-left': ({ thread_id }) => {
@@ -420,7 +437,7 @@ function renderThreadList() {
     const badgeMeaning = el('span', { class: 'visually-hidden' }, thread.unread === 1 ? 'unread message' : 'unread messages');
     badge.hidden = badgeMeaning.hidden = thread.unread === 0;
     const preview = el('span', { class: 'preview', 'data-testid': 'last-message' }, previewOf(thread.last_message));
-    button.append(title, badge, badgeMeaning, preview);
+    button.append(title, badge, badgeMeaning, extras.mentionMarker(thread), preview);
     item.append(button);
     return item;
   }));
@@ -445,6 +462,7 @@ async function openThread(threadId, { show = true } = {}) {
   stopTyping();
   state.openThreadId = threadId;
   state.visibleSeqs.clear();
+  extras.threadChanged();
   if (show) showThreadPane();
   $('no-thread').hidden = true;
   $('thread-header').hidden = false;
@@ -500,6 +518,7 @@ function closeThread() {
   stopTyping();
   state.openThreadId = null;
   state.visibleSeqs.clear();
+  extras.threadChanged();
   if ($('app').dataset.view === 'thread') $('app').dataset.view = 'list';
   // They act on the thread that was open.
   for (const dialog of [$('rename-dialog'), $('add-dialog')]) if (dialog.open) dialog.close();
@@ -942,6 +961,9 @@ function storeMessage(message) {
   }
   const store = state.stores.get(message.thread_id);
   if (!store) return;
+  // An older state of a message (a live event a chat:changes page
+  // overtook) does not undo a newer one.
+  if (!extras.isNewer(store.bySeq.get(message.seq), message)) return;
   store.bySeq.set(message.seq, message);
   store.newestSeq = Math.max(store.newestSeq, message.seq);
   if (message.thread_id === state.openThreadId) {
@@ -1002,6 +1024,7 @@ function renderMessage(message) {
       child.dataset.pending === 'true' || Number(child.dataset.seq) > message.seq);
     $('message-list').insertBefore(item, after ?? null);
   }
+  extras.decorate(item, message);
   if (mine) updateReceipt(item, message);
   else if (!message.deleted_at) readObserver.observe(item);
 }
@@ -1213,6 +1236,7 @@ function recountUnread(threadId) {
   const thread = state.threads.get(threadId);
   const store = state.stores.get(threadId);
   if (!thread) return true;
+  extras.recountMentions(thread, store);
   if (thread.last_read_seq >= thread.last_seq) {
     thread.unread = 0;
     return true;
@@ -1246,6 +1270,7 @@ async function refreshUnread() {
         if (!thread || listed.last_seq !== thread.last_seq || listed.last_read_seq < thread.last_read_seq) continue;
         thread.last_read_seq = listed.last_read_seq;
         thread.unread = listed.unread;
+        thread.unread_mentions = listed.unread_mentions;
       }
       renderThreadList();
     } while (unreadRefresh.again);
@@ -1325,7 +1350,7 @@ $('composer').addEventListener('submit', (e) => {
   // The server ends our typing indicator when the message lands.
   clearTimeout(typingOut.idleTimer);
   typingOut.threadId = null;
-  send(threadId, body);
+  send(threadId, body, extras.takeComposed(threadId, body));
 });
 
 // crypto.randomUUID exists only in secure contexts (https, localhost); a
@@ -1339,14 +1364,15 @@ function newClientMsgId() {
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }
 
-function send(threadId, body) {
+// `extra`: reply_to and mentions (messages-extras.js).
+function send(threadId, body, extra = {}) {
   const pending = { client_msg_id: newClientMsgId(), thread_id: threadId, body };
   state.pendingSends.set(pending.client_msg_id, pending);
   if (threadId === state.openThreadId) {
     renderPending(pending);
     scrollToBottom();
   }
-  state.conn.send({ thread_id: threadId, client_msg_id: pending.client_msg_id, type: 'text', body }).then(
+  state.conn.send({ thread_id: threadId, client_msg_id: pending.client_msg_id, type: 'text', body, ...extra }).then(
     (message) => {
       state.pendingSends.delete(pending.client_msg_id);
       storeMessage(message);
@@ -1535,6 +1561,21 @@ function el(tag, attrs = {}, text) {
 }
 
 // ---- go ------------------------------------------------------------------
+
+// Reactions, replies, mentions and the change feed (messages-extras.js).
+const extras = messageExtras({
+  state,
+  el,
+  nameOf,
+  storeMessage,
+  jumpToMessage,
+  onThreadCounts: (threadId) => {
+    if (!recountUnread(threadId)) refreshUnread().catch(reportError);
+    renderThreadList();
+  },
+  showNotice,
+  reportError,
+});
 
 renderPicked();
 const token = takeToken();
