@@ -1144,6 +1144,9 @@ async function loadOlder() {
   const store = state.stores.get(threadId);
   if (!store || !store.hasOlder || store.loadingOlder) return;
   store.loadingOlder = true;
+  let done;
+  // A jump to an older message waits for this page rather than give up.
+  store.olderLoaded = new Promise((resolve) => { done = resolve; });
   try {
     const page = await state.api.messagesBefore(threadId, store.oldestSeq, PAGE_SIZE);
     if (state.openThreadId !== threadId) return;
@@ -1159,6 +1162,7 @@ async function loadOlder() {
     box.scrollTop = box.scrollHeight - fromBottom;
   } finally {
     store.loadingOlder = false;
+    done();
   }
   // Still at the top (a tall window): keep going.
   const sentinel = $('history-sentinel').getBoundingClientRect();
@@ -1518,6 +1522,10 @@ async function jumpToMessage(threadId, seq) {
   const store = state.stores.get(threadId);
   if (!store) return;
   const wanted = Math.max(seq - 10, 1);
+  // History paging started by scrolling (opening the thread shows its top
+  // on a tall window) is finished first.
+  while (store.loadingOlder && store.olderLoaded) await store.olderLoaded;
+  if (state.openThreadId !== threadId) return;
   if (store.oldestSeq > wanted && store.hasOlder && !store.loadingOlder) {
     store.loadingOlder = true;
     try {

@@ -142,6 +142,7 @@ export function messageExtras({ state, el, nameOf, storeMessage, jumpToMessage, 
       type: 'text', 'data-testid': 'reaction-input', 'aria-label': 'Any emoji', placeholder: 'other', maxlength: '32', size: '5',
     });
     form.append(input, el('button', { type: 'submit', 'data-testid': 'reaction-add' }, 'Add'));
+    box.append(form);
     form.addEventListener('submit', (e) => {
       e.preventDefault();
       const emoji = input.value.trim();
@@ -271,10 +272,10 @@ export function messageExtras({ state, el, nameOf, storeMessage, jumpToMessage, 
   const input = $('composer-input');
   const listbox = el('ul', { id: 'mention-list', class: 'mention-list', role: 'listbox', 'data-testid': 'mention-list', 'aria-label': 'People to mention', hidden: '' });
   const suggest = { query: null, start: 0, options: [], active: 0 };
-  input.setAttribute('role', 'combobox');
+  // The textarea stays a textbox (a multi-line combobox is not one a
+  // screen reader handles well); aria-activedescendant names the option.
   input.setAttribute('aria-autocomplete', 'list');
   input.setAttribute('aria-controls', 'mention-list');
-  input.setAttribute('aria-expanded', 'false');
 
   // The `@word` just before the caret, if the caret is in one.
   function mentionQuery() {
@@ -314,7 +315,6 @@ export function messageExtras({ state, el, nameOf, storeMessage, jumpToMessage, 
       return option;
     }));
     listbox.hidden = false;
-    input.setAttribute('aria-expanded', 'true');
     input.setAttribute('aria-activedescendant', `mention-option-${suggest.active}`);
   }
 
@@ -324,7 +324,6 @@ export function messageExtras({ state, el, nameOf, storeMessage, jumpToMessage, 
     suggest.active = 0;
     listbox.hidden = true;
     listbox.replaceChildren();
-    input.setAttribute('aria-expanded', 'false');
     input.removeAttribute('aria-activedescendant');
   }
 
