@@ -109,6 +109,15 @@ export function messageExtras({ state, el, nameOf, storeMessage, jumpToMessage, 
     return button;
   }
 
+  // Replies quoting this message show it as it is now (edited, deleted).
+  function refreshQuotesOf(message) {
+    for (const button of $('message-list').querySelectorAll(`.quote[data-reply-seq="${message.seq}"]`)) {
+      const replySeq = Number(button.closest('[data-seq]')?.dataset.seq);
+      const reply = state.stores.get(message.thread_id)?.bySeq.get(replySeq);
+      if (reply?.reply_to?.id === message.id) button.replaceWith(quote(reply));
+    }
+  }
+
   function reactionRow(message) {
     const row = el('div', { class: 'reactions', 'data-testid': 'reactions' });
     for (const { emoji, user_ids: users } of message.reactions ?? []) {
@@ -163,6 +172,7 @@ export function messageExtras({ state, el, nameOf, storeMessage, jumpToMessage, 
   // Adds to a freshly drawn message element what this module shows.
   function decorate(item, message) {
     if (message.pending || message.type === 'system') return;
+    refreshQuotesOf(message);
     const body = item.querySelector('.body');
     if (message.reply_to && body) body.before(quote(message));
     if (message.deleted_at) return;
