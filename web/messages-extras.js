@@ -136,12 +136,17 @@ export function messageExtras({ state, el, nameOf, storeMessage, jumpToMessage, 
     return row;
   }
 
-  function picker(message, actions) {
+  function picker(message, reactButton) {
     const box = el('div', { class: 'reaction-picker', 'data-testid': 'reaction-picker', role: 'group', 'aria-label': 'Add a reaction' });
+    const close = () => {
+      box.remove();
+      reactButton.setAttribute('aria-expanded', 'false');
+      document.removeEventListener('pointerdown', outside, true);
+    };
     for (const emoji of COMMON_EMOJI) {
       const pick = el('button', { type: 'button', 'data-testid': 'reaction-pick', 'data-emoji': emoji, 'aria-label': `React with ${emoji}` }, emoji);
       pick.addEventListener('click', () => {
-        box.remove();
+        close();
         react(message, emoji, true);
       });
       box.append(pick);
@@ -156,16 +161,22 @@ export function messageExtras({ state, el, nameOf, storeMessage, jumpToMessage, 
       e.preventDefault();
       const emoji = input.value.trim();
       if (!emoji) return;
-      box.remove();
+      close();
       react(message, emoji, true);
     });
     box.addEventListener('keydown', (e) => {
       if (e.key === 'Escape') {
         e.stopPropagation();
-        box.remove();
-        actions.querySelector('[data-testid="react"]')?.focus();
+        close();
+        reactButton.focus();
       }
     });
+    // Gone on a press anywhere else; the React button toggles it itself.
+    const outside = (e) => {
+      if (!box.contains(e.target) && e.target !== reactButton) close();
+    };
+    document.addEventListener('pointerdown', outside, true);
+    box.close = close;
     return box;
   }
 
@@ -189,12 +200,11 @@ export function messageExtras({ state, el, nameOf, storeMessage, jumpToMessage, 
     reactButton.addEventListener('click', () => {
       const open = actions.querySelector('.reaction-picker');
       if (open) {
-        open.remove();
-        reactButton.setAttribute('aria-expanded', 'false');
+        open.close();
         return;
       }
       reactButton.setAttribute('aria-expanded', 'true');
-      const box = picker(message, actions);
+      const box = picker(message, reactButton);
       actions.append(box);
       box.querySelector('button')?.focus();
     });
