@@ -527,9 +527,14 @@ try {
     await expectText(chip(pageA, answer, '👍'), '👍 1');
     await waitForAttr(chip(pageA, answer, '👍'), 'aria-pressed', 'false');
     if (await message(pageB, editedOffline).count() !== 0) throw new Error('B saw the edit while offline');
+    const framesBefore = sentByB.length;
     await contextB.setOffline(false);
     await pageB.locator('[data-testid="conn-status"][data-state="online"]').waitFor({ timeout: TIMEOUT_MS });
     await message(pageB, editedOffline).getByTestId('edited').waitFor({ timeout: TIMEOUT_MS });
+    // Brought by the change feed, from the rev B held (chat:sync only
+    // brings new messages).
+    const asked = sentByB.slice(framesBefore).filter((f) => f.event === 'chat:changes' && f.data?.thread_id === TEAM);
+    if (asked.length === 0 || !(asked[0].data.after_rev > 0)) throw new Error(`B's catch-up asked ${JSON.stringify(asked)}`);
     await expectText(chip(pageB, answer, '👍'), '👍 1');
     await waitForAttr(chip(pageB, answer, '👍'), 'aria-pressed', 'true');
     await pageB.screenshot({ path: join(SHOTS, 'extras-6-caught-up-after-reconnect.png') });
