@@ -161,6 +161,102 @@ async function send(page, text) {
 
 const receipt = (page, text) => message(page, text).getByTestId('receipt');
 
+// ---- files (issue 17) -------------------------------------------------------
+// A attaches an image and a PDF; B sees the image's thumbnail, opens it full
+// size and downloads the PDF. Then a drop and a paste. Called once from the
+// main sequence, with both pages in the team thread.
+
+// A PNG of `width` × `height`, drawn by the page itself.
+async function pngBytes(page, width, height) {
+  const bytes = await page.evaluate(async ([w, h]) => {
+    const canvas = new OffscreenCanvas(w, h);
+    const g = canvas.getContext('2d');
+    g.fillStyle = '#2f6fed';
+    g.fillRect(0, 0, w, h);
+    g.fillStyle = '#ffd000';
+    g.fillRect(w / 4, h / 4, w / 2, h / 2);
+    const blob = await canvas.convertToBlob({ type: 'image/png' });
+    return [...new Uint8Array(await blob.arrayBuffer())];
+  }, [width, height]);
+  return Buffer.from(bytes);
+}
+
+const PDF = Buffer.from('%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n');
+
+// Drops (or pastes) one small text file onto the page, as a person would.
+async function dropFile(page, name, text, how) {
+  await page.evaluate(([fileName, body, kind]) => {
+    const data = new DataTransfer();
+    data.items.add(new File([body], fileName, { type: 'text/plain' }));
+    if (kind === 'paste') {
+      document.getElementById('composer-input')
+        .dispatchEvent(new ClipboardEvent('paste', { clipboardData: data, bubbles: true, cancelable: true }));
+    } else {
+      const pane = document.getElementById('thread-pane');
+      pane.dispatchEvent(new DragEvent('dragover', { dataTransfer: data, bubbles: true, cancelable: true }));
+      pane.dispatchEvent(new DragEvent('drop', { dataTransfer: data, bubbles: true, cancelable: true }));
+    }
+  }, [name, text, how]);
+}
+
+const chip = (page, name) => page.getByTestId('file-chip').filter({ hasText: name });
+
+async function filesSteps(pageA, pageB) {
+  await step('files: A attaches an image and a PDF with the button; B sees the thumbnail and a chip', async () => {
+    await openThread(pageA, TEAM);
+    await openThread(pageB, TEAM);
+    const png = await pngBytes(pageA, 800, 400);
+    const [chooser] = await Promise.all([
+      pageA.waitForEvent('filechooser', { timeout: TIMEOUT_MS }),
+      pageA.getByTestId('attach').click(),
+    ]);
+    await chooser.setFiles([
+      { name: 'photo.png', mimeType: 'image/png', buffer: png },
+      { name: 'report.pdf', mimeType: 'application/pdf', buffer: PDF },
+    ]);
+    for (const page of [pageA, pageB]) {
+      const thumb = page.getByTestId('attachment-thumbnail').last();
+      await thumb.waitFor({ timeout: TIMEOUT_MS });
+      await page.waitForFunction((img) => img.complete && img.naturalWidth > 0, await thumb.elementHandle(),
+        { timeout: TIMEOUT_MS });
+      const size = await thumb.evaluate((img) => [img.naturalWidth, img.naturalHeight, img.src.slice(0, 5)]);
+      if (size.join() !== '320,160,blob:') throw new Error(`the thumbnail is ${size}`);
+      await expectText(chip(page, 'report.pdf'), 'report.pdf');
+    }
+    if (!(await pageA.getByTestId('upload-progress').isHidden())) throw new Error('the progress bar stayed');
+    await expectText(chip(pageB, 'report.pdf').locator('.file-size'), `${PDF.length} B`);
+  });
+
+  await step('files: B opens the image full size and downloads the PDF', async () => {
+    await pageB.getByTestId('attachment-image').last().click();
+    const full = pageB.getByTestId('image-viewer-img');
+    await pageB.waitForFunction((img) => img.complete && img.naturalWidth > 0, await full.elementHandle(),
+      { timeout: TIMEOUT_MS });
+    const width = await full.evaluate((img) => img.naturalWidth);
+    if (width !== 800) throw new Error(`the full image is ${width} wide`);
+    await pageB.screenshot({ path: join(SHOTS, 'b-image-viewer.png') });
+    await pageB.getByTestId('image-viewer-close').click();
+    await pageB.getByTestId('image-viewer').waitFor({ state: 'hidden', timeout: TIMEOUT_MS });
+
+    const [download] = await Promise.all([
+      pageB.waitForEvent('download', { timeout: TIMEOUT_MS }),
+      chip(pageB, 'report.pdf').click(),
+    ]);
+    if (download.suggestedFilename() !== 'report.pdf') throw new Error(`saved as ${download.suggestedFilename()}`);
+    const chunks = [];
+    for await (const part of await download.createReadStream()) chunks.push(part);
+    if (!Buffer.concat(chunks).equals(PDF)) throw new Error('the downloaded PDF differs');
+  });
+
+  await step('files: a dropped file and a pasted one are sent too', async () => {
+    await dropFile(pageA, 'dropped.txt', 'dropped here', 'drop');
+    await expectText(chip(pageB, 'dropped.txt'), 'dropped.txt');
+    await dropFile(pageA, 'pasted.txt', 'pasted here', 'paste');
+    await expectText(chip(pageB, 'pasted.txt'), 'pasted.txt');
+    await pageA.screenshot({ path: join(SHOTS, 'a-files.png') });
+  });
+}
+// ---- end of files -------------------------------------------------------------
 const person = (scope, name) => scope.getByTestId('person').filter({ has: scope.page().getByTestId('person-name').filter({ hasText: name }) });
 const member = (page, name) => page.getByTestId('member').filter({ hasText: name });
 
@@ -595,6 +691,8 @@ try {
     await openThread(pageA, TEAM);
   });
   // ---- /search ----
+
+  await filesSteps(pageA, pageB);
 
   await step('a pasted token signs in; a bad one is refused with a message', async () => {
     const context = await browser.newContext();

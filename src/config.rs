@@ -57,6 +57,26 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
         "cluster.heartbeat_interval_ms",
     ),
     ("CONFAB_CLUSTER_NODE_TIMEOUT_MS", "cluster.node_timeout_ms"),
+    ("CONFAB_UPLOADS_DIR", "uploads.dir"),
+    ("CONFAB_UPLOADS_MAX_BYTES", "uploads.max_bytes"),
+    ("CONFAB_UPLOADS_MAX_PIXELS", "uploads.max_pixels"),
+    ("CONFAB_UPLOADS_S3_BUCKET", "uploads.s3_bucket"),
+    ("CONFAB_UPLOADS_S3_ENDPOINT", "uploads.s3_endpoint"),
+    ("CONFAB_UPLOADS_S3_REGION", "uploads.s3_region"),
+    (
+        "CONFAB_UPLOADS_S3_ACCESS_KEY_ID",
+        "uploads.s3_access_key_id",
+    ),
+    (
+        "CONFAB_UPLOADS_S3_SECRET_ACCESS_KEY",
+        "uploads.s3_secret_access_key",
+    ),
+    ("CONFAB_UPLOADS_S3_ALLOW_HTTP", "uploads.s3_allow_http"),
+    ("CONFAB_UPLOADS_COLLECT_AFTER_S", "uploads.collect_after_s"),
+    (
+        "CONFAB_UPLOADS_COLLECT_INTERVAL_S",
+        "uploads.collect_interval_s",
+    ),
     ("CONFAB_WEBHOOKS_ALLOW_PRIVATE", "webhooks.allow_private"),
     ("CONFAB_WEBHOOKS_MAX_IN_FLIGHT", "webhooks.max_in_flight"),
     (
@@ -97,6 +117,7 @@ pub struct Settings {
     pub shutdown: ShutdownSettings,
     pub persistence: PersistenceSettings,
     pub cluster: ClusterSettings,
+    pub uploads: UploadSettings,
     pub webhooks: WebhookSettings,
 }
 
@@ -322,6 +343,9 @@ impl Settings {
         if let Err((key, why)) = self.cluster.check() {
             return fail(key, why);
         }
+        if let Err((key, why)) = self.uploads.check() {
+            return fail(key, why);
+        }
         Ok(())
     }
 
@@ -348,6 +372,87 @@ impl Settings {
 
     pub fn drain_timeout(&self) -> Duration {
         Duration::from_millis(self.shutdown.drain_timeout_ms)
+    }
+}
+
+/// Files (see `storage`): where they are kept and how big they may be.
+/// An empty `s3_bucket` means the local directory `dir`.
+#[derive(Clone, Deserialize, Serialize)]
+pub struct UploadSettings {
+    pub dir: String,
+    pub max_bytes: u64,
+    /// The most pixels an image may decode to for its thumbnail.
+    pub max_pixels: u64,
+    pub s3_bucket: String,
+    /// Empty: AWS itself. Otherwise the URL of an S3-compatible service.
+    pub s3_endpoint: String,
+    pub s3_region: String,
+    /// Empty: taken from the environment as the AWS SDKs do.
+    pub s3_access_key_id: String,
+    pub s3_secret_access_key: String,
+    /// Allow an `http://` endpoint (a store on a private network).
+    pub s3_allow_http: bool,
+    /// An upload no message carries, made or last sent longer ago than
+    /// this, is deleted. 0: never.
+    pub collect_after_s: u64,
+    /// How often the collector looks.
+    pub collect_interval_s: u64,
+}
+
+impl UploadSettings {
+    pub fn uses_s3(&self) -> bool {
+        !self.s3_bucket.is_empty()
+    }
+
+    /// How long an upload nobody carries is kept, if it is ever collected.
+    pub fn collect_after(&self) -> Option<Duration> {
+        (self.collect_after_s > 0).then(|| Duration::from_secs(self.collect_after_s))
+    }
+
+    pub fn collect_interval(&self) -> Duration {
+        Duration::from_secs(self.collect_interval_s)
+    }
+
+    fn check(&self) -> Result<(), (&'static str, &'static str)> {
+        if self.max_bytes == 0 {
+            return Err(("uploads.max_bytes", "must be at least 1"));
+        }
+        if self.max_pixels == 0 {
+            return Err(("uploads.max_pixels", "must be at least 1"));
+        }
+        if self.collect_interval_s == 0 {
+            return Err(("uploads.collect_interval_s", "must be at least 1"));
+        }
+        if !self.uses_s3() && self.dir.trim().is_empty() {
+            return Err((
+                "uploads.dir",
+                "must name a directory (or set uploads.s3_bucket)",
+            ));
+        }
+        if self.uses_s3()
+            && !self.s3_endpoint.is_empty()
+            && url::Url::parse(&self.s3_endpoint).is_err()
+        {
+            return Err(("uploads.s3_endpoint", "must be empty or a URL"));
+        }
+        Ok(())
+    }
+}
+
+/// The secret stays out of `{:?}` (and so out of any log of the settings).
+impl std::fmt::Debug for UploadSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UploadSettings")
+            .field("dir", &self.dir)
+            .field("max_bytes", &self.max_bytes)
+            .field("max_pixels", &self.max_pixels)
+            .field("s3_bucket", &self.s3_bucket)
+            .field("s3_endpoint", &self.s3_endpoint)
+            .field("s3_region", &self.s3_region)
+            .field("s3_allow_http", &self.s3_allow_http)
+            .field("collect_after_s", &self.collect_after_s)
+            .field("collect_interval_s", &self.collect_interval_s)
+            .finish_non_exhaustive()
     }
 }
 

@@ -22,4 +22,6 @@ pub mod persistence;
 pub mod protocol;
 pub mod session;
 pub mod startup;
+pub mod storage;
+pub mod thumbnail;
 pub mod webhooks;

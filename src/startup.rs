@@ -28,6 +28,7 @@ use crate::persistence::outbox::OutboxSignal;
 use crate::persistence::{build_pool, BatchSettings, Persistence, Subscribers};
 use crate::session::capacity::SessionCapacity;
 use crate::session::{SessionDeps, SessionSettings};
+use crate::storage::Storage;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -35,6 +36,8 @@ pub enum StartError {
     Database(#[from] PrepareError),
     #[error("database pool: {0}")]
     Pool(String),
+    #[error("uploads storage: {0}")]
+    Storage(#[from] crate::storage::StorageError),
     #[error("bind {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -180,12 +183,22 @@ impl Application {
             }),
             capacity: SessionCapacity::new(ws.max_sessions, ws.max_sessions_per_user),
         };
+        let storage = Storage::from_settings(&settings.uploads)?;
+        if let Some(idle_for) = settings.uploads.collect_after() {
+            actix::spawn(crate::storage::collector::run(
+                persistence.clone(),
+                storage.clone(),
+                settings.uploads.collect_interval(),
+                idle_for,
+            ));
+        }
         let state = web::Data::new(crate::http::AppState {
             auth: Auth::new(settings.jwt_secret.as_bytes(), settings.admin_token.clone()),
             settings: settings.clone(),
             sessions,
             bus: bus_status,
             db_pool,
+            storage,
         });
         let metrics_server = match settings.metrics_addr() {
             Some(addr) => Some(

@@ -5,6 +5,7 @@
 
 import { userApi, ApiError } from './api.js';
 import { Connection } from './connection.js';
+import { isInlineImage, uploadElement, uploadFile, wireAttachments } from './files.js';
 import { Directory } from './people.js';
 import { searchPanel } from './search.js';
 import { messageExtras } from './messages-extras.js';
@@ -27,6 +28,7 @@ const narrow = matchMedia('(max-width: 700px)');
 
 const state = {
   api: null,
+  token: null, // for downloads and uploads (web/files.js)
   conn: null,
   me: null,
   threads: new Map(), // id -> thread view (+ last_message)
@@ -81,6 +83,7 @@ $('logout').addEventListener('click', () => {
 
 async function start(token) {
   state.api = userApi(token);
+  state.token = token;
   try {
     state.me = await state.api.me();
   } catch (err) {
@@ -1030,6 +1033,8 @@ function renderMessage(message) {
 }
 
 function attachment(metadata) {
+  // An upload of this server's: fetched with the token (web/files.js).
+  if (metadata.upload_id) return uploadElement(state.token, metadata, $('image-viewer'));
   const safe = /^https?:\/\//i.test(metadata.url);
   const link = el('a', { class: 'attachment', rel: 'noopener noreferrer', target: '_blank' }, `📎 ${metadata.name}`);
   if (safe) link.href = metadata.url;
@@ -1387,6 +1392,54 @@ function send(threadId, body, extra = {}) {
       if (threadId === state.openThreadId) renderPending(pending);
     },
   );
+}
+
+// ---- files: attach, paste, drop --------------------------------------------
+// Each file is uploaded (with a progress bar), then sent as its own
+// message: an image when it is one the page shows inline, else a file.
+
+wireAttachments({
+  button: $('attach'),
+  input: $('file-input'),
+  dropTarget: $('thread-pane'),
+  pasteTarget: $('composer-input'),
+  onFiles: (files) => {
+    const threadId = state.openThreadId;
+    if (threadId) sendFiles(threadId, files).catch(reportError);
+  },
+});
+
+$('image-viewer-close').addEventListener('click', () => $('image-viewer').close());
+
+async function sendFiles(threadId, files) {
+  for (const file of files) {
+    $('upload-name').textContent = file.name || 'pasted file';
+    $('upload-bar').value = 0;
+    $('upload-progress').hidden = false;
+    let upload;
+    try {
+      upload = await uploadFile(state.token, file, (done) => { $('upload-bar').value = done; });
+    } catch (err) {
+      showNotice(err.status === 413
+        ? `${file.name} is too large to send.`
+        : `${file.name} could not be uploaded: ${err.message}`);
+      continue;
+    } finally {
+      $('upload-progress').hidden = true;
+    }
+    const type = isInlineImage(upload.mime) ? 'image' : 'file';
+    const message = await state.conn.send({
+      thread_id: threadId, client_msg_id: newClientMsgId(), type, metadata: { upload_id: upload.id },
+    }).catch((err) => {
+      showNotice(`${file.name} was uploaded but not sent: ${err.code ?? err.message}`);
+      return null;
+    });
+    if (message) {
+      storeMessage(message);
+      renderThreadList();
+      if (threadId === state.openThreadId) scrollToBottom();
+    }
+  }
 }
 
 // A textarea, so a message of several lines keeps them: Enter saves,

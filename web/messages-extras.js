@@ -188,9 +188,9 @@ export function messageExtras({ state, el, nameOf, storeMessage, jumpToMessage, 
     if (message.reply_to && body) body.before(quote(message));
     if (message.deleted_at) return;
     if (body && message.mentions?.length) {
-      // Replace the plain text app.js put in, keeping an attachment link.
-      const link = body.querySelector('.attachment');
-      body.replaceChildren(...(link ? [link, ' '] : []), ...bodyNodes(message));
+      // Replace the plain text app.js put in last (after any attachment).
+      const text = body.lastChild;
+      if (text?.nodeType === Node.TEXT_NODE && text.data === message.body) text.replaceWith(...bodyNodes(message));
     }
     item.append(reactionRow(message));
     const actions = el('div', { class: 'extra-actions' });

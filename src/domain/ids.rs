@@ -35,11 +35,19 @@ uuid_newtype!(
     ClientMsgId,
     /// One WebSocket connection.
     SessionId,
+    /// A stored file (POST /api/uploads); time-ordered (v7).
+    UploadId,
     /// A company's webhook subscription.
     WebhookId,
 );
 
 impl MessageId {
+    pub fn new_v7() -> Self {
+        Self(Uuid::now_v7())
+    }
+}
+
+impl UploadId {
     pub fn new_v7() -> Self {
         Self(Uuid::now_v7())
     }

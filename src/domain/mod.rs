@@ -9,14 +9,20 @@ mod ids;
 mod mentions;
 mod names;
 mod seq;
+mod upload;
 mod webhooks;
 
-pub use content::{reject_nul, MessageContent, MessageKind, MessageText, Metadata};
+pub use content::{
+    reject_nul, Attachment, AttachmentInput, MessageContent, MessageKind, MessageText, Metadata,
+};
 pub use emoji::{Emoji, MAX_EMOJI_BYTES, MAX_EMOJI_PER_MESSAGE};
-pub use ids::{ClientMsgId, CompanyId, MessageId, NodeId, SessionId, ThreadId, UserId, WebhookId};
+pub use ids::{
+    ClientMsgId, CompanyId, MessageId, NodeId, SessionId, ThreadId, UploadId, UserId, WebhookId,
+};
 pub use mentions::{Mentions, MAX_MENTIONS};
 pub use names::{DisplayName, ExternalId, ThreadTitle, MAX_NAME_CHARS};
 pub use seq::Seq;
+pub use upload::{FileName, MediaType};
 pub use webhooks::{EventType, EventTypes, WebhookUrl, MAX_URL_BYTES};
 
 /// The largest number of messages one chat:sync or history page returns.

@@ -10,9 +10,11 @@ pub mod metrics_server;
 pub mod openapi;
 mod ops;
 mod people;
+mod ranges;
 pub mod responses;
 mod search;
 mod threads;
+pub mod uploads;
 mod user_api;
 mod web_client;
 mod webhooks;
@@ -35,6 +37,7 @@ use crate::hub::ChatHub;
 use crate::metrics::PoolGauge;
 use crate::persistence::{self, Persistence};
 use crate::session::SessionDeps;
+use crate::storage::Storage;
 
 /// The largest JSON body any endpoint accepts (a message edit is the
 /// biggest legitimate one: 8000 characters of up to 4 bytes each).
@@ -50,6 +53,8 @@ pub struct AppState {
     pub bus: Option<crate::cluster::bus::BusStatus>,
     /// This server's database pool, read when /metrics is scraped.
     pub db_pool: PoolGauge,
+    /// Where uploaded files are kept.
+    pub storage: Storage,
 }
 
 impl AppState {

@@ -31,6 +31,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/me").get(me).patch(super::people::update_me))
         .configure(super::people::routes)
         .configure(super::search::routes)
+        .configure(super::uploads::routes)
         .service(
             web::resource("/threads")
                 .get(list_threads)

@@ -3,7 +3,10 @@
 //!
 //! Every answer carries a strict Content-Security-Policy: the page may load
 //! only its own scripts and styles and open sockets only to the host that
-//! served it, so an injected message body can never run as code.
+//! served it, so an injected message body can never run as code. Images
+//! come from the server or from `blob:` URLs: uploads need the bearer token,
+//! so the page fetches them itself and shows the bytes from a blob
+//! (web/files.js); no image from elsewhere is ever loaded.
 
 use std::sync::OnceLock;
 
@@ -20,7 +23,7 @@ struct Asset {
 
 /// Every file the client is made of. The names are the ones index.html and
 /// the modules import, under `/static/`.
-const ASSETS: [Asset; 9] = [
+const ASSETS: [Asset; 10] = [
     Asset {
         path: "index.html",
         content_type: "text/html; charset=utf-8",
@@ -55,6 +58,11 @@ const ASSETS: [Asset; 9] = [
         path: "messages-extras.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_bytes!("../../web/messages-extras.js"),
+    },
+    Asset {
+        path: "files.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../web/files.js"),
     },
     Asset {
         path: "style.css",
@@ -186,11 +194,11 @@ fn content_security_policy(req: &HttpRequest) -> HeaderValue {
     };
     let policy = format!(
         "default-src 'none'; script-src 'self'; style-src 'self'; \
-         connect-src 'self'{sockets}; img-src 'self' data:; base-uri 'none'; \
+         connect-src 'self'{sockets}; img-src 'self' blob:; base-uri 'none'; \
          form-action 'none'; frame-ancestors 'none'"
     );
     HeaderValue::from_str(&policy).unwrap_or(HeaderValue::from_static(
         "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
-         img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+         img-src 'self' blob:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
     ))
 }

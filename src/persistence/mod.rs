@@ -37,6 +37,7 @@ pub mod schema;
 mod search;
 mod thread_updates;
 mod threads;
+mod uploads;
 pub mod webhooks;
 
 use std::future::Future;
@@ -63,6 +64,7 @@ pub use reactions::{React, Reacted};
 pub use search::{SearchMessages, SearchPage, SearchPosition};
 pub use thread_updates::RenameThread;
 pub use threads::{AddMember, CreateThread, ListMembers, LoadThreads, RemoveMember};
+pub use uploads::{CollectUploads, FindReadableUpload, RecordUpload, StoredUpload};
 pub use webhooks::{CreateWebhook, DeleteWebhook, ListDeliveries, ListWebhooks};
 
 pub use group_commit::BatchSettings;
@@ -237,15 +239,38 @@ impl Handler<SendMessage> for Persistence {
     type Result = ResponseFuture<Result<SendOutcome, AppError>>;
 
     fn handle(&mut self, request: SendMessage, _: &mut Self::Context) -> Self::Result {
-        let answer = self
-            .group_commit
-            .as_ref()
-            .map(|batcher| batcher.submit(request));
+        let batcher = self.group_commit.clone();
+        let db = self.db.clone();
         // The batch gives up at the same deadline counted from its oldest
         // send; this one only covers a batcher that is gone.
         let deadline = self.request_timeout + self.batches.window;
+        let lookup_deadline = self.request_timeout;
         metrics().persistence_in_flight.inc();
         Box::pin(async move {
+            // An upload is looked up before the send joins a batch, so
+            // the batch's transaction stays one statement per step. The
+            // row cannot go away in between: uploads are only collected
+            // once no message carries them and they are no longer recent.
+            let request = match request.content.upload_to_resolve() {
+                None => Ok(request),
+                Some(upload_id) => tokio::time::timeout(
+                    lookup_deadline,
+                    uploads::own_upload_metadata(&db, request.sender, upload_id),
+                )
+                .await
+                .unwrap_or(Err(AppError::Unavailable))
+                .map(|metadata| SendMessage {
+                    content: request.content.with_upload(metadata),
+                    ..request
+                }),
+            };
+            let answer = match request {
+                Ok(request) => batcher.as_ref().map(|batcher| batcher.submit(request)),
+                Err(error) => {
+                    metrics().persistence_in_flight.dec();
+                    return Err(error);
+                }
+            };
             let outcome = match answer {
                 Some(answer) => match tokio::time::timeout(deadline, answer).await {
                     Ok(Ok(outcome)) => outcome,

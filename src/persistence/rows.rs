@@ -46,6 +46,7 @@ impl MessageRow {
             .metadata
             .map(serde_json::from_value::<Metadata>)
             .transpose()
+            .map(|metadata| metadata.map(Box::new))
             .map_err(|e| AppError::Internal(format!("message {} metadata: {e}", row.id)))?;
         Ok(MessageView {
             id: row.id.into(),

@@ -95,6 +95,22 @@ diesel::table! {
 }
 
 diesel::table! {
+    uploads (id) {
+        id -> Uuid,
+        company_id -> Uuid,
+        uploader_id -> Uuid,
+        name -> Text,
+        size -> Int8,
+        mime -> Text,
+        sha256 -> Text,
+        thumbnail_mime -> Nullable<Text>,
+        thumbnail_size -> Nullable<Int8>,
+        created_at -> Timestamptz,
+        last_sent_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     webhooks (id) {
         id -> Uuid,
         company_id -> Uuid,
@@ -140,6 +156,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     threads,
     memberships,
     messages,
+    uploads,
     webhooks,
     webhook_deliveries,
     message_changes,

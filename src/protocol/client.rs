@@ -8,8 +8,8 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::domain::{
-    ClientMsgId, Emoji, Mentions, MessageContent, MessageId, MessageKind, Metadata, Seq, ThreadId,
-    UserId, DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT,
+    AttachmentInput, ClientMsgId, Emoji, Mentions, MessageContent, MessageId, MessageKind, Seq,
+    ThreadId, UserId, DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT,
 };
 use crate::error::AppError;
 
@@ -95,7 +95,7 @@ struct SendData {
     #[serde(rename = "type")]
     kind: Option<MessageKind>,
     body: Option<String>,
-    metadata: Option<Metadata>,
+    metadata: Option<AttachmentInput>,
     reply_to: Option<MessageId>,
     mentions: Option<Vec<UserId>>,
 }

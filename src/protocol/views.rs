@@ -6,8 +6,8 @@ use serde::{Serialize, Serializer};
 use utoipa::ToSchema;
 
 use crate::domain::{
-    ClientMsgId, CompanyId, EventType, MessageId, MessageKind, Metadata, ThreadId, UserId,
-    WebhookId,
+    ClientMsgId, CompanyId, EventType, MessageId, MessageKind, Metadata, ThreadId, UploadId,
+    UserId, WebhookId,
 };
 
 pub fn rfc3339_millis<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
@@ -37,8 +37,9 @@ pub struct MessageView {
     // Always present, null when absent: `required` says so.
     #[schema(required = true)]
     pub body: Option<String>,
+    // Boxed: most messages have none, and every event carries a view.
     #[schema(required = true)]
-    pub metadata: Option<Metadata>,
+    pub metadata: Option<Box<Metadata>>,
     #[serde(serialize_with = "rfc3339_millis")]
     pub created_at: DateTime<Utc>,
     #[serde(serialize_with = "rfc3339_millis_opt")]
@@ -224,6 +225,37 @@ pub struct ChangesPage {
     pub messages: Vec<MessageView>,
     pub last_rev: i64,
     pub has_more: bool,
+}
+
+/// A stored file (POST /api/uploads).
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct UploadView {
+    pub id: UploadId,
+    pub name: String,
+    pub size: u64,
+    /// The `Content-Type` it was sent with, served back as is.
+    pub mime: String,
+    /// Lower-case hex.
+    #[schema(pattern = "^[0-9a-f]{64}$")]
+    pub sha256: String,
+    #[serde(serialize_with = "rfc3339_millis")]
+    pub created_at: DateTime<Utc>,
+    /// Where the bytes are: `/api/uploads/{id}`.
+    pub url: String,
+    /// `/api/uploads/{id}/thumbnail`, or null when the file is not a JPEG,
+    /// PNG, GIF or WebP image that decodes.
+    #[schema(required = true)]
+    pub thumbnail_url: Option<String>,
+}
+
+impl UploadView {
+    pub fn url_of(id: UploadId) -> String {
+        format!("/api/uploads/{id}")
+    }
+
+    pub fn thumbnail_url_of(id: UploadId) -> String {
+        format!("/api/uploads/{id}/thumbnail")
+    }
 }
 
 // A webhook subscription (POST and GET /admin/webhooks).

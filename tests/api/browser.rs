@@ -141,6 +141,26 @@ async fn two_people_chat_in_two_browser_sessions() {
         .await;
     assert_eq!(page.status, 200, "{page:?}");
     let messages = page.body["messages"].as_array().expect("messages");
+    // Files (e2e: filesSteps): four uploads, each its own message.
+    let files: Vec<(&Value, &Value)> = messages
+        .iter()
+        .filter(|m| m["metadata"]["upload_id"].is_string())
+        .map(|m| (&m["type"], &m["metadata"]["name"]))
+        .collect();
+    assert_eq!(
+        files,
+        [
+            (&json!("image"), &json!("photo.png")),
+            (&json!("file"), &json!("report.pdf")),
+            (&json!("file"), &json!("dropped.txt")),
+            (&json!("file"), &json!("pasted.txt")),
+        ],
+        "{messages:#?}"
+    );
+    let messages: Vec<&Value> = messages
+        .iter()
+        .filter(|m| !m["metadata"]["upload_id"].is_string())
+        .collect();
     let bodies: Vec<&Value> = messages.iter().map(|m| &m["body"]).collect();
     assert_eq!(
         bodies,

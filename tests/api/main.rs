@@ -42,6 +42,7 @@ mod search;
 mod security;
 mod tenancy;
 mod typing;
+mod uploads;
 mod user_api;
 mod web;
 mod webhooks;

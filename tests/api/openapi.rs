@@ -14,7 +14,7 @@ use crate::support::{spawn_app, spawn_app_with, tools, uuid};
 
 /// Every route the server has, and its methods. A route added to the code
 /// but not here (or to the document) fails the first test.
-const ROUTES: [(&str, &[&str]); 32] = [
+const ROUTES: [(&str, &[&str]); 35] = [
     ("/", &["get"]),
     ("/static/{name}", &["get"]),
     ("/healthz", &["get"]),
@@ -34,6 +34,9 @@ const ROUTES: [(&str, &[&str]); 32] = [
     ("/api/threads/{id}/members/me", &["delete"]),
     ("/api/threads/{id}/members/{user_id}", &["delete"]),
     ("/api/messages/{id}", &["delete", "patch"]),
+    ("/api/uploads", &["post"]),
+    ("/api/uploads/{id}", &["get"]),
+    ("/api/uploads/{id}/thumbnail", &["get"]),
     ("/admin/companies", &["post"]),
     ("/admin/users", &["get", "post"]),
     ("/admin/users/{id}", &["patch"]),

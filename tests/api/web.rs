@@ -49,7 +49,7 @@ async fn the_page_is_html_under_a_strict_content_security_policy() {
         "script-src 'self'",
         "style-src 'self'",
         &format!("connect-src 'self' ws://{host} wss://{host}"),
-        "img-src 'self' data:",
+        "img-src 'self' blob:",
         "base-uri 'none'",
         "form-action 'none'",
         "frame-ancestors 'none'",
@@ -78,6 +78,7 @@ async fn each_asset_has_its_content_type_and_the_same_headers() {
         ("/static/connection.js", "text/javascript; charset=utf-8"),
         ("/static/api.js", "text/javascript; charset=utf-8"),
         ("/static/search.js", "text/javascript; charset=utf-8"),
+        ("/static/files.js", "text/javascript; charset=utf-8"),
         ("/static/people.js", "text/javascript; charset=utf-8"),
         (
             "/static/messages-extras.js",

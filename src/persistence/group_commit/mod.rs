@@ -87,8 +87,9 @@ struct PendingSend {
     reply: Reply,
 }
 
-/// The way into the batcher. Dropping it ends the batcher once the batches
-/// already gathered are committed.
+/// The way into the batcher. Dropping every clone ends the batcher once the
+/// batches already gathered are committed.
+#[derive(Clone)]
 pub struct GroupCommit {
     queue: mpsc::UnboundedSender<PendingSend>,
 }
@@ -251,15 +252,10 @@ async fn commit_batch(db: &Db, requests: &[SendMessage]) -> Result<BatchOutcome,
             continue;
         }
         first_with_key.insert(key, index);
-        let metadata = match request
-            .content
-            .metadata()
-            .map(serde_json::to_value)
-            .transpose()
-        {
+        let metadata = match request.content.stored_metadata() {
             Ok(metadata) => metadata,
-            Err(e) => {
-                outcomes[index] = Some(Err(AppError::Internal(format!("encoding metadata: {e}"))));
+            Err(error) => {
+                outcomes[index] = Some(Err(error));
                 continue;
             }
         };

@@ -235,8 +235,17 @@ impl Default for ChildDb {
     }
 }
 
+impl ChildDb {
+    /// The directory a child keeps uploads in: one per database, so a
+    /// restarted child finds its files again.
+    pub fn uploads_dir(&self) -> std::path::PathBuf {
+        super::uploads_dir_for(&self.name)
+    }
+}
+
 impl Drop for ChildDb {
     fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(self.uploads_dir());
         let name = self.name.clone();
         // A separate thread: Drop may run inside the test's runtime.
         let _ = std::thread::spawn(move || {
@@ -276,7 +285,8 @@ impl ChildConfig {
             .env("DATABASE_URL", &self.db.url)
             .env("CONFAB_BIND", "127.0.0.1:0")
             .env("CONFAB_ADMIN_TOKEN", &self.admin_token)
-            .env("CONFAB_JWT_SECRET", &self.jwt_secret);
+            .env("CONFAB_JWT_SECRET", &self.jwt_secret)
+            .env("CONFAB_UPLOADS_DIR", self.db.uploads_dir());
         for (var, value) in &self.env {
             command.env(var, value);
         }

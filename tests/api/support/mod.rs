@@ -96,6 +96,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
     settings.jwt_secret = format!("test-secret-{}-{}", Uuid::new_v4(), Uuid::new_v4());
     settings.db_pool_size = 8;
     settings.workers = 1;
+    settings.uploads.dir = uploads_dir_for(&db_name).to_string_lossy().into_owned();
     // Webhook tests deliver to a receiver on 127.0.0.1.
     settings.webhooks.allow_private = true;
     tweak(&mut settings);
@@ -133,12 +134,19 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
     }
 }
 
+/// Where a test server keeps its uploads: a directory of its own, removed
+/// with it.
+pub fn uploads_dir_for(db_name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("confab-uploads-{db_name}"))
+}
+
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.system.stop();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+        let _ = std::fs::remove_dir_all(&self.settings.uploads.dir);
         let db_name = self.db_name.clone();
         // A separate thread: Drop may run inside the test's runtime.
         let _ = std::thread::spawn(move || {

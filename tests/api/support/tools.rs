@@ -86,3 +86,9 @@ fn pip_script(script: &str, requirement: &str) -> PathBuf {
     }
     path
 }
+
+/// moto's S3-compatible server (`moto_server`), installed with pip if it
+/// is missing: the object store the S3 upload tests run against.
+pub fn moto_server() -> PathBuf {
+    pip_script("moto_server", "moto[server]>=5,<6")
+}
