@@ -531,6 +531,112 @@ try {
     if (await message(pageA, queued).count() !== 1) throw new Error('the retried send arrived twice');
   });
 
+  // ---- replies, mentions, reactions, catch-up (web/messages-extras.js) ----
+  // Both have TEAM open here.
+  const answer = 'Yes, here: replying to that';
+  await step('B replies to A\'s message; both see the quote, and clicking it jumps to the target', async () => {
+    await message(pageB, missed).hover();
+    await message(pageB, missed).getByTestId('reply').click();
+    await expectText(pageB.getByTestId('reply-bar'), missed);
+    await send(pageB, answer);
+    await pageB.getByTestId('reply-bar').waitFor({ state: 'hidden', timeout: TIMEOUT_MS });
+    const quoteA = message(pageA, answer).getByTestId('reply-quote');
+    await expectText(quoteA, missed);
+    await expectText(quoteA.locator('.quote-sender'), 'You');
+    await expectText(message(pageB, answer).getByTestId('reply-quote').locator('.quote-sender'), A.name);
+    await pageA.screenshot({ path: join(SHOTS, 'extras-1-reply-quote.png') });
+    await quoteA.click();
+    await waitForAttr(message(pageA, missed), 'data-found', 'true');
+  });
+
+  const mentioning = 'can you check this';
+  await step('A mentions B through the autocomplete; B, in another thread, gets the @ marker and a highlight', async () => {
+    await openThread(pageB, SIDE);
+    const input = pageA.getByTestId('composer-input');
+    await input.fill('');
+    await input.pressSequentially('Thanks @' + B.name.slice(0, 2), { delay: 20 });
+    const option = pageA.getByTestId('mention-option').filter({ hasText: B.name });
+    await waitForAttr(option, 'aria-selected', 'true');
+    const active = await input.getAttribute('aria-activedescendant');
+    if (await option.getAttribute('id') !== active) throw new Error(`the composer points at ${active}, not the selected option`);
+    await pageA.screenshot({ path: join(SHOTS, 'extras-2-mention-autocomplete.png') });
+    await input.press('Enter');
+    await pageA.getByTestId('mention-list').waitFor({ state: 'hidden', timeout: TIMEOUT_MS });
+    const typed = await input.inputValue();
+    if (typed !== `Thanks @${B.name} `) throw new Error(`the composer holds ${JSON.stringify(typed)}`);
+    await input.pressSequentially(mentioning, { delay: 5 });
+    await input.press('Enter');
+    await message(pageA, mentioning).and(pageA.locator('[data-seq]')).waitFor({ timeout: TIMEOUT_MS });
+    await expectText(message(pageA, mentioning).getByTestId('mention'), `@${B.name}`);
+    const marker = threadItem(pageB, TEAM).getByTestId('unread-mention');
+    await marker.waitFor({ timeout: TIMEOUT_MS });
+    await pageB.screenshot({ path: join(SHOTS, 'extras-3-mention-marker.png') });
+    await openThread(pageB, TEAM);
+    const highlight = message(pageB, mentioning).locator('[data-testid="mention"].mention-me');
+    await expectText(highlight, `@${B.name}`);
+    await marker.waitFor({ state: 'hidden', timeout: TIMEOUT_MS });
+    // Read on screen is read on the server: its count clears too.
+    for (let tries = 0; ; tries += 1) {
+      const thread = (await userCall(B, 'GET', '/api/threads')).body.threads.find((t) => t.id === TEAM);
+      if (thread.unread_mentions === 0) break;
+      if (tries > 40) throw new Error(`the server still counts ${thread.unread_mentions} unread mentions`);
+      await pageB.waitForTimeout(250);
+    }
+  });
+
+  const reactions = (page, text) => message(page, text).getByTestId('reaction');
+  const chip = (page, text, emoji) => message(page, text).locator(`[data-testid="reaction"][data-emoji="${emoji}"]`);
+  await step('A reacts from the picker; B sees it live, adds theirs and one typed freely; A sees both live', async () => {
+    await message(pageA, answer).hover();
+    await message(pageA, answer).getByTestId('react').click();
+    await pageA.getByTestId('reaction-picker').waitFor({ timeout: TIMEOUT_MS });
+    await pageA.screenshot({ path: join(SHOTS, 'extras-4-reaction-picker.png') });
+    await pageA.getByTestId('reaction-pick').filter({ hasText: '👍' }).click();
+    await waitForAttr(chip(pageA, answer, '👍'), 'aria-pressed', 'true');
+    const seenByB = chip(pageB, answer, '👍');
+    await waitForAttr(seenByB, 'aria-pressed', 'false');
+    await expectText(seenByB, '👍 1');
+    const title = await seenByB.getAttribute('title');
+    if (!title.includes(A.name)) throw new Error(`who reacted is not in the tooltip: ${title}`);
+    await seenByB.click();
+    await waitForAttr(seenByB, 'aria-pressed', 'true');
+    await expectText(chip(pageA, answer, '👍'), '👍 2');
+    await message(pageB, answer).getByTestId('react').click();
+    await pageB.getByTestId('reaction-input').fill('🚀');
+    await pageB.getByTestId('reaction-add').click();
+    await expectText(chip(pageA, answer, '🚀'), '🚀 1');
+    const order = await reactions(pageA, answer).evaluateAll((chips) => chips.map((c) => c.dataset.emoji));
+    if (order.join(' ') !== '👍 🚀') throw new Error(`reactions in the order ${order}`);
+    await pageA.screenshot({ path: join(SHOTS, 'extras-5-reactions-live.png') });
+  });
+
+  const editedOffline = `Thanks @${B.name} ${mentioning} (edited while B was away)`;
+  await step('B goes offline; A edits a message and takes back a reaction; B catches up on reconnect', async () => {
+    await contextB.setOffline(true);
+    await pageB.evaluate(() => window.confabDebug.drop());
+    await pageB.locator('[data-testid="conn-status"][data-state="reconnecting"]').waitFor({ timeout: TIMEOUT_MS });
+    await message(pageA, mentioning).getByTestId('edit').click();
+    await pageA.getByTestId('edit-input').fill(editedOffline);
+    await pageA.getByTestId('edit-save').click();
+    await message(pageA, editedOffline).getByTestId('edited').waitFor({ timeout: TIMEOUT_MS });
+    await chip(pageA, answer, '👍').click();
+    await expectText(chip(pageA, answer, '👍'), '👍 1');
+    await waitForAttr(chip(pageA, answer, '👍'), 'aria-pressed', 'false');
+    if (await message(pageB, editedOffline).count() !== 0) throw new Error('B saw the edit while offline');
+    const framesBefore = sentByB.length;
+    await contextB.setOffline(false);
+    await pageB.locator('[data-testid="conn-status"][data-state="online"]').waitFor({ timeout: TIMEOUT_MS });
+    await message(pageB, editedOffline).getByTestId('edited').waitFor({ timeout: TIMEOUT_MS });
+    // Brought by the change feed, from the rev B held (chat:sync only
+    // brings new messages).
+    const asked = sentByB.slice(framesBefore).filter((f) => f.event === 'chat:changes' && f.data?.thread_id === TEAM);
+    if (asked.length === 0 || !(asked[0].data.after_rev > 0)) throw new Error(`B's catch-up asked ${JSON.stringify(asked)}`);
+    await expectText(chip(pageB, answer, '👍'), '👍 1');
+    await waitForAttr(chip(pageB, answer, '👍'), 'aria-pressed', 'true');
+    await pageB.screenshot({ path: join(SHOTS, 'extras-6-caught-up-after-reconnect.png') });
+  });
+  // ---- end of replies, mentions, reactions, catch-up ----
+
   await step('markup in a message is shown as text and never runs', async () => {
     const hostile = '<img src="x" onerror="window.pwned = true"><b>not bold</b>';
     await openThread(pageA, SIDE);

@@ -12,6 +12,7 @@ import {
   disablePush, enablePush, notificationsSupported, notifyWhileHidden, onOpenRequest, pushEnabled,
   showUnreadInTitle, threadFromLink,
 } from './notify.js';
+import { messageExtras } from './messages-extras.js';
 
 const PAGE_SIZE = 50;
 // People per directory page: a screenful, then "Show more people".
@@ -243,8 +244,13 @@ async function catchUp({ threads }) {
     // never opened here was only counted (last_seq), not downloaded, so its
     // senders must not see it delivered.
     const store = state.stores.get(view.id);
-    if (!store) continue;
+    if (!store) {
+      extras.noteRev(view.id, view.last_rev);
+      continue;
+    }
     if (view.last_seq > store.newestSeq) await syncThread(view.id, store.newestSeq);
+    // Edits, deletions and reactions to messages held here, made meanwhile.
+    await extras.catchUpChanges(view.id, view.last_rev ?? 0);
     markDelivered(view.id, store.newestSeq);
   }
   const linked = threadFromLink();
@@ -276,12 +282,14 @@ async function syncThread(threadId, afterSeq) {
 
 const handlers = {
   'chat:message': ({ message }) => {
+    extras.noteRev(message.thread_id, message.rev);
     storeMessage(message);
     const thread = state.threads.get(message.thread_id);
     if (!thread) return;
     if (message.sender_id !== state.me.id && message.seq > thread.last_read_seq && !message.deleted_at) {
       thread.unread += 1;
     }
+    extras.onNewMessage(message, thread);
     renderThreadList();
     noteArrival(message.thread_id, message.seq);
     stopShowingTyping(message.thread_id, message.sender_id);
@@ -295,8 +303,13 @@ const handlers = {
       }).catch(reportError);
     }
   },
-  'chat:message-edited': ({ message }) => storeMessage(message),
-  'chat:message-deleted': ({ thread_id, message_id, seq, deleted_at }) => {
+  'chat:message-edited': ({ message }) => {
+    extras.noteRev(message.thread_id, message.rev);
+    storeMessage(message);
+  },
+  'chat:reaction': (reaction) => extras.onReaction(reaction),
+  'chat:message-deleted': ({ thread_id, message_id, seq, deleted_at, rev }) => {
+    extras.noteRev(thread_id, rev);
     const store = state.stores.get(thread_id);
     const thread = state.threads.get(thread_id);
     // A thread never opened here holds no messages, only its last one.
@@ -305,8 +318,11 @@ const handlers = {
       if (!old) refreshUnread().catch(reportError); // whose it was is unknown here
       else if (old.sender_id !== state.me.id) thread.unread = Math.max(0, thread.unread - 1);
     }
-    const tombstone = { ...(old ?? {}), id: message_id, thread_id, seq, body: null, metadata: null, deleted_at };
+    const tombstone = {
+      ...(old ?? {}), id: message_id, thread_id, seq, body: null, metadata: null, deleted_at, rev, mentions: [], reactions: [],
+    };
     if (store?.bySeq.has(seq)) storeMessage(tombstone);
+    if (thread) extras.recountMentions(thread, store);
     if (thread?.last_message?.id === message_id) thread.last_message = tombstone;
     renderThreadList();
   },
@@ -348,6 +364,7 @@ const handlers = {
     autoOpen(thread.id);
     // The thread may already hold messages this session never saw.
     const store = state.stores.get(thread.id);
+    if (!store) extras.noteRev(thread.id, thread.last_rev);
     if (store && thread.last_seq > store.newestSeq) syncThread(thread.id, store.newestSeq).catch(reportError);
   },
   'chat:thread-left': ({ thread_id }) => {
@@ -468,7 +485,7 @@ function renderThreadList() {
     const badgeMeaning = el('span', { class: 'visually-hidden' }, thread.unread === 1 ? 'unread message' : 'unread messages');
     badge.hidden = badgeMeaning.hidden = thread.unread === 0;
     const preview = el('span', { class: 'preview', 'data-testid': 'last-message' }, previewOf(thread.last_message));
-    button.append(title, badge, badgeMeaning, preview);
+    button.append(title, badge, badgeMeaning, extras.mentionMarker(thread), preview);
     item.append(button);
     return item;
   }));
@@ -494,6 +511,7 @@ async function openThread(threadId, { show = true } = {}) {
   stopTyping();
   state.openThreadId = threadId;
   state.visibleSeqs.clear();
+  extras.threadChanged();
   if (show) showThreadPane();
   $('no-thread').hidden = true;
   $('thread-header').hidden = false;
@@ -549,6 +567,7 @@ function closeThread() {
   stopTyping();
   state.openThreadId = null;
   state.visibleSeqs.clear();
+  extras.threadChanged();
   if ($('app').dataset.view === 'thread') $('app').dataset.view = 'list';
   // They act on the thread that was open.
   for (const dialog of [$('rename-dialog'), $('add-dialog')]) if (dialog.open) dialog.close();
@@ -992,6 +1011,9 @@ function storeMessage(message) {
   }
   const store = state.stores.get(message.thread_id);
   if (!store) return;
+  // An older state of a message (a live event a chat:changes page
+  // overtook) does not undo a newer one.
+  if (!extras.isNewer(store.bySeq.get(message.seq), message)) return;
   store.bySeq.set(message.seq, message);
   store.newestSeq = Math.max(store.newestSeq, message.seq);
   if (message.thread_id === state.openThreadId) {
@@ -1052,6 +1074,7 @@ function renderMessage(message) {
       child.dataset.pending === 'true' || Number(child.dataset.seq) > message.seq);
     $('message-list').insertBefore(item, after ?? null);
   }
+  extras.decorate(item, message);
   if (mine) updateReceipt(item, message);
   else if (!message.deleted_at) readObserver.observe(item);
 }
@@ -1173,6 +1196,9 @@ async function loadOlder() {
   const store = state.stores.get(threadId);
   if (!store || !store.hasOlder || store.loadingOlder) return;
   store.loadingOlder = true;
+  let done;
+  // A jump to an older message waits for this page rather than give up.
+  store.olderLoaded = new Promise((resolve) => { done = resolve; });
   try {
     const page = await state.api.messagesBefore(threadId, store.oldestSeq, PAGE_SIZE);
     if (state.openThreadId !== threadId) return;
@@ -1188,6 +1214,7 @@ async function loadOlder() {
     box.scrollTop = box.scrollHeight - fromBottom;
   } finally {
     store.loadingOlder = false;
+    done();
   }
   // Still at the top (a tall window): keep going.
   const sentinel = $('history-sentinel').getBoundingClientRect();
@@ -1265,6 +1292,7 @@ function recountUnread(threadId) {
   const thread = state.threads.get(threadId);
   const store = state.stores.get(threadId);
   if (!thread) return true;
+  extras.recountMentions(thread, store);
   if (thread.last_read_seq >= thread.last_seq) {
     thread.unread = 0;
     return true;
@@ -1298,6 +1326,7 @@ async function refreshUnread() {
         if (!thread || listed.last_seq !== thread.last_seq || listed.last_read_seq < thread.last_read_seq) continue;
         thread.last_read_seq = listed.last_read_seq;
         thread.unread = listed.unread;
+        thread.unread_mentions = listed.unread_mentions;
       }
       renderThreadList();
     } while (unreadRefresh.again);
@@ -1377,7 +1406,7 @@ $('composer').addEventListener('submit', (e) => {
   // The server ends our typing indicator when the message lands.
   clearTimeout(typingOut.idleTimer);
   typingOut.threadId = null;
-  send(threadId, body);
+  send(threadId, body, extras.takeComposed(threadId, body));
 });
 
 // crypto.randomUUID exists only in secure contexts (https, localhost); a
@@ -1391,14 +1420,15 @@ function newClientMsgId() {
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }
 
-function send(threadId, body) {
+// `extra`: reply_to and mentions (messages-extras.js).
+function send(threadId, body, extra = {}) {
   const pending = { client_msg_id: newClientMsgId(), thread_id: threadId, body };
   state.pendingSends.set(pending.client_msg_id, pending);
   if (threadId === state.openThreadId) {
     renderPending(pending);
     scrollToBottom();
   }
-  state.conn.send({ thread_id: threadId, client_msg_id: pending.client_msg_id, type: 'text', body }).then(
+  state.conn.send({ thread_id: threadId, client_msg_id: pending.client_msg_id, type: 'text', body, ...extra }).then(
     (message) => {
       state.pendingSends.delete(pending.client_msg_id);
       storeMessage(message);
@@ -1592,6 +1622,10 @@ async function jumpToMessage(threadId, seq) {
   const store = state.stores.get(threadId);
   if (!store) return;
   const wanted = Math.max(seq - 10, 1);
+  // History paging started by scrolling (opening the thread shows its top
+  // on a tall window) is finished first.
+  while (store.loadingOlder && store.olderLoaded) await store.olderLoaded;
+  if (state.openThreadId !== threadId) return;
   if (store.oldestSeq > wanted && store.hasOlder && !store.loadingOlder) {
     store.loadingOlder = true;
     try {
@@ -1635,6 +1669,21 @@ function el(tag, attrs = {}, text) {
 }
 
 // ---- go ------------------------------------------------------------------
+
+// Reactions, replies, mentions and the change feed (messages-extras.js).
+const extras = messageExtras({
+  state,
+  el,
+  nameOf,
+  storeMessage,
+  jumpToMessage,
+  onThreadCounts: (threadId) => {
+    if (!recountUnread(threadId)) refreshUnread().catch(reportError);
+    renderThreadList();
+  },
+  showNotice,
+  reportError,
+});
 
 renderPicked();
 const token = takeToken();

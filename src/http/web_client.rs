@@ -23,7 +23,7 @@ struct Asset {
 
 /// Every file the client is made of. The names are the ones index.html and
 /// the modules import, under `/static/`.
-const ASSETS: [Asset; 11] = [
+const ASSETS: [Asset; 12] = [
     Asset {
         path: "index.html",
         content_type: "text/html; charset=utf-8",
@@ -66,6 +66,11 @@ const ASSETS: [Asset; 11] = [
         path: "search.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_bytes!("../../web/search.js"),
+    },
+    Asset {
+        path: "messages-extras.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../web/messages-extras.js"),
     },
     Asset {
         path: "files.js",

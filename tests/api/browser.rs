@@ -170,12 +170,25 @@ async fn two_people_chat_in_two_browser_sessions() {
             &json!("Yes, typing a reply right now"),
             &json!("Sent while B was offline"),
             &json!("Queued while offline"),
+            &json!("Yes, here: replying to that"),
+            &json!("Thanks @Bob can you check this (edited while B was away)"),
             &json!("Sent from a narrow screen"),
         ],
         "{messages:#?}"
     );
     assert!(messages[0]["edited_at"].is_string());
     assert!(messages[1]["deleted_at"].is_string());
+    // Bob's reply, Alice's mention of Bob (kept through her edit), and the
+    // reactions left once Alice took hers back.
+    assert_eq!(messages[5]["reply_to"]["id"], messages[3]["id"]);
+    assert_eq!(messages[6]["mentions"], json!([bob.id]));
+    assert_eq!(
+        messages[5]["reactions"],
+        json!([
+            {"emoji": "👍", "user_ids": [bob.id]},
+            {"emoji": "🚀", "user_ids": [bob.id]},
+        ])
+    );
 
     let members = app
         .get(&format!("/api/threads/{team}/members"), &alice.token)

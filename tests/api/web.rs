@@ -83,6 +83,10 @@ async fn each_asset_has_its_content_type_and_the_same_headers() {
         ("/static/people.js", "text/javascript; charset=utf-8"),
         ("/static/notify.js", "text/javascript; charset=utf-8"),
         ("/static/sw.js", "text/javascript; charset=utf-8"),
+        (
+            "/static/messages-extras.js",
+            "text/javascript; charset=utf-8",
+        ),
         ("/static/style.css", "text/css; charset=utf-8"),
         ("/static/icon.svg", "image/svg+xml"),
     ] {
