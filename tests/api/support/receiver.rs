@@ -156,7 +156,17 @@ async fn serve(
     }
 }
 
-async fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Received> {
+/// One HTTP/1.1 request as a test's server sees it: method, path, headers
+/// (names lower-cased) and the body's bytes. None at the end of the stream
+/// or on anything malformed.
+pub struct RawRequest {
+    pub method: String,
+    pub path: String,
+    pub headers: HashMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+pub async fn read_raw_request(reader: &mut BufReader<TcpStream>) -> Option<RawRequest> {
     let mut line = String::new();
     if reader.read_line(&mut line).await.ok()? == 0 {
         return None;
@@ -181,12 +191,22 @@ async fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Received> {
         .unwrap_or(0);
     let mut body = vec![0; length];
     reader.read_exact(&mut body).await.ok()?;
-    let body = String::from_utf8(body).ok()?;
-    let json = serde_json::from_str(&body).unwrap_or(Value::Null);
-    Some(Received {
+    Some(RawRequest {
         method,
         path,
         headers,
+        body,
+    })
+}
+
+async fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Received> {
+    let raw = read_raw_request(reader).await?;
+    let body = String::from_utf8(raw.body).ok()?;
+    let json = serde_json::from_str(&body).unwrap_or(Value::Null);
+    Some(Received {
+        method: raw.method,
+        path: raw.path,
+        headers: raw.headers,
         body,
         json,
     })
