@@ -138,7 +138,9 @@ const LOOK_UP: &str = "
 // Seqs and revs are numbered in the database: each thread's last_seq and
 // last_rev move by the number of the batch's messages for it, and the
 // messages take the numbers just below the new values, in the batch's order.
-// Each new message's rev is logged as a creation (see `super::super::edits`).
+// A creation is not written to `message_changes`: until the message changes,
+// its row's rev is its created_rev, which is what the read-back looks for
+// (see `super::super::replay` and `super::super::edits::log_change`).
 const INSERT_MESSAGES: &str = "
     WITH input AS (
         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::uuid[],
@@ -170,10 +172,6 @@ const INSERT_MESSAGES: &str = "
         ON CONFLICT (sender_id, client_msg_id) DO NOTHING
         RETURNING id, thread_id, company_id, seq, sender_id, client_msg_id, kind, body, metadata,
                   created_at, edited_at, deleted_at, rev, created_rev, reply_to, mentions
-    ),
-    logged AS (
-        INSERT INTO message_changes (thread_id, rev, message_id, kind)
-        SELECT thread_id, rev, id, 'created' FROM inserted
     )
     SELECT * FROM inserted";
 
