@@ -4,7 +4,8 @@
 #   docs/bench/issue19-table.sh LABEL=path/to/confab [LABEL=path ...]
 # e.g. before=/tmp/bench/confab-77c6297 after=target/release/confab
 # Env: ROUNDS (2), OUT (/tmp/bench/issue19.jsonl), RAMP (1: also ramp each
-# server to its highest rate with delivery p99 <= 200 ms), NODE_DIR.
+# server to its highest rate with delivery p99 <= 200 ms), OTHERS (1: the
+# last LABEL alone through the issue's other scenarios), NODE_DIR.
 set -u
 cd "$(dirname "$0")/../.."
 B=${BENCH:-target/release/confab-bench}
@@ -21,7 +22,8 @@ N=0
 
 start_confab() { # $1 binary; sets PID and URL
   N=$((N + 1))
-  env DATABASE_URL=postgres://postgres@127.0.0.1:5432/confab_i19_${RUN}_$N \
+  DBURL=postgres://postgres@127.0.0.1:5432/confab_i19_${RUN}_$N
+  env DATABASE_URL=$DBURL \
     CONFAB_BIND=127.0.0.1:$PORT CONFAB_ADMIN_TOKEN=$TOKEN \
     CONFAB_JWT_SECRET=bench-secret-0123456789-0123456789-abcdef \
     CONFAB_RATE_LIMIT_PER_SECOND=1000000 CONFAB_RATE_LIMIT_BURST=1000000 \
@@ -36,7 +38,7 @@ start_node() {
      DATABASE_URL=postgres://postgres@127.0.0.1:5432/nodechat_i19_${RUN}_$N \
      JWT_SECRET=bench-secret ADMIN_TOKEN=$TOKEN RATE_LIMIT_PER_SEC=0 node server.js \
      > "$LOGS/node-$N.log" 2>&1) &
-  PID=$!; URL=http://127.0.0.1:$NODE_PORT
+  PID=$!; URL=http://127.0.0.1:$NODE_PORT; DBURL=
   for _ in $(seq 1 150); do curl -sf $URL/healthz >/dev/null && return; sleep 0.2; done
   echo "node did not start: $LOGS/node-$N.log" >&2
 }
@@ -44,6 +46,7 @@ stop() { kill "$PID" 2>/dev/null; wait "$PID" 2>/dev/null; sleep 0.5; }
 bench() { # $1 label, rest: scenario args
   local label=$1; shift
   "$B" "$@" --url "$URL" --admin-token $TOKEN --server-pid "$PID" --json-out "$OUT" \
+    --database-url "${DBURL:-}" \
     > "$LOGS/$label.json" 2> "$LOGS/$label.err"
   echo "$label rc=$? $(tail -c 300 "$LOGS/$label.err" | tr '\n' ' ' | cut -c1-200)"
 }
@@ -65,4 +68,12 @@ if [ "$RAMP" = 1 ]; then
   round=1
   each ramp200 ramp --threads 10 --members 50 --start-rate 200 --factor 1.4 \
     --step-duration 10 --p99-bound-ms 200
+fi
+if [ "${OTHERS:-1}" = 1 ]; then
+  last=${SERVERS[${#SERVERS[@]}-1]}; label=${last%%=*}; bin=${last#*=}
+  one() { start_confab "$bin"; bench "$1-$label" "${@:2}"; stop; }
+  one thread1000 fanout --threads 1 --members 1000 --rate 20 --duration 20
+  one storm storm --clients 1000 --members 10 --backlog 20
+  one durable fanout --threads 50 --members 2 --rate 0 --window 512 --duration 10 --with-ceilings
+  one receipts receipts --pairs 50 --duration 10
 fi
