@@ -76,4 +76,6 @@ if [ "${OTHERS:-1}" = 1 ]; then
   one storm storm --clients 1000 --members 10 --backlog 20
   one durable fanout --threads 50 --members 2 --rate 0 --window 512 --duration 10 --with-ceilings
   one receipts receipts --pairs 50 --duration 10
+  # The floor under any ack: one durable single-row commit at a time.
+  one commit-floor ceiling-db --threads 10 --pool-size 1 --batch 1 --duration 10
 fi
