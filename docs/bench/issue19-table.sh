@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Issue 19's table: confab builds and the Node peer side by side, in one run,
 # alternating, on fresh databases. Usage:
-#   docs/bench/issue19-table.sh LABEL=path/to/confab [LABEL=path ...]
-# e.g. before=/tmp/bench/confab-77c6297 after=target/release/confab
+#   docs/bench/issue19-table.sh LABEL=path/to/confab[@VAR=value] [...]
+# e.g. before=/tmp/bench/confab-77c6297 after=target/release/confab \
+#      after-2=target/release/confab@CONFAB_COMMITS_IN_FLIGHT=2
 # Env: ROUNDS (2), OUT (/tmp/bench/issue19.jsonl), RAMP (1: also ramp each
 # server to its highest rate with delivery p99 <= 200 ms), OTHERS (1: the
 # last LABEL alone through the issue's other scenarios), NODE_DIR.
@@ -20,14 +21,16 @@ PORT=18181; NODE_PORT=18090
 RUN=$(date +%s)
 N=0
 
-start_confab() { # $1 binary; sets PID and URL
+start_confab() { # $1 binary[@VAR=value]; sets PID and URL
+  local bin=${1%%@*} extra=
+  [ "$bin" != "$1" ] && extra=${1#*@}
   N=$((N + 1))
   DBURL=postgres://postgres@127.0.0.1:5432/confab_i19_${RUN}_$N
   env DATABASE_URL=$DBURL \
     CONFAB_BIND=127.0.0.1:$PORT CONFAB_ADMIN_TOKEN=$TOKEN \
     CONFAB_JWT_SECRET=bench-secret-0123456789-0123456789-abcdef \
     CONFAB_RATE_LIMIT_PER_SECOND=1000000 CONFAB_RATE_LIMIT_BURST=1000000 \
-    RUST_LOG=warn "$1" > "$LOGS/confab-$N.log" 2>&1 &
+    RUST_LOG=warn $extra "$bin" > "$LOGS/confab-$N.log" 2>&1 &
   PID=$!; URL=http://127.0.0.1:$PORT
   for _ in $(seq 1 150); do curl -sf $URL/readyz >/dev/null && return; sleep 0.2; done
   echo "confab did not start: $LOGS/confab-$N.log" >&2
