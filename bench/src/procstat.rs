@@ -2,6 +2,7 @@
 //! server's, Postgres's and the bench's own, so a result says what each
 //! delivery cost and whether the bench itself was the bottleneck.
 
+use std::collections::HashMap;
 use std::fs;
 use std::time::Instant;
 
@@ -64,8 +65,12 @@ impl Watched {
         }
     }
 
-    fn ticks(&self) -> u64 {
-        self.pids().iter().filter_map(|p| cpu_ticks(p)).sum()
+    /// CPU ticks so far of each watched process.
+    fn ticks(&self) -> HashMap<String, u64> {
+        self.pids()
+            .into_iter()
+            .filter_map(|p| cpu_ticks(&p).map(|t| (p, t)))
+            .collect()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -80,10 +85,13 @@ impl Watched {
     }
 }
 
-/// CPU used by a watched set between `start` and `finish`.
+/// CPU used by a watched set between `start` and `finish`, counted per
+/// process: a process that ends during the run (another client's Postgres
+/// backend) must not make the total go down, and one that starts counts
+/// from zero.
 pub struct CpuMeter {
     watched: Watched,
-    ticks: u64,
+    ticks: HashMap<String, u64>,
     at: Instant,
 }
 
@@ -108,7 +116,12 @@ impl CpuMeter {
         if self.watched.is_empty() {
             return None;
         }
-        let ticks = self.watched.ticks().saturating_sub(self.ticks);
+        let ticks: u64 = self
+            .watched
+            .ticks()
+            .iter()
+            .map(|(pid, now)| now.saturating_sub(self.ticks.get(pid).copied().unwrap_or(0)))
+            .sum();
         let seconds = self.at.elapsed().as_secs_f64();
         let cpu_s = ticks as f64 / TICKS_PER_SECOND;
         Some(CpuUse {

@@ -19,7 +19,7 @@ use super::message_views::message_view;
 use super::outbox::{self, Recorded};
 use super::prepared::CachePrepared;
 use super::rows::MessageRow;
-use super::schema::{memberships, message_changes, messages, threads};
+use super::schema::{memberships, messages, threads};
 use super::{Answer, Caller, Db, Query};
 use crate::auth::Claimed;
 use crate::domain::{CompanyId, Mentions, MessageId, MessageText};
@@ -51,6 +51,20 @@ pub(super) enum Change<'a> {
 
 /// Records what `rev` of the thread was, in the transaction that made the
 /// change: the hub's read-back replays missed revs from this log.
+///
+/// Sends do not log their creation (it would cost every send a row). A
+/// message that never changed is found by the read-back through its row,
+/// whose rev is still its created_rev; its first change ends that, so the
+/// same statement logs the creation too (a no-op once it is logged).
+const LOG_CHANGE: &str = "
+    WITH creation AS (
+        INSERT INTO message_changes (thread_id, rev, message_id, kind)
+        SELECT thread_id, created_rev, id, 'created' FROM messages WHERE id = $3
+        ON CONFLICT (thread_id, rev) DO NOTHING
+    )
+    INSERT INTO message_changes (thread_id, rev, message_id, kind, user_id, emoji, reaction_on)
+    VALUES ($1, $2, $3, $4, $5, $6, $7)";
+
 pub(super) async fn log_change(
     conn: &mut AsyncPgConnection,
     thread_id: Uuid,
@@ -65,16 +79,15 @@ pub(super) async fn log_change(
             ("reaction", Some(user_id), Some(emoji), Some(on))
         }
     };
-    diesel::insert_into(message_changes::table)
-        .values((
-            message_changes::thread_id.eq(thread_id),
-            message_changes::rev.eq(rev),
-            message_changes::message_id.eq(message_id),
-            message_changes::kind.eq(kind),
-            message_changes::user_id.eq(user_id),
-            message_changes::emoji.eq(emoji),
-            message_changes::reaction_on.eq(on),
-        ))
+    diesel::sql_query(LOG_CHANGE)
+        .bind::<SqlUuid, _>(thread_id)
+        .bind::<BigInt, _>(rev)
+        .bind::<SqlUuid, _>(message_id)
+        .bind::<Text, _>(kind)
+        .bind::<Nullable<SqlUuid>, _>(user_id)
+        .bind::<Nullable<Text>, _>(emoji)
+        .bind::<Nullable<diesel::sql_types::Bool>, _>(on)
+        .cached()
         .execute(conn)
         .await?;
     Ok(())

@@ -29,9 +29,7 @@ use std::time::Duration;
 
 use actix::Recipient;
 use chrono::{DateTime, Utc};
-use diesel::sql_types::{
-    Array, BigInt, Bool, Double, Nullable, Text, Timestamptz, Uuid as SqlUuid,
-};
+use diesel::sql_types::{Array, BigInt, Bool, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel::{OptionalExtension, QueryableByName};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde::Serialize;
@@ -77,83 +75,37 @@ impl Notices {
     }
 }
 
-/// A message just inserted, as scheduling sees it.
-pub struct NewMessage<'a> {
-    pub thread_id: Uuid,
-    pub company_id: Uuid,
-    pub seq: i64,
-    pub sender_id: Uuid,
-    /// The members it mentions (other ids are ignored).
-    pub mentions: &'a [Uuid],
-}
-
-// Every member but the sender who was not online (or is mentioned) gets the
-// seq on their row. The batch holds its threads' locks, so rows of one
-// thread are written by one transaction at a time.
-const SCHEDULE: &str = "
-    WITH msg AS (
-        SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::uuid[])
-            AS m(thread_id, company_id, seq, sender_id)
-    ),
-    mention AS (
-        SELECT * FROM unnest($5::uuid[], $6::bigint[], $7::uuid[]) AS x(thread_id, seq, user_id)
-    ),
-    told AS (
-        SELECT ms.user_id, m.thread_id, m.company_id, m.seq,
-               EXISTS (SELECT 1 FROM mention x
-                       WHERE x.thread_id = m.thread_id AND x.seq = m.seq
-                         AND x.user_id = ms.user_id) AS mentioned
-        FROM msg m JOIN memberships ms ON ms.thread_id = m.thread_id
-        WHERE ms.user_id <> m.sender_id
-    ),
-    grouped AS (
-        SELECT user_id, thread_id, company_id, array_agg(seq ORDER BY seq) AS seqs,
-               coalesce(array_agg(seq ORDER BY seq) FILTER (WHERE mentioned), '{}')
-                   AS mentioned_seqs
-        FROM told
-        WHERE mentioned OR NOT (user_id = ANY ($8::uuid[]))
-        GROUP BY user_id, thread_id, company_id
-    )
-    INSERT INTO pending_notifications AS p
-        (user_id, thread_id, company_id, seqs, mentioned_seqs, due_at)
-    SELECT user_id, thread_id, company_id, seqs, mentioned_seqs,
-           clock_timestamp() + make_interval(secs => $9)
-    FROM grouped
-    ORDER BY user_id, thread_id
-    ON CONFLICT (user_id, thread_id) DO UPDATE SET
-        seqs = p.seqs || EXCLUDED.seqs,
-        mentioned_seqs = p.mentioned_seqs || EXCLUDED.mentioned_seqs,
-        due_at = coalesce(p.due_at, EXCLUDED.due_at)";
-
-/// Schedules the notifications of these new messages inside the batch's
-/// transaction; `online` are the users the hub saw online. Answers how
-/// many (member, thread) rows were written.
-pub async fn schedule(
-    conn: &mut AsyncPgConnection,
-    messages: &[NewMessage<'_>],
-    online: &[Uuid],
-    delay: Duration,
-) -> Result<usize, diesel::result::Error> {
-    if messages.is_empty() {
-        return Ok(0);
-    }
-    let mentions: Vec<(Uuid, i64, Uuid)> = messages
-        .iter()
-        .flat_map(|m| m.mentions.iter().map(|u| (m.thread_id, m.seq, *u)))
-        .collect();
-    diesel::sql_query(SCHEDULE)
-        .bind::<Array<SqlUuid>, _>(messages.iter().map(|m| m.thread_id).collect::<Vec<_>>())
-        .bind::<Array<SqlUuid>, _>(messages.iter().map(|m| m.company_id).collect::<Vec<_>>())
-        .bind::<Array<BigInt>, _>(messages.iter().map(|m| m.seq).collect::<Vec<_>>())
-        .bind::<Array<SqlUuid>, _>(messages.iter().map(|m| m.sender_id).collect::<Vec<_>>())
-        .bind::<Array<SqlUuid>, _>(mentions.iter().map(|m| m.0).collect::<Vec<_>>())
-        .bind::<Array<BigInt>, _>(mentions.iter().map(|m| m.1).collect::<Vec<_>>())
-        .bind::<Array<SqlUuid>, _>(mentions.iter().map(|m| m.2).collect::<Vec<_>>())
-        .bind::<Array<SqlUuid>, _>(online)
-        .bind::<Double, _>(delay.as_secs_f64())
-        .cached()
-        .execute(conn)
-        .await
+/// Scheduling, as a step of group commit's insert statement (one round
+/// trip per batch instead of two): a CTE over its `inserted` rows, with
+/// the users the hub saw online as `$11` and the delay in seconds as `$12`.
+/// Every member but the sender who was not online (or is mentioned) gets
+/// the seq on their row. The batch holds its threads' locks, so rows of one
+/// thread are written by one transaction at a time; they are written in
+/// (user, thread) order. Mentions of non-members find no membership row and
+/// are ignored.
+#[macro_export]
+macro_rules! schedule_notifications_cte {
+    () => {
+        "scheduled AS (
+        INSERT INTO pending_notifications AS p
+            (user_id, thread_id, company_id, seqs, mentioned_seqs, due_at)
+        SELECT ms.user_id, i.thread_id, i.company_id,
+               array_agg(i.seq ORDER BY i.seq),
+               coalesce(array_agg(i.seq ORDER BY i.seq)
+                            FILTER (WHERE ms.user_id = ANY (i.mentions)), '{}'),
+               clock_timestamp() + make_interval(secs => $12)
+        FROM inserted i JOIN memberships ms ON ms.thread_id = i.thread_id
+        WHERE ms.user_id <> i.sender_id
+          AND (ms.user_id = ANY (i.mentions) OR NOT (ms.user_id = ANY ($11::uuid[])))
+        GROUP BY ms.user_id, i.thread_id, i.company_id
+        ORDER BY ms.user_id, i.thread_id
+        ON CONFLICT (user_id, thread_id) DO UPDATE SET
+            seqs = p.seqs || EXCLUDED.seqs,
+            mentioned_seqs = p.mentioned_seqs || EXCLUDED.mentioned_seqs,
+            due_at = coalesce(p.due_at, EXCLUDED.due_at)
+        RETURNING 1
+    )"
+    };
 }
 
 /// A due row, claimed, with the member's standing now.

@@ -3,8 +3,9 @@
 //! a node missed while its bus was away. Internal: no caller, no scoping;
 //! the hub only routes the result to members of each thread's room.
 //!
-//! `message_changes` says what each rev was; the database keeps only each
-//! message's current state. So a missed rev is answered as the change it
+//! `message_changes` says what each rev was (a message's creation only once
+//! the message has changed; until then its own row says it); the database
+//! keeps only each message's current state. So a missed rev is answered as the change it
 //! was, carrying the message as it is now: a new message or an edit with
 //! its current state (which may already hold later changes, each of which
 //! follows at its own rev), a deletion, or a reaction exactly as made.
@@ -41,15 +42,28 @@ struct ChangeRow {
     message: MessageRow,
 }
 
+// A thread's revs in a range are its logged changes, and the creations of
+// messages that have not changed since (their row's rev is their
+// created_rev; a message's first change logs its creation, see
+// `edits::log_change`). Both are read through (thread_id, rev) indexes.
+// UNION, not UNION ALL: a creation logged by a node of an earlier version
+// (which logged every send) is also found through its unchanged row.
 const LOAD_RANGES: &str = concat!(
     "SELECT c.rev AS place, c.kind AS change_kind, c.user_id AS reactor, c.emoji, c.reaction_on, ",
     crate::message_columns!(),
     " FROM unnest($1::uuid[], $2::bigint[], $3::bigint[]) AS r(thread_id, after_rev, up_to_rev)
     CROSS JOIN LATERAL (
-        SELECT * FROM message_changes
-        WHERE message_changes.thread_id = r.thread_id
-          AND message_changes.rev > r.after_rev AND message_changes.rev <= r.up_to_rev
-        ORDER BY message_changes.rev
+        SELECT * FROM (
+            SELECT l.thread_id, l.rev, l.message_id, l.kind, l.user_id, l.emoji, l.reaction_on
+            FROM message_changes l
+            WHERE l.thread_id = r.thread_id AND l.rev > r.after_rev AND l.rev <= r.up_to_rev
+            UNION
+            SELECT u.thread_id, u.rev, u.id, 'created', NULL::uuid, NULL::text, NULL::boolean
+            FROM messages u
+            WHERE u.thread_id = r.thread_id AND u.rev > r.after_rev AND u.rev <= r.up_to_rev
+              AND u.rev = u.created_rev
+        ) changes
+        ORDER BY changes.rev
         LIMIT $4
     ) c
     JOIN messages m ON m.id = c.message_id

@@ -647,7 +647,11 @@ async fn lost_edit(app: &TestApp, message_id: &str) {
              edited AS (
                  UPDATE messages SET body = 'edited unannounced', edited_at = now(),
                                      rev = (SELECT last_rev FROM bumped)
-                 WHERE id = (SELECT id FROM target))
+                 WHERE id = (SELECT id FROM target)),
+             creation AS (
+                 INSERT INTO message_changes (thread_id, rev, message_id, kind)
+                 SELECT thread_id, created_rev, id, 'created' FROM messages
+                 WHERE id = '{message_id}' ON CONFLICT DO NOTHING)
              INSERT INTO message_changes (thread_id, rev, message_id, kind)
              SELECT id, last_rev, '{message_id}', 'edited' FROM bumped"
         ))

@@ -161,7 +161,9 @@ async fn with_migrate_off_a_fresh_database_is_left_alone_and_the_server_says_why
 /// The richer-messages migration on a database that already holds
 /// messages: a message never changed gets rev = seq, an edited or deleted
 /// one a rev after the thread's last seq (in the order of those changes),
-/// every rev is logged, and each thread's last_rev is its highest.
+/// every rev is logged, and each thread's last_rev is its highest. Then
+/// the lazy-creation-log migration keeps only the creations of changed
+/// messages.
 #[actix_web::test]
 async fn the_rev_migration_numbers_existing_messages_gaplessly() {
     let name = format!(
@@ -214,6 +216,23 @@ async fn the_rev_migration_numbers_existing_messages_gaplessly() {
             .await,
         6,
         "every rev logged once"
+    );
+    // Sends stopped logging creations: the rows of messages never changed
+    // go, those of changed messages stay (their row's rev moved on).
+    db.exec(include_str!(
+        "../../migrations/2026-12-08-100000_lazy_creation_log/up.sql"
+    ))
+    .await;
+    assert_eq!(
+        db.count("SELECT count(*) AS n FROM message_changes WHERE kind = 'created'")
+            .await,
+        2,
+        "creation rows of the edited and the deleted message"
+    );
+    assert_eq!(
+        db.count("SELECT count(*) AS n FROM message_changes").await,
+        4,
+        "two creations, an edit and a deletion"
     );
     drop(db);
     crate::support::db::admin_exec(&format!("DROP DATABASE {name} WITH (FORCE)")).await;

@@ -5,13 +5,12 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use diesel::sql_types::{Array, BigInt, Bool, Jsonb, Nullable, Text, Uuid as SqlUuid};
+use diesel::sql_types::{Array, BigInt, Bool, Double, Jsonb, Nullable, Text, Uuid as SqlUuid};
 use diesel::QueryableByName;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::super::message_views::{message_views, reply_targets};
-use super::super::notifications::{self, NewMessage};
 use super::super::outbox;
 use super::super::prepared::CachePrepared;
 use super::super::rows::MessageRow;
@@ -138,8 +137,13 @@ const LOOK_UP: &str = "
 // Seqs and revs are numbered in the database: each thread's last_seq and
 // last_rev move by the number of the batch's messages for it, and the
 // messages take the numbers just below the new values, in the batch's order.
-// Each new message's rev is logged as a creation (see `super::super::edits`).
-const INSERT_MESSAGES: &str = "
+// A creation is not written to `message_changes`: until the message changes,
+// its row's rev is its created_rev, which is what the read-back looks for
+// (see `super::super::replay` and `super::super::edits::log_change`).
+// Members offline at commit, or mentioned, get the message on their pending
+// notification in the same statement (`schedule_notifications_cte`).
+const INSERT_MESSAGES: &str = concat!(
+    "
     WITH input AS (
         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::uuid[],
                              $6::text[], $7::text[], $8::jsonb[], $9::uuid[], $10::text[])
@@ -171,11 +175,21 @@ const INSERT_MESSAGES: &str = "
         RETURNING id, thread_id, company_id, seq, sender_id, client_msg_id, kind, body, metadata,
                   created_at, edited_at, deleted_at, rev, created_rev, reply_to, mentions
     ),
-    logged AS (
-        INSERT INTO message_changes (thread_id, rev, message_id, kind)
-        SELECT thread_id, rev, id, 'created' FROM inserted
-    )
-    SELECT * FROM inserted";
+    ",
+    crate::schedule_notifications_cte!(),
+    "
+    SELECT inserted.*, (SELECT count(*) FROM scheduled) AS scheduled_rows FROM inserted"
+);
+
+/// A new message's row, and how many pending notifications its batch wrote
+/// (the same on every row).
+#[derive(QueryableByName)]
+struct InsertedRow {
+    #[diesel(embed)]
+    message: MessageRow,
+    #[diesel(sql_type = BigInt)]
+    scheduled_rows: i64,
+}
 
 pub(super) async fn write_batch(
     conn: &mut AsyncPgConnection,
@@ -283,7 +297,7 @@ pub(super) async fn write_batch(
             scheduled: false,
         });
     }
-    let inserted: Vec<MessageRow> = diesel::sql_query(INSERT_MESSAGES)
+    let inserted: Vec<InsertedRow> = diesel::sql_query(INSERT_MESSAGES)
         .bind::<Array<SqlUuid>, _>(to_insert.iter().map(|c| c.id).collect::<Vec<_>>())
         .bind::<Array<SqlUuid>, _>(to_insert.iter().map(|c| c.thread_id).collect::<Vec<_>>())
         .bind::<Array<SqlUuid>, _>(to_insert.iter().map(|c| c.company_id).collect::<Vec<_>>())
@@ -316,6 +330,8 @@ pub(super) async fn write_batch(
                 .map(|c| c.mentions.as_str())
                 .collect::<Vec<_>>(),
         )
+        .bind::<Array<SqlUuid>, _>(online)
+        .bind::<Double, _>(delay.as_secs_f64())
         .cached()
         .load(conn)
         .await?;
@@ -324,26 +340,14 @@ pub(super) async fn write_batch(
     if inserted.len() != to_insert.len() {
         return Err(BatchError::Raced);
     }
+    let scheduled = inserted.first().is_some_and(|row| row.scheduled_rows > 0);
+    let inserted: Vec<MessageRow> = inserted.into_iter().map(|row| row.message).collect();
     // A new message has no reactions yet: only its reply target is read,
     // and only when the batch has replies.
     let mut targets: Vec<Uuid> = inserted.iter().filter_map(|r| r.reply_to).collect();
     targets.sort_unstable();
     targets.dedup();
     let replies = reply_targets(conn, targets).await?;
-    // Members offline at commit, or mentioned, get the message on their
-    // pending notification, in this transaction.
-    let news: Vec<NewMessage> = inserted
-        .iter()
-        .map(|row| NewMessage {
-            thread_id: row.thread_id,
-            company_id: row.company_id,
-            seq: row.seq,
-            sender_id: row.sender_id,
-            mentions: row.mentions.as_slice(),
-        })
-        .collect();
-    let scheduled = notifications::schedule(conn, &news, online, delay).await? > 0;
-    drop(news);
     let mut views = HashMap::with_capacity(inserted.len());
     for row in inserted {
         let key = (row.sender_id, row.client_msg_id);

@@ -154,7 +154,11 @@ async fn a_change_never_announced_is_read_back_and_delivered_before_the_next_one
          edited AS (
              UPDATE messages SET body = 'after, unannounced', edited_at = now(),
                                  rev = (SELECT last_rev FROM bumped)
-             WHERE id = '{message_id}')
+             WHERE id = '{message_id}'),
+         creation AS (
+             INSERT INTO message_changes (thread_id, rev, message_id, kind)
+             SELECT thread_id, created_rev, id, 'created' FROM messages
+             WHERE id = '{message_id}' ON CONFLICT DO NOTHING)
          INSERT INTO message_changes (thread_id, rev, message_id, kind)
          SELECT id, last_rev, '{message_id}', 'edited' FROM bumped",
         message_id = message["id"].as_str().unwrap_or_default()
