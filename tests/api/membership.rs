@@ -257,13 +257,13 @@ async fn sessions_connecting_while_a_membership_changes_see_one_side_of_it() {
     let in_thread = |f: &Value| {
         f["event"] == "chat:message" && f["data"]["message"]["thread_id"] == thread.to_string()
     };
+    let (members, me) = (
+        format!("/api/threads/{thread}/members"),
+        format!("/api/threads/{thread}/members/me"),
+    );
     for round in 0..3 {
         let connects = join_all((0..6).map(|_| app.connect(carl)));
-        let add = app.post(
-            &format!("/api/threads/{thread}/members"),
-            &ann.token,
-            json!({"user_id": carl.id}),
-        );
+        let add = app.post(&members, &ann.token, json!({"user_id": carl.id}));
         let (mut joined, reply) = futures_util::join!(connects, add);
         assert_eq!(reply.status, 201, "round {round}: {reply:?}");
         for session in &mut joined {
@@ -278,7 +278,7 @@ async fn sessions_connecting_while_a_membership_changes_see_one_side_of_it() {
         }
 
         let connects = join_all((0..6).map(|_| app.connect(carl)));
-        let remove = app.delete(&format!("/api/threads/{thread}/members/me"), &carl.token);
+        let remove = app.delete(&me, &carl.token);
         let (mut left, reply) = futures_util::join!(connects, remove);
         assert_eq!(reply.status, 204, "round {round}: {reply:?}");
         for session in &mut left {
