@@ -7,11 +7,12 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_actors::ws::{self, WebsocketContext};
 use bytes::Bytes;
 
-use super::extract::{bearer_token, AuthUser};
+use super::extract::bearer_token;
 use super::responses::{Forbidden, Unauthorized};
 use super::AppState;
 use crate::error::{AppError, HttpErrorBody};
 use crate::outbound::{MeteredStream, OutboundGauge};
+use crate::persistence::AdmitSession;
 use crate::session::inbound::InboundFrames;
 use crate::session::WsSession;
 
@@ -43,13 +44,18 @@ pub(super) async fn upgrade(
     let token = token(&req).ok_or(AppError::Unauthorized(
         "missing token: use ?token= or a bearer header",
     ))?;
-    let caller = AuthUser::from_token(&state, &token).await?;
-    let permit = state.sessions.capacity.admit(caller.claimed.user_id)?;
+    // AuthUser's checks, and the user's threads for the connect
+    // sequence's first look, in one query.
+    let verified = state.auth.verify_user(&token)?;
+    let claimed = verified.claimed;
+    let threads = state.ask(AdmitSession(verified)).await?;
+    let permit = state.sessions.capacity.admit(claimed.user_id)?;
     let mut response = ws::handshake(&req)?;
 
     let outbound = OutboundGauge::default();
     let session = WsSession::new(
-        caller.claimed,
+        claimed,
+        threads,
         state.sessions.clone(),
         outbound.clone(),
         permit,

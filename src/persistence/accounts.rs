@@ -3,15 +3,17 @@
 use actix::Message;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Nullable, Timestamptz, Uuid as SqlUuid};
 use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
 use super::people::external_id_taken;
+use super::prepared::CachePrepared;
 use super::rows::{CompanyRow, UserRow};
 use super::schema::{companies, users};
 use super::{Answer, Db, Query};
 use crate::auth::VerifiedToken;
-use crate::domain::{CompanyId, DisplayName, ExternalId, UserId};
+use crate::domain::{CompanyId, DisplayName, ExternalId, ThreadId, UserId};
 use crate::error::AppError;
 use crate::protocol::views::{CompanyView, UserView};
 
@@ -110,15 +112,98 @@ impl Query for LoadUser {
             .optional()?;
         let (row, valid_after) =
             row.ok_or(AppError::Unauthorized("the token's user does not exist"))?;
-        if row.deactivated_at.is_some() {
-            return Err(AppError::Unauthorized("the token's user is deactivated"));
-        }
-        if let Some(after) = valid_after {
-            if issued_at.is_none_or(|iat| iat < after.timestamp()) {
-                return Err(AppError::Unauthorized("the token was revoked"));
-            }
-        }
+        admit_token(row.deactivated_at, valid_after, issued_at)?;
         Ok(UserView::from(row).into())
+    }
+}
+
+/// `LoadUser`'s rule, given the user's row: refused if deactivated or if
+/// the token was issued before the last revocation.
+fn admit_token(
+    deactivated_at: Option<DateTime<Utc>>,
+    valid_after: Option<DateTime<Utc>>,
+    issued_at: Option<i64>,
+) -> Result<(), AppError> {
+    if deactivated_at.is_some() {
+        return Err(AppError::Unauthorized("the token's user is deactivated"));
+    }
+    if let Some(after) = valid_after {
+        if issued_at.is_none_or(|iat| iat < after.timestamp()) {
+            return Err(AppError::Unauthorized("the token was revoked"));
+        }
+    }
+    Ok(())
+}
+
+/// Where one of a user's threads stood when a session was admitted: all
+/// the connect sequence's first look needs to choose the rooms to enter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ThreadPosition {
+    pub id: ThreadId,
+    pub last_seq: i64,
+    pub last_rev: i64,
+}
+
+/// GET /ws: `LoadUser`'s checks and the user's threads (ids and
+/// positions only), in one statement. The threads are the connect
+/// sequence's first look (see `session::connect`): any snapshot taken
+/// before the session registers with the hub serves, since the full look
+/// taken after registering corrects it and is what chat:ready reports.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<ThreadPosition>, AppError>")]
+pub struct AdmitSession(pub VerifiedToken);
+
+/// One row per membership in the user's company, or one row of NULL
+/// threads for a user without any; no row if the user does not exist.
+/// The company is checked on the membership, as in `THREAD_SUMMARIES`.
+const ADMIT_SESSION: &str = "
+    SELECT u.deactivated_at, u.tokens_valid_after,
+           t.id AS thread_id, t.last_seq, t.last_rev
+    FROM users u
+    LEFT JOIN (memberships m JOIN threads t ON t.id = m.thread_id)
+           ON m.user_id = u.id AND m.company_id = u.company_id
+    WHERE u.id = $1 AND u.company_id = $2";
+
+#[derive(QueryableByName)]
+struct AdmitRow {
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    deactivated_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    tokens_valid_after: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Nullable<SqlUuid>)]
+    thread_id: Option<Uuid>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    last_seq: Option<i64>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    last_rev: Option<i64>,
+}
+
+impl Query for AdmitSession {
+    type Output = Vec<ThreadPosition>;
+    async fn run(self, db: Db) -> Result<Answer<Vec<ThreadPosition>>, AppError> {
+        let mut conn = db.conn().await?;
+        let VerifiedToken { claimed, issued_at } = self.0;
+        let rows: Vec<AdmitRow> = diesel::sql_query(ADMIT_SESSION)
+            .bind::<SqlUuid, _>(claimed.user_id.0)
+            .bind::<SqlUuid, _>(claimed.company_id.0)
+            .cached()
+            .load(&mut conn)
+            .await?;
+        let first = rows
+            .first()
+            .ok_or(AppError::Unauthorized("the token's user does not exist"))?;
+        admit_token(first.deactivated_at, first.tokens_valid_after, issued_at)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| {
+                Some(ThreadPosition {
+                    id: ThreadId(r.thread_id?),
+                    last_seq: r.last_seq?,
+                    last_rev: r.last_rev?,
+                })
+            })
+            .collect::<Vec<_>>()
+            .into())
     }
 }
 

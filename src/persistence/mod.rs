@@ -55,7 +55,8 @@ use diesel_async::AsyncPgConnection;
 
 pub use access::{RevokeTokens, SetDeactivated, TokenSubject};
 pub use accounts::{
-    CheckDatabase, CompanyUsers, CreateCompany, CreateUser, FindCompanyByName, FindUser, LoadUser,
+    AdmitSession, CheckDatabase, CompanyUsers, CreateCompany, CreateUser, FindCompanyByName,
+    FindUser, LoadUser, ThreadPosition,
 };
 pub use cursors::{AdvanceCursor, CursorKind, CursorOutcome};
 pub use edits::{DeleteMessage, EditMessage};

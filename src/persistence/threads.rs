@@ -45,6 +45,11 @@ pub(super) async fn require_member(
         .ok_or(AppError::NotMember)
 }
 
+/// The company is checked on the membership, which the foreign key
+/// (company_id, thread_id) ties to its thread's company: the same rows as
+/// `t.company_id = $2`, but the planner then starts from the user's
+/// memberships even when the statistics are stale (a freshly filled
+/// database), instead of scanning every thread of the company.
 const THREAD_SUMMARIES: &str = "
     SELECT t.id, t.company_id, t.kind, t.title, t.created_by, t.created_at, t.last_seq,
            m.last_delivered_seq, m.last_read_seq,
@@ -56,7 +61,7 @@ const THREAD_SUMMARIES: &str = "
              WHERE x.thread_id = t.id AND x.seq > m.last_read_seq
                AND m.user_id = ANY(x.mentions) AND x.deleted_at IS NULL) AS unread_mentions
     FROM memberships m JOIN threads t ON t.id = m.thread_id
-    WHERE m.user_id = $1 AND t.company_id = $2
+    WHERE m.user_id = $1 AND m.company_id = $2
     ORDER BY t.last_seq DESC, t.id";
 
 /// A member's threads with their cursors and unread counts (chat:ready,

@@ -10,42 +10,49 @@ use super::WsSession;
 use crate::domain::ThreadId;
 use crate::error::AppError;
 use crate::hub::messages::{Connect, JoinThreads, Routed};
-use crate::persistence::{ask, LoadThreads, Persistence};
+use crate::persistence::{ask, LoadThreads};
 use crate::protocol::{ServerEvent, ThreadView};
 
 impl WsSession {
-    /// Loads memberships, registers with the hub, looks again, and sends
+    /// Registers with the hub, loads the user's threads, and sends
     /// chat:ready. Two looks because a membership can change while we
-    /// register: the first decides the rooms we enter, the second (taken
-    /// once the hub routes to us, so no later change can be missed)
-    /// corrects them and is what chat:ready reports.
+    /// register: the first (the thread positions the upgrade read, see
+    /// `persistence::AdmitSession`) decides the rooms we enter; the second
+    /// (the full views, taken once the hub routes to us, so no later
+    /// change can be missed) corrects them and is what chat:ready reports.
     pub(super) fn connect(&mut self, ctx: &mut WebsocketContext<Self>) {
         let deps = self.deps.clone();
         let (session_id, user) = (self.id, self.user);
         let addr = ctx.address().recipient();
         let outbound = self.outbound.clone();
+        let first = std::mem::take(&mut self.first_look);
         let sequence = async move {
-            let load = |persistence: Addr<Persistence>| async move {
-                let query = LoadThreads {
-                    member: user,
-                    with_last_message: false,
-                };
-                let items = ask(&persistence, query).await?;
-                Ok::<Vec<ThreadView>, AppError>(items.into_iter().map(|i| i.thread).collect())
-            };
-            let first = load(deps.persistence.clone()).await?;
             deps.hub
                 .send(Connect {
                     session_id,
                     user_id: user.user_id,
                     company_id: user.company_id,
-                    threads: first.iter().map(|t| (t.id, routed_of(t))).collect(),
+                    threads: first
+                        .iter()
+                        .map(|t| {
+                            let routed = Routed {
+                                seq: t.last_seq,
+                                rev: t.last_rev,
+                            };
+                            (t.id, routed)
+                        })
+                        .collect(),
                     addr,
                     outbound,
                 })
                 .await
                 .map_err(|_| AppError::Unavailable)?;
-            let mut second = load(deps.persistence.clone()).await?;
+            let query = LoadThreads {
+                member: user,
+                with_last_message: false,
+            };
+            let items = ask(&deps.persistence, query).await?;
+            let mut second: Vec<ThreadView> = items.into_iter().map(|i| i.thread).collect();
             let before: HashSet<ThreadId> = first.iter().map(|t| t.id).collect();
             let now: HashSet<ThreadId> = second.iter().map(|t| t.id).collect();
             let routed = deps

@@ -38,7 +38,9 @@ use crate::hub::messages::{CloseCause, Disconnect, ToSession, TypingChanged};
 use crate::hub::ChatHub;
 use crate::metrics::metrics;
 use crate::outbound::OutboundGauge;
-use crate::persistence::{ask, AdvanceCursor, CursorKind, Persistence, SendMessage};
+use crate::persistence::{
+    ask, AdvanceCursor, CursorKind, Persistence, SendMessage, ThreadPosition,
+};
 use crate::protocol::client::{self, CursorUpdate};
 use crate::protocol::{Ack, ClientEvent, ClientFrame, FrameRef, ServerEvent};
 
@@ -95,6 +97,9 @@ pub struct WsSession {
     /// the hub queued for us while we were connecting are dropped if
     /// chat:ready already told the client about them.
     reported_last_rev: HashMap<ThreadId, i64>,
+    /// The threads the upgrade found, the connect sequence's first look;
+    /// taken when it runs.
+    first_look: Vec<ThreadPosition>,
     sends: VecDeque<QueuedSend>,
     sending: bool,
     db_requests: usize,
@@ -108,6 +113,7 @@ pub struct WsSession {
 impl WsSession {
     pub fn new(
         user: Claimed,
+        first_look: Vec<ThreadPosition>,
         deps: SessionDeps,
         outbound: OutboundGauge,
         permit: SessionPermit,
@@ -121,6 +127,7 @@ impl WsSession {
             limiter: TokenBucket::new(settings.rate_limit_per_second, settings.rate_limit_burst),
             last_heard: Instant::now(),
             reported_last_rev: HashMap::new(),
+            first_look,
             sends: VecDeque::new(),
             sending: false,
             db_requests: 0,

@@ -1,6 +1,7 @@
 //! Threads and members changing while users are online: creation, adding,
 //! leaving, operator changes, and the refusals.
 
+use futures_util::future::join_all;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -239,6 +240,62 @@ async fn a_member_who_leaves_hears_nothing_more_of_the_thread() {
         .await;
     assert_eq!(send["event"], "chat:error", "{send}");
     assert_eq!(send["data"]["code"], "not_member", "{send}");
+}
+
+/// Sessions that connect while a membership changes end up on one side of
+/// it: a session either lists the thread in chat:ready or is told of the
+/// change live, and afterwards hears the thread's messages exactly when
+/// the user is a member. (The connect sequence chooses its rooms from a
+/// snapshot taken at the upgrade and corrects them once registered.)
+#[actix_web::test]
+async fn sessions_connecting_while_a_membership_changes_see_one_side_of_it() {
+    let app = spawn_app().await;
+    let users = app.users(2).await;
+    let (ann, carl) = (&users[0], &users[1]);
+    let thread = app.group(&[ann]).await;
+    let mut ann_ws = app.connect(ann).await;
+    let in_thread = |f: &Value| {
+        f["event"] == "chat:message" && f["data"]["message"]["thread_id"] == thread.to_string()
+    };
+    let (members, me) = (
+        format!("/api/threads/{thread}/members"),
+        format!("/api/threads/{thread}/members/me"),
+    );
+    for round in 0..3 {
+        let connects = join_all((0..6).map(|_| app.connect(carl)));
+        let add = app.post(&members, &ann.token, json!({"user_id": carl.id}));
+        let (mut joined, reply) = futures_util::join!(connects, add);
+        assert_eq!(reply.status, 201, "round {round}: {reply:?}");
+        for session in &mut joined {
+            if session.ready_thread(thread) == Value::Null {
+                session.next_event("chat:thread-joined").await;
+            }
+        }
+        let message = ann_ws.send_message(thread, &format!("in {round}")).await;
+        for session in &mut joined {
+            let got = session.next_event("chat:message").await;
+            assert_eq!(got["message"], message, "round {round}");
+        }
+
+        let connects = join_all((0..6).map(|_| app.connect(carl)));
+        let remove = app.delete(&me, &carl.token);
+        let (mut left, reply) = futures_util::join!(connects, remove);
+        assert_eq!(reply.status, 204, "round {round}: {reply:?}");
+        for session in &mut left {
+            if session.ready_thread(thread) != Value::Null {
+                let gone = session.next_event("chat:thread-left").await;
+                assert_eq!(gone, json!({"thread_id": thread}), "round {round}");
+            }
+        }
+        ann_ws.send_message(thread, &format!("out {round}")).await;
+        join_all(
+            joined
+                .iter_mut()
+                .chain(left.iter_mut())
+                .map(|session| session.assert_none(in_thread, "a message after carl left")),
+        )
+        .await;
+    }
 }
 
 #[actix_web::test]
