@@ -29,7 +29,7 @@ mod routing;
 mod typing;
 
 use std::collections::{HashMap, HashSet};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
@@ -48,6 +48,10 @@ use crate::metrics::metrics;
 /// only matters if an announcement is lost, and then the missing seqs are
 /// read back from the database.
 pub const REORDER_HOLD: Duration = Duration::from_millis(500);
+
+/// How long the hub remembers that a user was removed from a thread: far
+/// longer than a connect sequence's first look can be old at Connect.
+const REMOVAL_MEMORY: Duration = Duration::from_secs(120);
 
 #[derive(Debug, Clone)]
 pub struct HubSettings {
@@ -69,6 +73,11 @@ pub struct ChatHub {
     gap_fill: Option<Recipient<LoadChangesAfter>>,
     /// Cluster mode: the other nodes' users and the bus to tell them ours.
     peers: Option<PeerNodes>,
+    /// (user, thread) pairs whose latest membership event here was a
+    /// removal, and when. A connecting session's first look may predate
+    /// the removal; Connect does not enter those rooms, and the second look
+    /// (JoinThreads) enters them if the user is in fact a member again.
+    recent_removals: HashMap<(UserId, ThreadId), Instant>,
 }
 
 impl ChatHub {
@@ -82,7 +91,19 @@ impl ChatHub {
             evictions: Vec::new(),
             gap_fill: None,
             peers: None,
+            recent_removals: HashMap::new(),
         }
+    }
+
+    fn remember_removal(&mut self, user_id: UserId, thread_id: ThreadId) {
+        let now = Instant::now();
+        self.recent_removals
+            .retain(|_, at| now.duration_since(*at) < REMOVAL_MEMORY);
+        self.recent_removals.insert((user_id, thread_id), now);
+    }
+
+    fn forget_removal(&mut self, user_id: UserId, thread_id: ThreadId) {
+        self.recent_removals.remove(&(user_id, thread_id));
     }
 }
 
@@ -119,6 +140,11 @@ impl Handler<Connect> for ChatHub {
             .sessions
             .push(msg.session_id);
         for (thread_id, from) in msg.threads {
+            // Entering a room the user has since left would route its
+            // frames to this session until JoinThreads corrects the rooms.
+            if self.recent_removals.contains_key(&(msg.user_id, thread_id)) {
+                continue;
+            }
             self.join_room(msg.user_id, thread_id, from);
         }
         if first {
@@ -376,6 +402,42 @@ mod tests {
 
     async fn hub_with_listener(thread_id: ThreadId) -> Listener {
         Listener::join(ChatHub::new(settings()).start(), thread_id).await
+    }
+
+    /// A session whose first look still lists a thread the user was just
+    /// removed from (the removal reached the hub before Connect) does not
+    /// enter its room: the room's messages are not routed to it.
+    #[actix_rt::test]
+    async fn connect_with_a_stale_first_look_does_not_enter_a_room_just_left() {
+        let thread_id = ThreadId(uuid::Uuid::new_v4());
+        let member = hub_with_listener(thread_id).await;
+        let hub = member.hub.clone();
+        let user_id = UserId(uuid::Uuid::new_v4());
+        let removed = ChatEvent::MemberRemoved { thread_id, user_id };
+        hub.send(Committed(removed)).await.ok();
+
+        let frames = Arc::new(Mutex::new(Vec::new()));
+        let recorder = Recorder(frames.clone()).start();
+        hub.send(Connect {
+            session_id: SessionId::new_v4(),
+            user_id,
+            company_id: CompanyId(uuid::Uuid::new_v4()),
+            threads: vec![(thread_id, Routed::default())],
+            addr: recorder.clone().recipient(),
+            outbound: OutboundGauge::default(),
+        })
+        .await
+        .ok();
+        member.created(thread_id, 1).await;
+        assert_eq!(member.seqs().await, vec![1], "the member still gets it");
+        recorder.send(Flush).await.ok();
+        let leaked: Vec<serde_json::Value> = frames.lock().map(|f| f.clone()).unwrap_or_default();
+        assert!(
+            leaked
+                .iter()
+                .all(|f| f["data"]["message"]["thread_id"].is_null()),
+            "a removed user's session got the room's message: {leaked:?}"
+        );
     }
 
     #[actix_rt::test]

@@ -57,6 +57,7 @@ impl ChatHub {
                 self.deliver_to_room(thread_id, &out, Some(user_id), None);
             }
             ChatEvent::MemberRemoved { thread_id, user_id } => {
+                self.remember_removal(user_id, thread_id);
                 self.end_typing(thread_id, user_id);
                 let was_online = self
                     .users
@@ -277,6 +278,7 @@ impl ChatHub {
     }
 
     fn thread_joined(&mut self, user_id: UserId, mut thread: ThreadView) {
+        self.forget_removal(user_id, thread.id);
         if !self.users.contains_key(&user_id) {
             return;
         }
