@@ -61,7 +61,13 @@ where
                 Poll::Pending => break,
             }
         }
-        match this.codec.decode(&mut this.buf) {
+        let decoded = this.codec.decode(&mut this.buf);
+        if this.buf.is_empty() && this.buf.capacity() > 0 {
+            // Nothing left over: let go of the allocation (the largest chunk
+            // read so far) rather than keep it while the session idles.
+            this.buf = BytesMut::new();
+        }
+        match decoded {
             Ok(Some(frame)) => Poll::Ready(Some(Inbound::Frame(frame))),
             Ok(None) if this.ended => Poll::Ready(None),
             Ok(None) => Poll::Pending,

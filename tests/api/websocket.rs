@@ -313,6 +313,73 @@ async fn a_text_message_in_three_fragments_with_a_ping_between_is_one_message() 
     assert_eq!(db.seqs(thread).await, vec![1]);
 }
 
+/// A session that waits gives its connection's buffers back (the patched
+/// actix-http dispatcher, and the session's inbound buffer): whatever comes
+/// after the wait must still be read and written whole. Frames several times
+/// the 8 KiB those buffers hold: one in a single frame, one in fragments with
+/// a ping between, each after a quiet spell, each echoed to a co-member.
+#[actix_web::test]
+async fn after_going_idle_a_session_still_takes_and_gives_large_and_fragmented_messages() {
+    let app = spawn_app().await;
+    let users = app.users(2).await;
+    let thread = app.group(&[&users[0], &users[1]]).await;
+    let mut ann = app.connect(&users[0]).await;
+    let mut bob = app.connect(&users[1]).await;
+    let quiet = std::time::Duration::from_millis(300);
+
+    // 7,000 three-byte characters: a 21 KB frame each way.
+    let large = "€".repeat(7_000);
+    tokio::time::sleep(quiet).await;
+    ann.send_text(
+        json!({"event": "chat:send", "ref": "large",
+               "data": {"thread_id": thread, "client_msg_id": Uuid::new_v4(), "body": large}})
+        .to_string(),
+    )
+    .await;
+    let ack = ann.reply_to("large").await;
+    assert_eq!(ack["event"], "chat:ack", "{ack}");
+    assert_eq!(ack["data"]["message"]["body"], large.as_str());
+    let got = bob.next_event("chat:message").await;
+    assert_eq!(got["message"]["body"], large.as_str());
+
+    // The same size again, in 1,000-byte fragments (cutting code points)
+    // with a ping after the first.
+    let fragmented = "ü€".repeat(4_000);
+    let frame = json!({"event": "chat:send", "ref": "fragmented",
+                       "data": {"thread_id": thread, "client_msg_id": Uuid::new_v4(), "body": fragmented}})
+    .to_string()
+    .into_bytes();
+    tokio::time::sleep(quiet).await;
+    let pieces: Vec<&[u8]> = frame.chunks(1_000).collect();
+    let last = pieces.len() - 1;
+    for (i, piece) in pieces.iter().enumerate() {
+        let message = if i == 0 {
+            text_frame(*piece, false)
+        } else {
+            continuation(*piece, i == last)
+        };
+        ann.send_raw(message).await;
+        if i == 0 {
+            ann.send_raw(ping_frame(b"mid-message")).await;
+        }
+    }
+    let (pong, before) = until_pong(ann.socket()).await;
+    assert_eq!(pong, b"mid-message");
+    let ack = match before.into_iter().find(|f| f["ref"] == "fragmented") {
+        Some(ack) => ack,
+        None => ann.reply_to("fragmented").await,
+    };
+    assert_eq!(ack["event"], "chat:ack", "{ack}");
+    assert_eq!(ack["data"]["message"]["body"], fragmented.as_str());
+    let got = bob.next_event("chat:message").await;
+    assert_eq!(got["message"]["body"], fragmented.as_str());
+
+    tokio::time::sleep(quiet).await;
+    assert_still_serving(&mut ann).await;
+    let mut db = app.db().await;
+    assert_eq!(db.seqs(thread).await, vec![1, 2]);
+}
+
 #[actix_web::test]
 async fn a_ping_gets_a_pong_with_the_same_payload() {
     let app = spawn_app().await;
