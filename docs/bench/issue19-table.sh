@@ -15,6 +15,10 @@ ROUNDS=${ROUNDS:-2}
 RAMP=${RAMP:-1}
 NODE_DIR=${NODE_DIR:-../shared/peers/node-chat}
 [ -d "$NODE_DIR" ] || NODE_DIR=/work/shared/peers/node-chat
+if [ ! -d "$NODE_DIR/node_modules" ]; then # the shared copy is read-only
+  rm -rf /tmp/bench/node-chat && cp -r "$NODE_DIR" /tmp/bench/node-chat && chmod -R u+w /tmp/bench/node-chat
+  NODE_DIR=/tmp/bench/node-chat; (cd "$NODE_DIR" && npm ci --silent) || exit 1
+fi
 LOGS=/tmp/bench/logs; mkdir -p "$LOGS"
 TOKEN=bench-admin-token
 PORT=18181; NODE_PORT=18090
@@ -69,7 +73,7 @@ for round in $(seq 1 "$ROUNDS"); do
 done
 if [ "$RAMP" = 1 ]; then
   round=1
-  each ramp200 ramp --threads 10 --members 50 --start-rate 200 --factor 1.4 \
+  each ramp200 ramp --threads 10 --members 50 --start-rate 300 --factor 1.4 \
     --step-duration 10 --p99-bound-ms 200
 fi
 if [ "${OTHERS:-1}" = 1 ]; then
