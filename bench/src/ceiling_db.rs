@@ -23,12 +23,16 @@ use crate::BenchResult;
 
 const POOL_TIMEOUT: Duration = Duration::from_secs(10);
 
+// Seqs and revs as the server numbers them (a new message is a change too).
 const INSERT_BATCH: &str = "
     WITH bumped AS (
-        UPDATE threads SET last_seq = last_seq + $3 WHERE id = $1 RETURNING last_seq
+        UPDATE threads SET last_seq = last_seq + $3, last_rev = last_rev + $3 WHERE id = $1
+        RETURNING last_seq, last_rev
     )
-    INSERT INTO messages (id, thread_id, company_id, seq, sender_id, client_msg_id, kind, body)
-    SELECT m.id, $1, $2, bumped.last_seq - $3 + m.ord, $4, m.cmid, 'text', m.body
+    INSERT INTO messages (id, thread_id, company_id, seq, sender_id, client_msg_id, kind, body,
+                          rev, created_rev)
+    SELECT m.id, $1, $2, bumped.last_seq - $3 + m.ord, $4, m.cmid, 'text', m.body,
+           bumped.last_rev - $3 + m.ord, bumped.last_rev - $3 + m.ord
     FROM bumped, unnest($5::uuid[], $6::uuid[], $7::text[]) WITH ORDINALITY AS m(id, cmid, body, ord)";
 
 #[derive(Debug, Clone, Serialize)]
