@@ -78,6 +78,7 @@ pub struct ChatHub {
     /// the removal; Connect does not enter those rooms, and the second look
     /// (JoinThreads) enters them if the user is in fact a member again.
     recent_removals: HashMap<(UserId, ThreadId), Instant>,
+    removals_sweep_at: usize,
 }
 
 impl ChatHub {
@@ -92,13 +93,19 @@ impl ChatHub {
             gap_fill: None,
             peers: None,
             recent_removals: HashMap::new(),
+            removals_sweep_at: 1024,
         }
     }
 
     fn remember_removal(&mut self, user_id: UserId, thread_id: ThreadId) {
         let now = Instant::now();
-        self.recent_removals
-            .retain(|_, at| now.duration_since(*at) < REMOVAL_MEMORY);
+        // Old entries go when the map has doubled since the last sweep, so
+        // a burst of removals costs amortized O(1) each.
+        if self.recent_removals.len() >= self.removals_sweep_at {
+            self.recent_removals
+                .retain(|_, at| now.duration_since(*at) < REMOVAL_MEMORY);
+            self.removals_sweep_at = (self.recent_removals.len() * 2).max(1024);
+        }
         self.recent_removals.insert((user_id, thread_id), now);
     }
 
