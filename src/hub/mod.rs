@@ -354,11 +354,20 @@ mod tests {
 
     impl Listener {
         pub(super) async fn join(hub: Addr<ChatHub>, thread_id: ThreadId) -> Self {
+            Self::join_as(hub, UserId(uuid::Uuid::new_v4()), thread_id).await
+        }
+
+        /// A session of `user_id` whose first look lists `thread_id`.
+        pub(super) async fn join_as(
+            hub: Addr<ChatHub>,
+            user_id: UserId,
+            thread_id: ThreadId,
+        ) -> Self {
             let frames = Arc::new(Mutex::new(Vec::new()));
             let recorder = Recorder(frames.clone()).start();
             hub.send(Connect {
                 session_id: SessionId::new_v4(),
-                user_id: UserId(uuid::Uuid::new_v4()),
+                user_id,
                 company_id: CompanyId(uuid::Uuid::new_v4()),
                 threads: vec![(thread_id, Routed::default())],
                 addr: recorder.clone().recipient(),
@@ -423,22 +432,10 @@ mod tests {
         let removed = ChatEvent::MemberRemoved { thread_id, user_id };
         hub.send(Committed(removed)).await.ok();
 
-        let frames = Arc::new(Mutex::new(Vec::new()));
-        let recorder = Recorder(frames.clone()).start();
-        hub.send(Connect {
-            session_id: SessionId::new_v4(),
-            user_id,
-            company_id: CompanyId(uuid::Uuid::new_v4()),
-            threads: vec![(thread_id, Routed::default())],
-            addr: recorder.clone().recipient(),
-            outbound: OutboundGauge::default(),
-        })
-        .await
-        .ok();
+        let removed_user = Listener::join_as(hub, user_id, thread_id).await;
         member.created(thread_id, 1).await;
         assert_eq!(member.seqs().await, vec![1], "the member still gets it");
-        recorder.send(Flush).await.ok();
-        let leaked: Vec<serde_json::Value> = frames.lock().map(|f| f.clone()).unwrap_or_default();
+        let leaked = removed_user.frames().await;
         assert!(
             leaked
                 .iter()
