@@ -134,6 +134,28 @@ const LOOK_UP: &str = "
          WITH ORDINALITY AS i(thread_id, company_id, sender_id, client_msg_id, reply_to, mentions,
                               ord)";
 
+// LOOK_UP for a batch of one send (most batches at everyday load), with
+// scalar parameters. Postgres re-plans LOOK_UP at every execution (its
+// custom plan over a one-row unnest looks cheaper than the generic one),
+// which cost 0.6 ms of the ~2.4 ms of Postgres time of a batch at 380
+// msg/s; this statement's generic plan is the same index probes as its
+// custom plan, so after a few executions Postgres keeps it.
+const LOOK_UP_ONE: &str = "
+    SELECT 1::bigint AS ord,
+           EXISTS (SELECT 1 FROM messages m
+                   WHERE m.sender_id = $3 AND m.client_msg_id = $4) AS sent,
+           (EXISTS (SELECT 1 FROM threads t WHERE t.id = $1 AND t.company_id = $2)
+            AND EXISTS (SELECT 1 FROM memberships m
+                        WHERE m.thread_id = $1 AND m.user_id = $3)) AS member,
+           ($5::uuid IS NULL
+            OR EXISTS (SELECT 1 FROM messages r WHERE r.id = $5 AND r.thread_id = $1)) AS reply_ok,
+           (SELECT count(*) FROM memberships m
+             WHERE m.thread_id = $1 AND m.user_id = ANY($6::uuid[]))
+            = cardinality($6::uuid[]) AS mentions_ok,
+           EXISTS (SELECT 1 FROM webhooks w
+                   WHERE w.company_id = $2 AND w.deleted_at IS NULL
+                     AND 'message.created' = ANY (w.events)) AS hooked";
+
 // Seqs and revs are numbered in the database: each thread's last_seq and
 // last_rev move by the number of the batch's messages for it, and the
 // messages take the numbers just below the new values, in the batch's order.
@@ -212,27 +234,42 @@ pub(super) async fn write_batch(
         .bind::<Array<SqlUuid>, _>(&thread_ids)
         .cached()
         .execute(&mut lock_conn);
-    let look_up = diesel::sql_query(LOOK_UP)
-        .bind::<Array<SqlUuid>, _>(candidates.iter().map(|c| c.thread_id).collect::<Vec<_>>())
-        .bind::<Array<SqlUuid>, _>(candidates.iter().map(|c| c.company_id).collect::<Vec<_>>())
-        .bind::<Array<SqlUuid>, _>(candidates.iter().map(|c| c.sender_id).collect::<Vec<_>>())
-        .bind::<Array<SqlUuid>, _>(
-            candidates
-                .iter()
-                .map(|c| c.client_msg_id)
-                .collect::<Vec<_>>(),
-        )
-        .bind::<Array<Nullable<SqlUuid>>, _>(
-            candidates.iter().map(|c| c.reply_to).collect::<Vec<_>>(),
-        )
-        .bind::<Array<Text>, _>(
-            candidates
-                .iter()
-                .map(|c| c.mentions.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .cached()
-        .load::<Standing>(&mut look_up_conn);
+    let look_up = async {
+        if let [one] = candidates {
+            return diesel::sql_query(LOOK_UP_ONE)
+                .bind::<SqlUuid, _>(one.thread_id)
+                .bind::<SqlUuid, _>(one.company_id)
+                .bind::<SqlUuid, _>(one.sender_id)
+                .bind::<SqlUuid, _>(one.client_msg_id)
+                .bind::<Nullable<SqlUuid>, _>(one.reply_to)
+                .bind::<Text, _>(one.mentions.as_str())
+                .cached()
+                .load::<Standing>(&mut look_up_conn)
+                .await;
+        }
+        diesel::sql_query(LOOK_UP)
+            .bind::<Array<SqlUuid>, _>(candidates.iter().map(|c| c.thread_id).collect::<Vec<_>>())
+            .bind::<Array<SqlUuid>, _>(candidates.iter().map(|c| c.company_id).collect::<Vec<_>>())
+            .bind::<Array<SqlUuid>, _>(candidates.iter().map(|c| c.sender_id).collect::<Vec<_>>())
+            .bind::<Array<SqlUuid>, _>(
+                candidates
+                    .iter()
+                    .map(|c| c.client_msg_id)
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<Nullable<SqlUuid>>, _>(
+                candidates.iter().map(|c| c.reply_to).collect::<Vec<_>>(),
+            )
+            .bind::<Array<Text>, _>(
+                candidates
+                    .iter()
+                    .map(|c| c.mentions.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .cached()
+            .load::<Standing>(&mut look_up_conn)
+            .await
+    };
     let (_, mut standings) = futures_util::try_join!(lock, look_up)?;
     // Seqs follow arrival order, which is the order of the arrays.
     standings.sort_unstable_by_key(|s| s.ord);
