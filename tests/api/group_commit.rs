@@ -351,3 +351,85 @@ async fn with_batch_max_one_every_send_commits_alone_and_seqs_stay_gapless() {
     assert_eq!(db.seqs(thread).await, (1..=20).collect::<Vec<_>>());
     assert_eq!(transactions(&app, &[thread]).await, 20);
 }
+
+/// Waits until some statement of this database waits for a lock.
+async fn until_a_statement_waits_for_a_lock(app: &TestApp) {
+    let mut watcher = app.db().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while watcher
+        .count(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .await
+        == 0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no statement came to wait for the lock"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+/// A send whose key another writer inserts after the batch looked (here a
+/// transaction the test holds open, writing the key into another thread
+/// the way a batch would) waits for that writer; when it commits, the
+/// batch is tried again and the send is answered with that writer's
+/// message. Its own thread takes no seq, so seqs stay gapless.
+#[actix_web::test]
+async fn a_key_another_writer_commits_during_the_batch_is_answered_with_its_message_and_takes_no_seq(
+) {
+    let app = batching_app(256, 0).await;
+    let users = app.users(2).await;
+    let (alice, bob) = (&users[0], &users[1]);
+    let here = app.group(&[alice, bob]).await;
+    let there = app.group(&[alice, bob]).await;
+    let mut phone = app.connect(alice).await;
+    let mut friend = app.connect(bob).await;
+    phone.send_message(here, "first").await;
+    friend.next_event("chat:message").await;
+
+    let (cmid, theirs) = (Uuid::new_v4(), Uuid::new_v4());
+    let mut other = app.db().await;
+    other.exec("BEGIN").await;
+    other
+        .exec(&format!(
+            "WITH bumped AS (
+                 UPDATE threads SET last_seq = last_seq + 1, last_rev = last_rev + 1
+                 WHERE id = '{there}' RETURNING company_id, last_seq, last_rev)
+             INSERT INTO messages (id, thread_id, company_id, seq, sender_id, client_msg_id,
+                                   kind, body, rev, created_rev)
+             SELECT '{theirs}', '{there}', company_id, last_seq, '{alice}', '{cmid}',
+                    'text', 'theirs', last_rev, last_rev
+             FROM bumped",
+            alice = alice.id
+        ))
+        .await;
+    phone.send_text(send_frame("r", here, cmid, "ours")).await;
+    until_a_statement_waits_for_a_lock(&app).await;
+    other.exec("COMMIT").await;
+
+    let reply = phone.reply_to("r").await;
+    assert_eq!(reply["event"], "chat:ack", "{reply}");
+    assert_eq!(
+        reply["data"]["message"]["id"],
+        theirs.to_string(),
+        "{reply}"
+    );
+    assert_eq!(reply["data"]["message"]["body"], "theirs", "{reply}");
+    let mut db = app.db().await;
+    assert_eq!(db.seqs(here).await, vec![1], "the raced send took a seq");
+    let next = phone.send_message(here, "next").await;
+    assert_eq!(next["seq"], 2, "{next}");
+    let got = friend
+        .wait_for(
+            |f| {
+                f["event"] == "chat:message"
+                    && f["data"]["message"]["thread_id"] == here.to_string()
+            },
+            "the next message here",
+        )
+        .await;
+    assert_eq!(got["data"]["message"]["body"], "next", "{got}");
+}

@@ -38,7 +38,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use diesel_async::AsyncConnection;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
@@ -169,8 +168,8 @@ async fn commit_and_answer(
         batch.into_iter().map(|p| (p.request, p.reply)).unzip();
     let timer = metrics().commit_batch_seconds.start_timer();
     // Dropping the transaction mid-flight is safe: a connection left inside
-    // a transaction counts as broken and is not reused, and clients retry
-    // idempotently.
+    // a transaction counts as broken and is not reused (see `write_batch`),
+    // and clients retry idempotently.
     let committed = tokio::time::timeout(time_left, commit_batch(&db, &requests, &notices))
         .await
         .unwrap_or(Err(AppError::Unavailable));
@@ -272,13 +271,7 @@ async fn commit_batch(
     let mut attempt = 0;
     let written = loop {
         attempt += 1;
-        let candidates = &candidates;
-        let result = conn
-            .transaction::<_, BatchError, _>(async |conn| {
-                write_batch(conn, candidates, (&online, notices.delay)).await
-            })
-            .await;
-        match result {
+        match write_batch(&mut conn, &candidates, (&online, notices.delay)).await {
             Ok(written) => break written,
             Err(BatchError::Raced) if attempt < ATTEMPTS => continue,
             Err(BatchError::Raced) => {

@@ -1,13 +1,16 @@
-//! The transaction of one batch: lock its threads, look up each send's
-//! standing (a resend? a member? a valid reply and mentions?), insert the
-//! rest with their seqs and revs, and read what their views need.
+//! The transaction of one batch: lock its threads, then in one statement
+//! look up each send's standing (a resend? a member? a valid reply and
+//! mentions?) and insert the rest with their seqs and revs; read what
+//! their views need, and commit.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
+use diesel::connection::TransactionManagerStatus;
+use diesel::result::DatabaseErrorKind;
 use diesel::sql_types::{Array, BigInt, Bool, Double, Jsonb, Nullable, Text, Uuid as SqlUuid};
 use diesel::QueryableByName;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AnsiTransactionManager, AsyncPgConnection, RunQueryDsl, TransactionManager};
 use uuid::Uuid;
 
 use super::super::message_views::{message_views, reply_targets};
@@ -75,9 +78,140 @@ pub(super) struct Written {
     pub scheduled: bool,
 }
 
-/// What the batch's look-up says about one candidate.
+// Locks every thread the batch names, in id order: the same order every
+// batch uses, and the same row lock (FOR NO KEY UPDATE) the seq bump takes,
+// so foreign-key checks (KEY SHARE) of other writers are not blocked.
+const LOCK_THREADS: &str = "
+    SELECT id FROM threads WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE";
+
+const FIND_EXISTING: &str = concat!(
+    "SELECT ",
+    crate::message_columns!(),
+    " FROM messages m
+    JOIN unnest($1::uuid[], $2::uuid[]) AS k(sender_id, client_msg_id)
+      ON m.sender_id = k.sender_id AND m.client_msg_id = k.client_msg_id"
+);
+
+// One statement per batch, after the threads are locked: each send's
+// standing, and the insert of those that pass.
+// - Standing: a (sender, client_msg_id) that already has a message is a
+//   resend; the sender must be a member of a thread of their company; a
+//   reply_to must be a message of the thread, and the mentioned users its
+//   members; `hooked` says the company has a webhook for message.created.
+// - Seqs and revs are numbered in the database: each thread's last_seq and
+//   last_rev move by the number of the batch's accepted messages for it,
+//   and the messages take the numbers just below the new values, in
+//   arrival order.
+// - There is no ON CONFLICT: a key another writer inserted after this
+//   statement's snapshot fails the statement (a unique violation), and the
+//   batch is rolled back and tried again, so a seq is never skipped.
+// - A creation is not written to `message_changes`: until the message
+//   changes, its row's rev is its created_rev, which is what the read-back
+//   looks for (see `super::super::replay` and `super::super::edits`).
+// - Members offline at commit, or mentioned, get the message on their
+//   pending notification (`schedule_notifications_cte`: $11 the users
+//   online, $12 the delay in seconds).
+macro_rules! send_batch {
+    ($input:literal) => {
+        concat!(
+            $input,
+            "
+    standing AS (
+        SELECT i.*,
+               EXISTS (SELECT 1 FROM messages m
+                       WHERE m.sender_id = i.sender_id
+                         AND m.client_msg_id = i.client_msg_id) AS sent,
+               (EXISTS (SELECT 1 FROM threads t
+                        WHERE t.id = i.thread_id AND t.company_id = i.company_id)
+                AND EXISTS (SELECT 1 FROM memberships ms
+                            WHERE ms.thread_id = i.thread_id
+                              AND ms.user_id = i.sender_id)) AS member,
+               (i.reply_to IS NULL
+                OR EXISTS (SELECT 1 FROM messages r
+                           WHERE r.id = i.reply_to AND r.thread_id = i.thread_id)) AS reply_ok,
+               (SELECT count(*) FROM memberships ms
+                 WHERE ms.thread_id = i.thread_id AND ms.user_id = ANY (i.mentions::uuid[]))
+                = cardinality(i.mentions::uuid[]) AS mentions_ok,
+               EXISTS (SELECT 1 FROM webhooks w
+                       WHERE w.company_id = i.company_id AND w.deleted_at IS NULL
+                         AND 'message.created' = ANY (w.events)) AS hooked
+        FROM input i
+    ),
+    accepted AS (
+        SELECT * FROM standing WHERE NOT sent AND member AND reply_ok AND mentions_ok
+    ),
+    numbered AS (
+        SELECT accepted.*, row_number() OVER (PARTITION BY thread_id ORDER BY ord) AS k
+        FROM accepted
+    ),
+    counts AS (
+        SELECT thread_id, count(*) AS n FROM accepted GROUP BY thread_id
+    ),
+    bumped AS (
+        UPDATE threads t SET last_seq = t.last_seq + counts.n, last_rev = t.last_rev + counts.n
+        FROM counts WHERE t.id = counts.thread_id
+        RETURNING t.id, t.last_seq - counts.n AS base, t.last_rev - counts.n AS rev_base
+    ),
+    inserted AS (
+        INSERT INTO messages (id, thread_id, company_id, seq, sender_id, client_msg_id, kind,
+                              body, metadata, rev, created_rev, reply_to, mentions)
+        SELECT n.id, n.thread_id, n.company_id, bumped.base + n.k, n.sender_id, n.client_msg_id,
+               n.kind, n.body, n.metadata, bumped.rev_base + n.k, bumped.rev_base + n.k,
+               n.reply_to, n.mentions::uuid[]
+        FROM numbered n JOIN bumped ON bumped.id = n.thread_id
+        ORDER BY n.ord
+        RETURNING id, thread_id, company_id, seq, sender_id, client_msg_id, kind, body, metadata,
+                  created_at, edited_at, deleted_at, rev, created_rev, reply_to, mentions
+    ),
+    ",
+            crate::schedule_notifications_cte!(),
+            "
+    SELECT s.ord, s.sent, s.member, s.reply_ok, s.mentions_ok, s.hooked,
+           (SELECT count(*) FROM scheduled) AS scheduled_rows,
+           ins.id, ins.thread_id, ins.company_id, ins.seq, ins.sender_id, ins.client_msg_id,
+           ins.kind, ins.body, ins.metadata, ins.created_at, ins.edited_at, ins.deleted_at,
+           ins.rev, ins.created_rev, ins.reply_to, ins.mentions
+    FROM standing s
+    LEFT JOIN inserted ins
+      ON ins.sender_id = s.sender_id AND ins.client_msg_id = s.client_msg_id"
+        )
+    };
+}
+
+// The sends of a batch, one row each (`ord` counts from 1 in arrival
+// order): $1 id, $2 thread_id, $3 company_id, $4 sender_id, $5
+// client_msg_id, $6 kind, $7 body, $8 metadata, $9 reply_to, $10 mentions
+// (an array literal), as arrays ...
+const SEND_MANY: &str = send_batch!(
+    "
+    WITH input AS (
+        SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::uuid[],
+                             $6::text[], $7::text[], $8::jsonb[], $9::uuid[], $10::text[])
+            WITH ORDINALITY
+            AS i(id, thread_id, company_id, sender_id, client_msg_id, kind, body, metadata,
+                 reply_to, mentions, ord)
+    ),"
+);
+
+// ... or, for a batch of one send (most batches at everyday load), as
+// scalars. Postgres re-plans a statement over `unnest` of its parameters at
+// every execution (its custom plan for a one-row array looks cheaper than
+// the generic one): 0.6 ms of planning per batch for the look-up alone.
+// With scalars the generic plan is the same index probes as the custom
+// one, and after a few executions Postgres keeps it.
+const SEND_ONE: &str = send_batch!(
+    "
+    WITH input AS (
+        SELECT $1::uuid AS id, $2::uuid AS thread_id, $3::uuid AS company_id,
+               $4::uuid AS sender_id, $5::uuid AS client_msg_id, $6::text AS kind,
+               $7::text AS body, $8::jsonb AS metadata, $9::uuid AS reply_to,
+               $10::text AS mentions, 1::bigint AS ord
+    ),"
+);
+
+/// What the batch's statement says about one candidate.
 #[derive(QueryableByName)]
-struct Standing {
+struct Sent {
     #[diesel(sql_type = BigInt)]
     ord: i64,
     /// Its (sender, client_msg_id) already has a message: a resend.
@@ -95,125 +229,62 @@ struct Standing {
     /// The sender's company has a webhook for `message.created`.
     #[diesel(sql_type = Bool)]
     hooked: bool,
-}
-
-// Locks every thread the batch names, in id order: the same order every
-// batch uses, and the same row lock (FOR NO KEY UPDATE) the seq bump takes,
-// so foreign-key checks (KEY SHARE) of other writers are not blocked.
-const LOCK_THREADS: &str = "
-    SELECT id FROM threads WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE";
-
-const FIND_EXISTING: &str = concat!(
-    "SELECT ",
-    crate::message_columns!(),
-    " FROM messages m
-    JOIN unnest($1::uuid[], $2::uuid[]) AS k(sender_id, client_msg_id)
-      ON m.sender_id = k.sender_id AND m.client_msg_id = k.client_msg_id"
-);
-
-// One round trip for the common case: resends are rare, so their rows are
-// fetched (FIND_EXISTING) only when this finds any.
-const LOOK_UP: &str = "
-    SELECT i.ord,
-           EXISTS (SELECT 1 FROM messages m
-                   WHERE m.sender_id = i.sender_id AND m.client_msg_id = i.client_msg_id) AS sent,
-           (EXISTS (SELECT 1 FROM threads t
-                    WHERE t.id = i.thread_id AND t.company_id = i.company_id)
-            AND EXISTS (SELECT 1 FROM memberships m
-                        WHERE m.thread_id = i.thread_id AND m.user_id = i.sender_id)) AS member,
-           (i.reply_to IS NULL
-            OR EXISTS (SELECT 1 FROM messages r
-                       WHERE r.id = i.reply_to AND r.thread_id = i.thread_id)) AS reply_ok,
-           (SELECT count(*) FROM memberships m
-             WHERE m.thread_id = i.thread_id AND m.user_id = ANY(i.mentions::uuid[]))
-            = cardinality(i.mentions::uuid[]) AS mentions_ok,
-           EXISTS (SELECT 1 FROM webhooks w
-                   WHERE w.company_id = i.company_id AND w.deleted_at IS NULL
-                     AND 'message.created' = ANY (w.events)) AS hooked
-    FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::uuid[], $6::text[])
-         WITH ORDINALITY AS i(thread_id, company_id, sender_id, client_msg_id, reply_to, mentions,
-                              ord)";
-
-// LOOK_UP for a batch of one send (most batches at everyday load), with
-// scalar parameters. Postgres re-plans LOOK_UP at every execution (its
-// custom plan over a one-row unnest looks cheaper than the generic one),
-// which cost 0.6 ms of the ~2.4 ms of Postgres time of a batch at 380
-// msg/s; this statement's generic plan is the same index probes as its
-// custom plan, so after a few executions Postgres keeps it.
-const LOOK_UP_ONE: &str = "
-    SELECT 1::bigint AS ord,
-           EXISTS (SELECT 1 FROM messages m
-                   WHERE m.sender_id = $3 AND m.client_msg_id = $4) AS sent,
-           (EXISTS (SELECT 1 FROM threads t WHERE t.id = $1 AND t.company_id = $2)
-            AND EXISTS (SELECT 1 FROM memberships m
-                        WHERE m.thread_id = $1 AND m.user_id = $3)) AS member,
-           ($5::uuid IS NULL
-            OR EXISTS (SELECT 1 FROM messages r WHERE r.id = $5 AND r.thread_id = $1)) AS reply_ok,
-           (SELECT count(*) FROM memberships m
-             WHERE m.thread_id = $1 AND m.user_id = ANY($6::uuid[]))
-            = cardinality($6::uuid[]) AS mentions_ok,
-           EXISTS (SELECT 1 FROM webhooks w
-                   WHERE w.company_id = $2 AND w.deleted_at IS NULL
-                     AND 'message.created' = ANY (w.events)) AS hooked";
-
-// Seqs and revs are numbered in the database: each thread's last_seq and
-// last_rev move by the number of the batch's messages for it, and the
-// messages take the numbers just below the new values, in the batch's order.
-// A creation is not written to `message_changes`: until the message changes,
-// its row's rev is its created_rev, which is what the read-back looks for
-// (see `super::super::replay` and `super::super::edits::log_change`).
-// Members offline at commit, or mentioned, get the message on their pending
-// notification in the same statement (`schedule_notifications_cte`).
-const INSERT_MESSAGES: &str = concat!(
-    "
-    WITH input AS (
-        SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::uuid[],
-                             $6::text[], $7::text[], $8::jsonb[], $9::uuid[], $10::text[])
-            WITH ORDINALITY
-            AS i(id, thread_id, company_id, sender_id, client_msg_id, kind, body, metadata,
-                 reply_to, mentions, ord)
-    ),
-    numbered AS (
-        SELECT input.*, row_number() OVER (PARTITION BY thread_id ORDER BY ord) AS k
-        FROM input
-    ),
-    counts AS (
-        SELECT thread_id, count(*) AS n FROM input GROUP BY thread_id
-    ),
-    bumped AS (
-        UPDATE threads t SET last_seq = t.last_seq + counts.n, last_rev = t.last_rev + counts.n
-        FROM counts WHERE t.id = counts.thread_id
-        RETURNING t.id, t.last_seq - counts.n AS base, t.last_rev - counts.n AS rev_base
-    ),
-    inserted AS (
-        INSERT INTO messages (id, thread_id, company_id, seq, sender_id, client_msg_id, kind,
-                              body, metadata, rev, created_rev, reply_to, mentions)
-        SELECT n.id, n.thread_id, n.company_id, bumped.base + n.k, n.sender_id, n.client_msg_id,
-               n.kind, n.body, n.metadata, bumped.rev_base + n.k, bumped.rev_base + n.k,
-               n.reply_to, n.mentions::uuid[]
-        FROM numbered n JOIN bumped ON bumped.id = n.thread_id
-        ORDER BY n.ord
-        ON CONFLICT (sender_id, client_msg_id) DO NOTHING
-        RETURNING id, thread_id, company_id, seq, sender_id, client_msg_id, kind, body, metadata,
-                  created_at, edited_at, deleted_at, rev, created_rev, reply_to, mentions
-    ),
-    ",
-    crate::schedule_notifications_cte!(),
-    "
-    SELECT inserted.*, (SELECT count(*) FROM scheduled) AS scheduled_rows FROM inserted"
-);
-
-/// A new message's row, and how many pending notifications its batch wrote
-/// (the same on every row).
-#[derive(QueryableByName)]
-struct InsertedRow {
-    #[diesel(embed)]
-    message: MessageRow,
+    /// Pending notifications the batch wrote (the same on every row).
     #[diesel(sql_type = BigInt)]
     scheduled_rows: i64,
+    /// The new message, when it was inserted.
+    #[diesel(embed)]
+    message: Option<MessageRow>,
 }
 
+impl Sent {
+    fn accepted(&self) -> bool {
+        !self.sent && self.member && self.reply_ok && self.mentions_ok
+    }
+}
+
+/// One batch's transaction, in two round trips: BEGIN, the thread locks
+/// and the send statement go out together (pipelined); then whatever the
+/// rows ask for (resends' current rows, reply targets, webhook deliveries)
+/// and COMMIT.
 pub(super) async fn write_batch(
+    conn: &mut AsyncPgConnection,
+    candidates: &[Candidate],
+    presence: (&[Uuid], Duration),
+) -> Result<Written, BatchError> {
+    // The transaction is opened by hand, because diesel's transaction
+    // manager waits for BEGIN's answer before the first statement. Until it
+    // is closed the manager is marked broken: if this future is dropped
+    // midway (the batch's deadline), the pool then discards the connection
+    // instead of handing out one that is inside a transaction.
+    AnsiTransactionManager::transaction_manager_status_mut(conn).set_in_error();
+    let outcome = send_in_transaction(conn, candidates, presence).await;
+    let end = if outcome.is_ok() {
+        "COMMIT"
+    } else {
+        "ROLLBACK"
+    };
+    // COMMIT answers an error when the commit failed; ROLLBACK of a
+    // transaction an error aborted succeeds. Either failing leaves the
+    // connection marked broken.
+    diesel::sql_query(end).cached().execute(conn).await?;
+    *AnsiTransactionManager::transaction_manager_status_mut(conn) =
+        TransactionManagerStatus::default();
+    outcome
+}
+
+/// Another writer inserted one of the batch's keys after the statement's
+/// snapshot: the batch is tried again, and its next look sees that row.
+fn raced(error: diesel::result::Error) -> BatchError {
+    match error {
+        diesel::result::Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
+            BatchError::Raced
+        }
+        other => BatchError::Database(other),
+    }
+}
+
+async fn send_in_transaction(
     conn: &mut AsyncPgConnection,
     candidates: &[Candidate],
     (online, delay): (&[Uuid], Duration),
@@ -221,33 +292,40 @@ pub(super) async fn write_batch(
     let mut thread_ids: Vec<Uuid> = candidates.iter().map(|c| c.thread_id).collect();
     thread_ids.sort_unstable();
     thread_ids.dedup();
-    // The lock and the look-up go out together (pipelined: one round trip
-    // less per batch). Postgres runs them in the order they were sent, and
-    // the look-up's snapshot is taken when it starts, after the locks are
-    // held. try_join polls the lock first, and both statements enter a
-    // connection's cache in its first batch, so the lock is always sent
-    // first.
+    // BEGIN, the locks and the send go out together, and Postgres runs them
+    // in the order they were sent: the send's snapshot is taken when it
+    // starts, after the locks are held. join! polls them in this order and
+    // each is sent at its first poll (a connection's first batch prepares
+    // them first, in the same order, and their answers come back in order).
     // Shared references: diesel-async pipelines queries issued through
     // `&AsyncPgConnection` concurrently.
-    let (mut lock_conn, mut look_up_conn) = (&*conn, &*conn);
+    let (mut begin_conn, mut lock_conn, mut send_conn) = (&*conn, &*conn, &*conn);
+    let begin = diesel::sql_query("BEGIN").cached().execute(&mut begin_conn);
     let lock = diesel::sql_query(LOCK_THREADS)
         .bind::<Array<SqlUuid>, _>(&thread_ids)
         .cached()
         .execute(&mut lock_conn);
-    let look_up = async {
+    let send = async {
         if let [one] = candidates {
-            return diesel::sql_query(LOOK_UP_ONE)
+            return diesel::sql_query(SEND_ONE)
+                .bind::<SqlUuid, _>(one.id)
                 .bind::<SqlUuid, _>(one.thread_id)
                 .bind::<SqlUuid, _>(one.company_id)
                 .bind::<SqlUuid, _>(one.sender_id)
                 .bind::<SqlUuid, _>(one.client_msg_id)
+                .bind::<Text, _>(one.kind)
+                .bind::<Nullable<Text>, _>(one.body.as_deref())
+                .bind::<Nullable<Jsonb>, _>(one.metadata.as_ref())
                 .bind::<Nullable<SqlUuid>, _>(one.reply_to)
                 .bind::<Text, _>(one.mentions.as_str())
+                .bind::<Array<SqlUuid>, _>(online)
+                .bind::<Double, _>(delay.as_secs_f64())
                 .cached()
-                .load::<Standing>(&mut look_up_conn)
+                .load::<Sent>(&mut send_conn)
                 .await;
         }
-        diesel::sql_query(LOOK_UP)
+        diesel::sql_query(SEND_MANY)
+            .bind::<Array<SqlUuid>, _>(candidates.iter().map(|c| c.id).collect::<Vec<_>>())
             .bind::<Array<SqlUuid>, _>(candidates.iter().map(|c| c.thread_id).collect::<Vec<_>>())
             .bind::<Array<SqlUuid>, _>(candidates.iter().map(|c| c.company_id).collect::<Vec<_>>())
             .bind::<Array<SqlUuid>, _>(candidates.iter().map(|c| c.sender_id).collect::<Vec<_>>())
@@ -255,6 +333,19 @@ pub(super) async fn write_batch(
                 candidates
                     .iter()
                     .map(|c| c.client_msg_id)
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<Text>, _>(candidates.iter().map(|c| c.kind).collect::<Vec<_>>())
+            .bind::<Array<Nullable<Text>>, _>(
+                candidates
+                    .iter()
+                    .map(|c| c.body.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<Nullable<Jsonb>>, _>(
+                candidates
+                    .iter()
+                    .map(|c| c.metadata.as_ref())
                     .collect::<Vec<_>>(),
             )
             .bind::<Array<Nullable<SqlUuid>>, _>(
@@ -266,26 +357,32 @@ pub(super) async fn write_batch(
                     .map(|c| c.mentions.as_str())
                     .collect::<Vec<_>>(),
             )
+            .bind::<Array<SqlUuid>, _>(online)
+            .bind::<Double, _>(delay.as_secs_f64())
             .cached()
-            .load::<Standing>(&mut look_up_conn)
+            .load::<Sent>(&mut send_conn)
             .await
     };
-    let (_, mut standings) = futures_util::try_join!(lock, look_up)?;
+    // All three are awaited: none is dropped while its answer is on the way.
+    let (begun, locked, sent) = tokio::join!(begin, lock, send);
+    begun?;
+    locked?;
+    let mut sent = sent.map_err(raced)?;
     // Seqs follow arrival order, which is the order of the arrays.
-    standings.sort_unstable_by_key(|s| s.ord);
-    // WITH ORDINALITY counts from 1.
+    sent.sort_unstable_by_key(|s| s.ord);
+    // `ord` counts from 1.
     let candidate_at = |ord: i64| {
         usize::try_from(ord - 1)
             .ok()
             .and_then(|i| candidates.get(i))
     };
-    let resent: Vec<&Candidate> = standings
+    let resent: Vec<&Candidate> = sent
         .iter()
         .filter(|s| s.sent)
         .filter_map(|s| candidate_at(s.ord))
         .collect();
     let mut refused = HashMap::new();
-    for standing in standings.iter().filter(|s| !s.sent && s.member) {
+    for standing in sent.iter().filter(|s| !s.sent && s.member) {
         let Some(c) = candidate_at(standing.ord) else {
             continue;
         };
@@ -298,10 +395,15 @@ pub(super) async fn write_batch(
         };
         refused.insert((c.sender_id, c.client_msg_id), why);
     }
-    let to_insert: Vec<&Candidate> = standings
-        .iter()
-        .filter(|s| !s.sent && s.member && s.reply_ok && s.mentions_ok)
-        .filter_map(|s| candidate_at(s.ord))
+    if sent.iter().any(|s| s.accepted() != s.message.is_some()) {
+        return Err(AppError::Internal("a send's standing and its insert disagree".into()).into());
+    }
+    let scheduled = sent.first().is_some_and(|s| s.scheduled_rows > 0);
+    // With whether its company has a webhook for it, in arrival order,
+    // which is rev order within each thread.
+    let inserted: Vec<(bool, MessageRow)> = sent
+        .into_iter()
+        .filter_map(|s| Some((s.hooked, s.message?)))
         .collect();
     let existing: HashMap<(Uuid, Uuid), (MessageView, i64)> = if resent.is_empty() {
         HashMap::new()
@@ -325,7 +427,7 @@ pub(super) async fn write_batch(
             })
             .collect()
     };
-    if to_insert.is_empty() {
+    if inserted.is_empty() {
         return Ok(Written {
             existing,
             inserted: HashMap::new(),
@@ -334,75 +436,27 @@ pub(super) async fn write_batch(
             scheduled: false,
         });
     }
-    let inserted: Vec<InsertedRow> = diesel::sql_query(INSERT_MESSAGES)
-        .bind::<Array<SqlUuid>, _>(to_insert.iter().map(|c| c.id).collect::<Vec<_>>())
-        .bind::<Array<SqlUuid>, _>(to_insert.iter().map(|c| c.thread_id).collect::<Vec<_>>())
-        .bind::<Array<SqlUuid>, _>(to_insert.iter().map(|c| c.company_id).collect::<Vec<_>>())
-        .bind::<Array<SqlUuid>, _>(to_insert.iter().map(|c| c.sender_id).collect::<Vec<_>>())
-        .bind::<Array<SqlUuid>, _>(
-            to_insert
-                .iter()
-                .map(|c| c.client_msg_id)
-                .collect::<Vec<_>>(),
-        )
-        .bind::<Array<Text>, _>(to_insert.iter().map(|c| c.kind).collect::<Vec<_>>())
-        .bind::<Array<Nullable<Text>>, _>(
-            to_insert
-                .iter()
-                .map(|c| c.body.as_deref())
-                .collect::<Vec<_>>(),
-        )
-        .bind::<Array<Nullable<Jsonb>>, _>(
-            to_insert
-                .iter()
-                .map(|c| c.metadata.clone())
-                .collect::<Vec<_>>(),
-        )
-        .bind::<Array<Nullable<SqlUuid>>, _>(
-            to_insert.iter().map(|c| c.reply_to).collect::<Vec<_>>(),
-        )
-        .bind::<Array<Text>, _>(
-            to_insert
-                .iter()
-                .map(|c| c.mentions.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind::<Array<SqlUuid>, _>(online)
-        .bind::<Double, _>(delay.as_secs_f64())
-        .cached()
-        .load(conn)
-        .await?;
-    // A key that has a row now but did not at the look-up was inserted by
-    // another writer in between: its seq bump must not survive.
-    if inserted.len() != to_insert.len() {
-        return Err(BatchError::Raced);
-    }
-    let scheduled = inserted.first().is_some_and(|row| row.scheduled_rows > 0);
-    let inserted: Vec<MessageRow> = inserted.into_iter().map(|row| row.message).collect();
     // A new message has no reactions yet: only its reply target is read,
     // and only when the batch has replies.
-    let mut targets: Vec<Uuid> = inserted.iter().filter_map(|r| r.reply_to).collect();
+    let mut targets: Vec<Uuid> = inserted.iter().filter_map(|(_, r)| r.reply_to).collect();
     targets.sort_unstable();
     targets.dedup();
     let replies = reply_targets(conn, targets).await?;
-    let mut views = HashMap::with_capacity(inserted.len());
-    for row in inserted {
-        let key = (row.sender_id, row.client_msg_id);
+    let mut views = Vec::with_capacity(inserted.len());
+    for (hooked, row) in inserted {
+        let company = CompanyId(row.company_id);
         let reply = row.reply_to.and_then(|id| replies.get(&id).cloned());
-        views.insert(key, row.into_view(reply, Vec::new())?);
+        views.push((hooked, company, row.into_view(reply, Vec::new())?));
     }
-    // In arrival order, which is rev order within each thread.
-    let hooked: Vec<(CompanyId, ChatEvent)> = standings
+    let hooked: Vec<(CompanyId, ChatEvent)> = views
         .iter()
-        .filter(|s| !s.sent && s.member && s.reply_ok && s.mentions_ok && s.hooked)
-        .filter_map(|s| candidate_at(s.ord))
-        .filter_map(|c| {
-            let message = views.get(&(c.sender_id, c.client_msg_id))?.clone();
+        .filter(|(hooked, _, _)| *hooked)
+        .map(|(_, company, message)| {
             let event = ChatEvent::MessageCreated {
-                message,
+                message: message.clone(),
                 origin: None,
             };
-            Some((CompanyId(c.company_id), event))
+            (*company, event)
         })
         .collect();
     let outboxed = if hooked.is_empty() {
@@ -411,9 +465,13 @@ pub(super) async fn write_batch(
         let tagged: Vec<(CompanyId, &ChatEvent)> = hooked.iter().map(|(c, e)| (*c, e)).collect();
         outbox::record_all(conn, &tagged).await? > 0
     };
+    let inserted = views
+        .into_iter()
+        .map(|(_, _, view)| ((view.sender_id.0, view.client_msg_id.0), view))
+        .collect();
     Ok(Written {
         existing,
-        inserted: views,
+        inserted,
         refused,
         outboxed,
         scheduled,
