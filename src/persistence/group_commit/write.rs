@@ -84,6 +84,10 @@ pub(super) struct Written {
 const LOCK_THREADS: &str = "
     SELECT id FROM threads WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE";
 
+// LOCK_THREADS for a batch of one thread, with a scalar: Postgres keeps its
+// generic plan, where it re-plans the array form at every bind (0.1 ms).
+const LOCK_THREAD: &str = "SELECT id FROM threads WHERE id = $1 FOR NO KEY UPDATE";
+
 const FIND_EXISTING: &str = concat!(
     "SELECT ",
     crate::message_columns!(),
@@ -301,10 +305,20 @@ async fn send_in_transaction(
     // `&AsyncPgConnection` concurrently.
     let (mut begin_conn, mut lock_conn, mut send_conn) = (&*conn, &*conn, &*conn);
     let begin = diesel::sql_query("BEGIN").cached().execute(&mut begin_conn);
-    let lock = diesel::sql_query(LOCK_THREADS)
-        .bind::<Array<SqlUuid>, _>(&thread_ids)
-        .cached()
-        .execute(&mut lock_conn);
+    let lock = async {
+        if let [one] = thread_ids[..] {
+            return diesel::sql_query(LOCK_THREAD)
+                .bind::<SqlUuid, _>(one)
+                .cached()
+                .execute(&mut lock_conn)
+                .await;
+        }
+        diesel::sql_query(LOCK_THREADS)
+            .bind::<Array<SqlUuid>, _>(&thread_ids)
+            .cached()
+            .execute(&mut lock_conn)
+            .await
+    };
     let send = async {
         if let [one] = candidates {
             return diesel::sql_query(SEND_ONE)
