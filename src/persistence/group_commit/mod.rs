@@ -23,14 +23,15 @@
 //!   `bad_request`, alone;
 //! - the rest are inserted with seqs counted from each thread's `last_seq`,
 //!   and revs from its `last_rev` (a new message is a change too), in
-//!   arrival order.
-//!
+//!   arrival order;
 //! - a new message of a company with a webhook for `message.created` gets
-//!   its outbox row in the same transaction (the look-up says which
+//!   its outbox row in the same transaction (the send statement says which
 //!   companies have one, so others pay no extra statement);
 //! - members who were offline (the hub is asked first) or are mentioned
 //!   get the message on their pending notification (`notifications.rs`).
 //!
+//! The look-up and the insert are one statement, sent together with BEGIN
+//! and the locks (`write.rs`): a batch is two round trips to Postgres.
 //! Replies and events wait for the commit. If the transaction fails, every
 //! send of the batch answers `unavailable` and nothing is published.
 
@@ -221,7 +222,7 @@ struct BatchOutcome {
 }
 
 /// How often a batch is tried when another writer inserted one of its keys
-/// between the look-up and the insert; the next look-up sees that row.
+/// after the send statement's snapshot; the next try sees that row.
 const ATTEMPTS: usize = 3;
 
 async fn commit_batch(
