@@ -118,24 +118,23 @@ async fn gather(
     while let Some(first) = incoming.recv().await {
         let closes_at = tokio::time::Instant::from_std(first.arrived + settings.window);
         let mut batch = vec![first];
-        while batch.len() < max {
-            // A timeout polls the channel before its clock, so a window of
-            // zero still takes what is already waiting.
-            match tokio::time::timeout_at(closes_at, incoming.recv()).await {
-                Ok(Some(next)) => batch.push(next),
-                Ok(None) | Err(_) => break,
+        take_waiting(&mut incoming, &mut batch, max);
+        // Without a window nothing waits on the timer: tokio's timer counts
+        // whole milliseconds, so even a deadline already past would hold
+        // the batch until its next tick (measured: 1.1 ms of a 2.7 ms ack).
+        if !settings.window.is_zero() {
+            while batch.len() < max {
+                match tokio::time::timeout_at(closes_at, incoming.recv()).await {
+                    Ok(Some(next)) => batch.push(next),
+                    Ok(None) | Err(_) => break,
+                }
             }
         }
         let Ok(permit) = permits.clone().acquire_owned().await else {
             break;
         };
         // Sends that arrived while every connection was busy ride along.
-        while batch.len() < max {
-            match incoming.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
-            }
-        }
+        take_waiting(&mut incoming, &mut batch, max);
         actix::spawn(commit_and_answer(
             batch,
             db.clone(),
@@ -145,6 +144,20 @@ async fn gather(
             settings.request_timeout,
             permit,
         ));
+    }
+}
+
+/// Adds the sends already queued to `batch`, up to `max`, without waiting.
+fn take_waiting(
+    incoming: &mut mpsc::UnboundedReceiver<PendingSend>,
+    batch: &mut Vec<PendingSend>,
+    max: usize,
+) {
+    while batch.len() < max {
+        match incoming.try_recv() {
+            Ok(next) => batch.push(next),
+            Err(_) => break,
+        }
     }
 }
 
