@@ -31,6 +31,7 @@ pub mod migrate;
 pub mod notifications;
 pub mod outbox;
 mod people;
+mod pooled;
 mod prepared;
 pub mod push;
 mod reactions;
@@ -47,7 +48,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use actix::prelude::*;
-use diesel_async::pooled_connection::deadpool::{Object, Pool};
+use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
 };
@@ -84,7 +85,7 @@ use notifications::Notices;
 use outbox::{OutboxSignal, Recorded};
 
 pub type DbPool = Pool<AsyncPgConnection>;
-pub type DbConn = Object<AsyncPgConnection>;
+pub use pooled::DbConn;
 
 /// Who is asking for a change: a user (limited to their company and their
 /// threads) or the operator (any company, any thread).
@@ -138,7 +139,7 @@ pub struct Db {
 
 impl Db {
     pub async fn conn(&self) -> Result<DbConn, AppError> {
-        Ok(self.pool.get().await?)
+        Ok(DbConn::new(self.pool.get().await?))
     }
 }
 
@@ -313,8 +314,8 @@ where
         metrics().persistence_in_flight.inc();
         Box::pin(async move {
             // Dropping a request mid-flight is safe: a connection left inside
-            // a transaction counts as broken and is not reused, and the
-            // client retries idempotently.
+            // a transaction is closed, not reused (`pooled`), and the client
+            // retries idempotently.
             let result = tokio::time::timeout(deadline, query.run(db))
                 .await
                 .unwrap_or(Err(AppError::Unavailable))

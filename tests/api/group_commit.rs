@@ -433,3 +433,74 @@ async fn a_key_another_writer_commits_during_the_batch_is_answered_with_its_mess
         .await;
     assert_eq!(got["data"]["message"]["body"], "next", "{got}");
 }
+
+/// A batch abandoned at its deadline with its transaction open (here: its
+/// lock waits behind a transaction the test holds) must not leave that
+/// transaction on a pooled connection, where the next batch would commit
+/// it. The connection is discarded instead: once the test lets go, the
+/// abandoned statements find no client, nothing they wrote is committed,
+/// and no backend stays idle inside a transaction.
+#[actix_web::test]
+async fn a_batch_abandoned_at_its_deadline_leaves_no_open_transaction_behind() {
+    let app = spawn_app_with(|s| {
+        s.db_timeout_ms = 500;
+        s.db_request_timeout_ms = 1000;
+    })
+    .await;
+    let users = app.users(2).await;
+    let thread = app.group(&[&users[0], &users[1]]).await;
+    let mut ann = app.connect(&users[0]).await;
+
+    let mut holder = app.db().await;
+    holder.exec("BEGIN").await;
+    holder
+        .exec(&format!(
+            "SELECT id FROM threads WHERE id = '{thread}' FOR UPDATE"
+        ))
+        .await;
+    let cmid = Uuid::new_v4();
+    ann.send_text(send_frame("late", thread, cmid, "abandoned"))
+        .await;
+    until_a_statement_waits_for_a_lock(&app).await;
+    let reply = ann.reply_to("late").await;
+    assert_eq!(reply["event"], "chat:error", "{reply}");
+    assert_eq!(reply["data"]["code"], "unavailable", "{reply}");
+    holder.exec("ROLLBACK").await;
+
+    let mut watcher = app.db().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let open = watcher
+            .count(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND pid <> pg_backend_pid()
+                   AND (state LIKE 'idle in transaction%' OR wait_event_type = 'Lock')",
+            )
+            .await;
+        if open == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{open} backends still hold an abandoned transaction"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        watcher
+            .count(&format!(
+                "SELECT count(*) FROM messages WHERE client_msg_id = '{cmid}'"
+            ))
+            .await,
+        0,
+        "the abandoned send was committed"
+    );
+    let retry = ann
+        .request(
+            "chat:send",
+            json!({"thread_id": thread, "client_msg_id": cmid, "body": "abandoned"}),
+        )
+        .await;
+    assert_eq!(retry["event"], "chat:ack", "{retry}");
+    assert_eq!(retry["data"]["message"]["seq"], 1, "{retry}");
+}

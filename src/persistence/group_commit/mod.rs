@@ -182,8 +182,8 @@ async fn commit_and_answer(
         batch.into_iter().map(|p| (p.request, p.reply)).unzip();
     let timer = metrics().commit_batch_seconds.start_timer();
     // Dropping the transaction mid-flight is safe: a connection left inside
-    // a transaction counts as broken and is not reused (see `write_batch`),
-    // and clients retry idempotently.
+    // a transaction is closed, not reused (see `write_batch` and
+    // `super::pooled`), and clients retry idempotently.
     let committed = tokio::time::timeout(time_left, commit_batch(&db, &requests, &notices))
         .await
         .unwrap_or(Err(AppError::Unavailable));

@@ -259,8 +259,8 @@ pub(super) async fn write_batch(
     // The transaction is opened by hand, because diesel's transaction
     // manager waits for BEGIN's answer before the first statement. Until it
     // is closed the manager is marked broken: if this future is dropped
-    // midway (the batch's deadline), the pool then discards the connection
-    // instead of handing out one that is inside a transaction.
+    // midway (the batch's deadline), the connection is closed instead of
+    // going back to the pool inside a transaction (`super::super::pooled`).
     AnsiTransactionManager::transaction_manager_status_mut(conn).set_in_error();
     let outcome = send_in_transaction(conn, candidates, presence).await;
     let end = if outcome.is_ok() {
