@@ -242,6 +242,10 @@ impl Application {
                 .configure(crate::http::routes(metrics_here))
         })
         .disable_signals()
+        // Chat frames are small and latency-bound: with Nagle's algorithm a
+        // frame written while the previous one is unacknowledged waits for
+        // the client's (delayed) ACK. actix leaves the OS default (on).
+        .tcp_nodelay(true)
         .shutdown_timeout(drain_seconds);
         if settings.workers > 0 {
             server = server.workers(settings.workers);
