@@ -352,24 +352,34 @@ async fn with_batch_max_one_every_send_commits_alone_and_seqs_stay_gapless() {
     assert_eq!(transactions(&app, &[thread]).await, 20);
 }
 
-/// Waits until some statement of this database waits for a lock.
-async fn until_a_statement_waits_for_a_lock(app: &TestApp) {
+/// Polls `sql` (a count) on a connection of its own until `done` holds,
+/// failing with `what` after 10 s.
+async fn until_count(app: &TestApp, sql: &str, done: impl Fn(i64) -> bool, what: &str) {
     let mut watcher = app.db().await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while watcher
-        .count(
-            "SELECT count(*) FROM pg_stat_activity
-             WHERE datname = current_database() AND wait_event_type = 'Lock'",
-        )
-        .await
-        == 0
-    {
+    loop {
+        let count = watcher.count(sql).await;
+        if done(count) {
+            return;
+        }
         assert!(
             std::time::Instant::now() < deadline,
-            "no statement came to wait for the lock"
+            "{what} (count {count})"
         );
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
+}
+
+/// Waits until some statement of this database waits for a lock.
+async fn until_a_statement_waits_for_a_lock(app: &TestApp) {
+    until_count(
+        app,
+        "SELECT count(*) FROM pg_stat_activity
+         WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        |waiting| waiting > 0,
+        "no statement came to wait for the lock",
+    )
+    .await;
 }
 
 /// A send whose key another writer inserts after the batch looked (here a
@@ -467,25 +477,16 @@ async fn a_batch_abandoned_at_its_deadline_leaves_no_open_transaction_behind() {
     assert_eq!(reply["data"]["code"], "unavailable", "{reply}");
     holder.exec("ROLLBACK").await;
 
+    until_count(
+        &app,
+        "SELECT count(*) FROM pg_stat_activity
+         WHERE datname = current_database() AND pid <> pg_backend_pid()
+           AND (state LIKE 'idle in transaction%' OR wait_event_type = 'Lock')",
+        |open| open == 0,
+        "backends still hold an abandoned transaction",
+    )
+    .await;
     let mut watcher = app.db().await;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let open = watcher
-            .count(
-                "SELECT count(*) FROM pg_stat_activity
-                 WHERE datname = current_database() AND pid <> pg_backend_pid()
-                   AND (state LIKE 'idle in transaction%' OR wait_event_type = 'Lock')",
-            )
-            .await;
-        if open == 0 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{open} backends still hold an abandoned transaction"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
     assert_eq!(
         watcher
             .count(&format!(
