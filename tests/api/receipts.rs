@@ -233,3 +233,66 @@ async fn cursors_of_a_thread_the_user_is_not_in_are_not_member() {
         0
     );
 }
+
+/// Sends `event` up to each seq of `seqs` without waiting, then waits for
+/// every ack.
+async fn advance_all(client: &mut WsClient, event: &str, thread: Uuid, seqs: &[i64], tag: &str) {
+    for seq in seqs {
+        let frame = json!({"event": event, "ref": format!("{tag}{seq}"),
+                           "data": {"thread_id": thread, "up_to_seq": seq}});
+        client.send_text(frame.to_string()).await;
+    }
+    for seq in seqs {
+        let reply = client.reply_to(&format!("{tag}{seq}")).await;
+        assert_eq!(reply["event"], "chat:ack", "{event} up to {seq}: {reply}");
+    }
+}
+
+/// The up_to_seq of each `event` the client receives, until one reaches `last`.
+async fn receipts_until(client: &mut WsClient, event: &str, last: i64) -> Vec<i64> {
+    let mut seen = Vec::new();
+    while !seen.contains(&last) {
+        let got = client.next_event(event).await;
+        let up_to = got["up_to_seq"].as_i64().expect("up_to_seq is a number");
+        seen.push(up_to);
+    }
+    seen
+}
+
+#[actix_web::test]
+async fn racing_advances_from_two_devices_report_each_cursor_value_once() {
+    let app = spawn_app().await;
+    let users = app.users(2).await;
+    let (ann, bob) = (&users[0], &users[1]);
+    let thread = app.group(&[ann, bob]).await;
+    let mut ann_ws = app.connect(ann).await;
+    let mut bob_phone = app.connect(bob).await;
+    let mut bob_laptop = app.connect(bob).await;
+    const MESSAGES: i64 = 12;
+    for i in 0..MESSAGES {
+        ann_ws.send_message(thread, &format!("m{i}")).await;
+    }
+
+    // Both devices race over the same cursors: every advance locks the
+    // membership and moves from the value another just committed.
+    let seqs: Vec<i64> = (1..=MESSAGES).collect();
+    tokio::join!(
+        advance_all(&mut bob_phone, "chat:delivered", thread, &seqs, "d"),
+        advance_all(&mut bob_laptop, "chat:mark-read", thread, &seqs, "r"),
+    );
+
+    let mut db = app.db().await;
+    assert_eq!(cursors(&mut db, thread, bob).await, (MESSAGES, MESSAGES));
+    for event in ["chat:delivered", "chat:read"] {
+        let seen = receipts_until(&mut ann_ws, event, MESSAGES).await;
+        let mut distinct = seen.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(
+            distinct.len(),
+            seen.len(),
+            "a {event} value came twice: {seen:?}"
+        );
+        ann_ws.assert_no_event(event).await;
+    }
+}
