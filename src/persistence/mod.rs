@@ -59,7 +59,7 @@ pub use accounts::{
     AdmitSession, CheckDatabase, CompanyUsers, CreateCompany, CreateUser, FindCompanyByName,
     FindUser, LoadUser, ThreadPosition,
 };
-pub use cursors::{AdvanceCursor, CursorKind, CursorOutcome};
+pub use cursors::{AdvanceCursor, CursorBatcher, CursorKind, CursorOutcome};
 pub use edits::{DeleteMessage, EditMessage};
 pub use messages::{FetchChanges, FetchMessages, PageBounds, SendMessage, SendOutcome};
 pub use people::{
@@ -194,6 +194,8 @@ pub struct Persistence {
     batches: BatchSettings,
     /// Started with the actor, on its arbiter.
     group_commit: Option<GroupCommit>,
+    /// Started with the actor too: receipts are batched like sends.
+    cursors: Option<CursorBatcher>,
     /// The longest one request may take, waiting for a connection included.
     /// A database that stops answering without closing its sockets must
     /// still give `unavailable`, not a reply that never comes.
@@ -216,6 +218,7 @@ impl Persistence {
             subscribers,
             batches,
             group_commit: None,
+            cursors: None,
             request_timeout,
             outbox: OutboxSignal::default(),
             notices: Notices::default(),
@@ -249,6 +252,34 @@ impl Actor for Persistence {
             self.notices.clone(),
             self.batches,
         ));
+        self.cursors = Some(CursorBatcher::start(
+            self.db.clone(),
+            self.subscribers.clone(),
+            self.request_timeout,
+        ));
+    }
+}
+
+impl Handler<AdvanceCursor> for Persistence {
+    type Result = ResponseFuture<Result<CursorOutcome, AppError>>;
+
+    fn handle(&mut self, request: AdvanceCursor, _: &mut Self::Context) -> Self::Result {
+        let answer = self.cursors.as_ref().map(|batcher| batcher.submit(request));
+        // The batch gives up at the same deadline; this one also covers the
+        // wait for the batch before it.
+        let deadline = self.request_timeout * 2;
+        metrics().persistence_in_flight.inc();
+        Box::pin(async move {
+            let outcome = match answer {
+                Some(answer) => match tokio::time::timeout(deadline, answer).await {
+                    Ok(Ok(outcome)) => outcome,
+                    Ok(Err(_)) | Err(_) => Err(AppError::Unavailable),
+                },
+                None => Err(AppError::Unavailable),
+            };
+            metrics().persistence_in_flight.dec();
+            outcome
+        })
     }
 }
 

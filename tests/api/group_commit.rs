@@ -10,7 +10,9 @@ use futures_util::future::join_all;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::support::{spawn_app_with, uuid, TestApp, WsClient};
+use crate::support::{
+    spawn_app_with, until_a_statement_waits_for_a_lock, until_count, uuid, TestApp, WsClient,
+};
 
 /// A window long enough that sends fired together from many sessions land
 /// in one batch even on a loaded machine.
@@ -350,36 +352,6 @@ async fn with_batch_max_one_every_send_commits_alone_and_seqs_stay_gapless() {
     let mut db = app.db().await;
     assert_eq!(db.seqs(thread).await, (1..=20).collect::<Vec<_>>());
     assert_eq!(transactions(&app, &[thread]).await, 20);
-}
-
-/// Polls `sql` (a count) on a connection of its own until `done` holds,
-/// failing with `what` after 10 s.
-async fn until_count(app: &TestApp, sql: &str, done: impl Fn(i64) -> bool, what: &str) {
-    let mut watcher = app.db().await;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let count = watcher.count(sql).await;
-        if done(count) {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{what} (count {count})"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
-}
-
-/// Waits until some statement of this database waits for a lock.
-async fn until_a_statement_waits_for_a_lock(app: &TestApp) {
-    until_count(
-        app,
-        "SELECT count(*) FROM pg_stat_activity
-         WHERE datname = current_database() AND wait_event_type = 'Lock'",
-        |waiting| waiting > 0,
-        "no statement came to wait for the lock",
-    )
-    .await;
 }
 
 /// A send whose key another writer inserts after the batch looked (here a

@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::support::db::Db;
-use crate::support::{spawn_app, TestUser, WsClient};
+use crate::support::{spawn_app, until_a_statement_waits_for_a_lock, TestUser, WsClient};
 
 /// (last_delivered_seq, last_read_seq) of a membership, from the database.
 async fn cursors(db: &mut Db, thread: Uuid, user: &TestUser) -> (i64, i64) {
@@ -295,4 +295,105 @@ async fn racing_advances_from_two_devices_report_each_cursor_value_once() {
         );
         ann_ws.assert_no_event(event).await;
     }
+}
+
+fn delivered_frame(reference: &str, thread: Uuid, up_to_seq: i64) -> String {
+    json!({"event": "chat:delivered", "ref": reference,
+           "data": {"thread_id": thread, "up_to_seq": up_to_seq}})
+    .to_string()
+}
+
+/// Receipts that arrive while a batch of receipts is being written are
+/// written together by the next one, in one statement and one commit (the
+/// rows they update carry one transaction id), and each keeps its own
+/// answer: an outsider's receipt in that batch is `not_member` alone.
+#[actix_web::test]
+async fn receipts_that_arrive_during_a_write_share_the_next_commit_and_keep_their_own_answers() {
+    let app = spawn_app().await;
+    let users = app.users(7).await;
+    let (ann, first, others) = (&users[0], &users[1], &users[2..]);
+    let members: Vec<&TestUser> = users.iter().collect();
+    let thread = app.group(&members).await;
+    let outsider = &app.users(1).await[0];
+    let mut ann_ws = app.connect(ann).await;
+    ann_ws.send_message(thread, "hello").await;
+    let mut first_ws = app.connect(first).await;
+    let mut others_ws = Vec::new();
+    for user in others {
+        others_ws.push(app.connect(user).await);
+    }
+    let mut outsider_ws = app.connect(outsider).await;
+
+    // The first receipt's batch waits for a lock the test holds.
+    let mut holder = app.db().await;
+    holder.exec("BEGIN").await;
+    holder
+        .exec(&format!(
+            "SELECT 1 FROM memberships WHERE thread_id = '{thread}' AND user_id = '{}' FOR UPDATE",
+            first.id
+        ))
+        .await;
+    first_ws
+        .send_text(delivered_frame("first", thread, 1))
+        .await;
+    until_a_statement_waits_for_a_lock(&app).await;
+
+    // The others queue behind it. A sync answered on the same session has
+    // passed Persistence's mailbox after the receipt: it is then queued.
+    for session in others_ws.iter_mut().chain([&mut outsider_ws]) {
+        session.send_text(delivered_frame("late", thread, 1)).await;
+    }
+    for session in &mut others_ws {
+        let reply = session
+            .request("chat:sync", json!({"thread_id": thread, "after_seq": 0}))
+            .await;
+        assert_eq!(reply["event"], "chat:ack", "{reply}");
+    }
+    let reply = outsider_ws
+        .request(
+            "chat:sync",
+            json!({"thread_id": Uuid::new_v4(), "after_seq": 0}),
+        )
+        .await;
+    assert_eq!(reply["data"]["code"], "not_member", "{reply}");
+    holder.exec("ROLLBACK").await;
+
+    let reply = first_ws.reply_to("first").await;
+    assert_eq!(reply["event"], "chat:ack", "{reply}");
+    for session in &mut others_ws {
+        let reply = session.reply_to("late").await;
+        assert_eq!(
+            reply["data"],
+            json!({"thread_id": thread, "last_delivered_seq": 1}),
+            "{reply}"
+        );
+    }
+    let reply = outsider_ws.reply_to("late").await;
+    assert_eq!(reply["data"]["code"], "not_member", "{reply}");
+
+    let ids = others
+        .iter()
+        .map(|u| format!("'{}'", u.id))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut db = app.db().await;
+    assert_eq!(
+        db.count(&format!(
+            "SELECT count(DISTINCT xmin::text) FROM memberships
+             WHERE thread_id = '{thread}' AND user_id IN ({ids}) AND last_delivered_seq = 1"
+        ))
+        .await,
+        1,
+        "the queued receipts were committed by one transaction"
+    );
+    let mut readers: Vec<String> = Vec::new();
+    for _ in 0..users.len() - 1 {
+        let got = ann_ws.next_event("chat:delivered").await;
+        readers.push(got["user_id"].as_str().unwrap_or_default().to_string());
+    }
+    readers.sort();
+    let mut expected: Vec<String> = users[1..].iter().map(|u| u.id.to_string()).collect();
+    expected.sort();
+    assert_eq!(readers, expected, "one receipt per reader");
+    ann_ws.assert_no_event("chat:delivered").await;
 }

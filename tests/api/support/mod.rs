@@ -321,6 +321,36 @@ impl TestApp {
     }
 }
 
+/// Polls `sql` (a count) on a connection of its own until `done` holds,
+/// failing with `what` after 10 s.
+pub async fn until_count(app: &TestApp, sql: &str, done: impl Fn(i64) -> bool, what: &str) {
+    let mut watcher = app.db().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let count = watcher.count(sql).await;
+        if done(count) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} (count {count})"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+/// Waits until some statement of this database waits for a lock.
+pub async fn until_a_statement_waits_for_a_lock(app: &TestApp) {
+    until_count(
+        app,
+        "SELECT count(*) FROM pg_stat_activity
+         WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        |waiting| waiting > 0,
+        "no statement came to wait for the lock",
+    )
+    .await;
+}
+
 pub fn uuid(value: &Value) -> Uuid {
     value
         .as_str()
