@@ -6,7 +6,9 @@
 #      after-2=target/release/confab@CONFAB_COMMITS_IN_FLIGHT=2
 # Env: ROUNDS (2), OUT (/tmp/bench/issue19.jsonl), RAMP (1: also ramp each
 # server to its highest rate with delivery p99 <= 200 ms), OTHERS (1: the
-# last LABEL alone through the issue's other scenarios), NODE_DIR.
+# last LABEL alone through the issue's other scenarios), TABLE (1: the
+# per-round fanout and connect runs), RECEIPTS (0: 1 adds a receipts run
+# per server and round, Node included), NODE_DIR.
 set -u
 cd "$(dirname "$0")/../.."
 B=${BENCH:-target/release/confab-bench}
@@ -68,8 +70,13 @@ each() { # $1 what: runs "$@" once per server
 }
 SERVERS=("$@")
 for round in $(seq 1 "$ROUNDS"); do
-  each rate380 fanout --threads 10 --members 50 --rate 380 --duration 20
-  each connect5000 connections --sessions 5000 --members 10 --hold 2
+  if [ "${TABLE:-1}" = 1 ]; then
+    each rate380 fanout --threads 10 --members 50 --rate 380 --duration 20
+    each connect5000 connections --sessions 5000 --members 10 --hold 2
+  fi
+  if [ "${RECEIPTS:-0}" = 1 ]; then
+    each receipts receipts --pairs 50 --duration 10
+  fi
 done
 if [ "$RAMP" = 1 ]; then
   round=1
