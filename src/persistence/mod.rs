@@ -131,6 +131,32 @@ impl Subscribers {
     }
 }
 
+/// Hands a request to a batcher (group commit of sends or of receipts),
+/// counted in the queue-depth gauge until a batch takes it. When the
+/// batcher is gone (shutting down), the request is dropped with its reply's
+/// sender, which [`batched_answer`] reads as unavailable.
+fn enqueue<P>(queue: &tokio::sync::mpsc::UnboundedSender<P>, pending: P) {
+    metrics().persistence_queue_depth.inc();
+    if queue.send(pending).is_err() {
+        metrics().persistence_queue_depth.dec();
+    }
+}
+
+/// A batcher's answer, or `unavailable` when there is no batcher, it
+/// dropped the request, or the deadline passed.
+async fn batched_answer<T>(
+    answer: Option<tokio::sync::oneshot::Receiver<Result<T, AppError>>>,
+    deadline: Duration,
+) -> Result<T, AppError> {
+    match answer {
+        Some(answer) => match tokio::time::timeout(deadline, answer).await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(_)) | Err(_) => Err(AppError::Unavailable),
+        },
+        None => Err(AppError::Unavailable),
+    }
+}
+
 /// What a query gets to work with: the pool, and nothing to publish with.
 #[derive(Clone)]
 pub struct Db {
@@ -270,13 +296,7 @@ impl Handler<AdvanceCursor> for Persistence {
         let deadline = self.request_timeout * 2;
         metrics().persistence_in_flight.inc();
         Box::pin(async move {
-            let outcome = match answer {
-                Some(answer) => match tokio::time::timeout(deadline, answer).await {
-                    Ok(Ok(outcome)) => outcome,
-                    Ok(Err(_)) | Err(_) => Err(AppError::Unavailable),
-                },
-                None => Err(AppError::Unavailable),
-            };
+            let outcome = batched_answer(answer, deadline).await;
             metrics().persistence_in_flight.dec();
             outcome
         })
@@ -319,13 +339,7 @@ impl Handler<SendMessage> for Persistence {
                     return Err(error);
                 }
             };
-            let outcome = match answer {
-                Some(answer) => match tokio::time::timeout(deadline, answer).await {
-                    Ok(Ok(outcome)) => outcome,
-                    Ok(Err(_)) | Err(_) => Err(AppError::Unavailable),
-                },
-                None => Err(AppError::Unavailable),
-            };
+            let outcome = batched_answer(answer, deadline).await;
             metrics().persistence_in_flight.dec();
             outcome
         })

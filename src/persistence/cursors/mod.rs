@@ -25,7 +25,7 @@ use std::time::Duration;
 use actix::Message;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Db, Subscribers};
+use super::{enqueue, Db, Subscribers};
 use crate::auth::Claimed;
 use crate::domain::{Seq, SessionId, ThreadId, UserId};
 use crate::error::AppError;
@@ -97,15 +97,7 @@ impl CursorBatcher {
         request: AdvanceCursor,
     ) -> oneshot::Receiver<Result<CursorOutcome, AppError>> {
         let (reply, answer) = oneshot::channel();
-        metrics().persistence_queue_depth.inc();
-        if let Err(mpsc::error::SendError(lost)) =
-            self.queue.send(PendingAdvance { request, reply })
-        {
-            // The batcher is gone (shutting down): dropping `lost` drops
-            // the answer's sender, which the caller reads as unavailable.
-            metrics().persistence_queue_depth.dec();
-            drop(lost);
-        }
+        enqueue(&self.queue, PendingAdvance { request, reply });
         answer
     }
 }

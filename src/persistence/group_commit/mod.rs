@@ -46,7 +46,7 @@ use super::batch_settings::BatchSettings;
 use super::messages::{SendMessage, SendOutcome};
 use super::notifications::Notices;
 use super::outbox::OutboxSignal;
-use super::{Db, Subscribers};
+use super::{enqueue, Db, Subscribers};
 use crate::domain::MessageId;
 use crate::error::AppError;
 use crate::events::ChatEvent;
@@ -94,13 +94,7 @@ impl GroupCommit {
             arrived: Instant::now(),
             reply,
         };
-        metrics().persistence_queue_depth.inc();
-        if let Err(mpsc::error::SendError(lost)) = self.queue.send(pending) {
-            // The batcher is gone (shutting down): the answer's sender is
-            // dropped with `lost`, which the caller reads as unavailable.
-            metrics().persistence_queue_depth.dec();
-            drop(lost);
-        }
+        enqueue(&self.queue, pending);
         answer
     }
 }
